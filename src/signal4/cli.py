@@ -1,0 +1,228 @@
+"""The bodies of the Invoke tasks: typed functions that tasks.py calls with parsed flags.
+
+They print through the rich console and raise :class:`UserError` (turned into a one-line
+message and an exit code by tasks.py) for anything a user can fix.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from signal4 import dispatch, envs, housekeeping, protocol, syncer
+from signal4.manifest import FULL_ENV, Manifest, ManifestError, UnknownNameError, load
+
+#: Exit code for a usage or configuration mistake (unknown name, env not synced...).
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix; ``str()`` is the one-line message."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def manifest(root: Path | None = None) -> Manifest:
+    """Load the manifest, turning its faults into :class:`UserError`."""
+    try:
+        return load(root)
+    except ManifestError as exc:
+        raise UserError(f"manifest error: {exc}") from None
+
+
+def passthrough_args(argv: Sequence[str], remainder: str) -> list[str]:
+    """Return the arguments after ``--``, quoting intact (invoke only keeps a joined string)."""
+    argv = list(argv)
+    if "--" in argv:
+        return argv[argv.index("--") + 1 :]
+    return shlex.split(remainder)
+
+
+def _states_style(action: str) -> str:
+    return {
+        "synced": "green",
+        "up to date": "green",
+        "skipped": "yellow",
+        "would sync": "yellow",
+        "failed": "bold red",
+    }.get(action, "")
+
+
+def sync(names: Sequence[str], *, full: bool = False, check: bool = False, force: bool = False, jobs: int = 2) -> int:
+    """Sync the named envs (all by default) and print a summary; return the exit code."""
+    from rich.live import Live
+    from rich.table import Table
+
+    from signal4.console import console
+
+    m = manifest()
+    try:
+        chosen = syncer.select(m, names, full=full)
+    except UnknownNameError as exc:
+        raise UserError(str(exc)) from None
+    specs = [envs.spec(m, name) for name in chosen]
+    out = console()
+    try:
+        if check:
+            results = syncer.check_all(m, specs)
+        else:
+            results = _sync_with_progress(m, specs, force=force, jobs=jobs, live_cls=Live)
+    except envs.EnvError as exc:
+        raise UserError(str(exc)) from None
+
+    table = Table(title="sync check" if check else "sync summary")
+    for col in ("env", "state before", "result", "packages", "time"):
+        table.add_column(col, justify="right" if col in ("packages", "time") else "left")
+    for r in results:
+        table.add_row(
+            r.env,
+            r.before.value,
+            f"[{_states_style(r.action)}]{r.action}[/]" + (f" — {r.error}" if r.error else ""),
+            str(r.packages or ""),
+            f"{r.seconds:.1f}s" if r.seconds else "",
+        )
+    out.print(table)
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        if r.action == "skipped":
+            out.print(f"[yellow]skipped[/] {r.env}: {r.error}")
+    if failed:
+        for r in failed:
+            out.print(f"[bold red]✘ {r.env}[/]: {r.error}")
+        return 1
+    if check and any(r.action == "would sync" for r in results):
+        return 1
+    return 0
+
+
+def _sync_with_progress(
+    m: Manifest, specs: Sequence[envs.EnvSpec], *, force: bool, jobs: int, live_cls: type
+) -> list[syncer.SyncResult]:
+    import threading
+    import time
+
+    from rich.spinner import Spinner
+    from rich.table import Table
+
+    from signal4.console import console, err_console
+
+    lock = threading.Lock()
+    rows: dict[str, tuple[str, float, str]] = {}
+
+    def render() -> Table:
+        grid = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        for name, (msg, started, style) in rows.items():
+            icon = Spinner("dots") if style == "run" else ("✔" if style == "ok" else "✘")
+            grid.add_row(icon, name, msg, f"{now - started:.0f}s" if style == "run" else "")
+        return grid
+
+    def on_start(name: str) -> None:
+        with lock:
+            rows[name] = ("checking", time.monotonic(), "run")
+
+    def on_event(name: str, msg: str) -> None:
+        with lock:
+            rows[name] = (msg, rows[name][1], "run")
+
+    def on_done(result: syncer.SyncResult) -> None:
+        with lock:
+            rows[result.env] = (result.action, rows[result.env][1], "ok" if result.ok else "bad")
+
+    def on_wait() -> None:
+        err_console().print("another sync holds the env lock; waiting for it to finish…")
+
+    with live_cls(get_renderable=render, console=console(), transient=True, refresh_per_second=8):
+        return syncer.sync_many(
+            m, specs, jobs=jobs, force=force, on_start=on_start, on_event=on_event,
+            on_done=on_done, on_wait=on_wait,
+        )
+
+
+def run(task: str, args: Sequence[str], *, sync_first: bool = False, timeout: float | None = None) -> int:
+    """Run ``task`` in its env via the dispatcher, echoing its output; return its exit code."""
+    m = manifest()
+    try:
+        t = m.task(task)
+        env = envs.spec(m, t.env)
+        if sync_first and envs.status(m, env) is not envs.State.UP_TO_DATE:
+            code = sync([t.env])
+            if code:
+                return code
+        outcome = dispatch.run(
+            m, task, args, timeout=timeout,
+            on_stdout=dispatch.echo_stdout, on_stderr=dispatch.echo_stderr,
+        )
+    except (UnknownNameError, envs.EnvError) as exc:
+        raise UserError(str(exc)) from None
+    if outcome.status == protocol.TIMED_OUT or (outcome.error and not outcome.result):
+        print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
+    return outcome.exit_code
+
+
+def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
+    """Remove env venvs (and, with no names, caches and build outputs); print each path."""
+    from signal4.console import console
+
+    m = manifest()
+    for name in names:
+        if name != FULL_ENV:
+            try:
+                m.env(name)
+            except UnknownNameError as exc:
+                raise UserError(str(exc)) from None
+    out = console()
+    plan = housekeeping.clean_plan(m, names)
+    if not plan:
+        out.print("nothing to clean")
+        return 0
+    with envs.sync_lock(m, on_wait=lambda: out.print("waiting for a running sync to finish…")):
+        for path in plan:
+            rel = path.relative_to(m.root)
+            out.print(f"{'would remove' if dry_run else 'removing'} {rel}")
+            if not dry_run:
+                housekeeping.remove(path)
+    return 0
+
+
+def show_envs(*, sizes: bool = True) -> int:
+    """Print a table of envs: tasks, package count, sync state, size on disk."""
+    from rich.table import Table
+
+    from signal4.console import console
+
+    m = manifest()
+    table = Table(title="sub-environments")
+    for col in ("env", "tasks", "state", "packages", "size", "unique size"):
+        table.add_column(col, justify="right" if col in ("packages", "size", "unique size") else "left")
+    for row in housekeeping.env_rows(m, sizes=sizes):
+        style = "green" if row.state is envs.State.UP_TO_DATE else "yellow"
+        table.add_row(
+            row.env,
+            ", ".join(row.tasks) or "—",
+            f"[{style}]{row.state.value}[/]",
+            str(row.packages) if row.packages else "—",
+            housekeeping.human_bytes(row.apparent_bytes) if row.apparent_bytes else "—",
+            housekeeping.human_bytes(row.unique_bytes) if row.unique_bytes else "—",
+        )
+    console().print(table)
+    return 0
+
+
+def lock(*, check: bool = False, upgrade: bool = False) -> int:
+    """Refresh uv.lock from pyproject.toml (or only check that it matches)."""
+    m = manifest()
+    try:
+        cmd = [envs.find_uv(), "lock", "--project", str(m.root)]
+    except envs.EnvError as exc:
+        raise UserError(str(exc)) from None
+    if check:
+        cmd.append("--check")
+    if upgrade:
+        cmd.append("--upgrade")
+    return subprocess.run(cmd, check=False).returncode

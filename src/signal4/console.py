@@ -1,0 +1,38 @@
+"""The one output channel for the developer tools: a rich console.
+
+rich honours NO_COLOR and FORCE_COLOR itself. Processing steps do not use this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@functools.cache
+def console() -> Console:
+    """Return the shared console (stdout)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@functools.cache
+def err_console() -> Console:
+    """Return the console for diagnostics (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def banner(title: str, uv_version: str | None = None) -> None:
+    """Print a one-line banner with the interpreter and tool versions."""
+    parts = [f"[bold]{title}[/]", f"python {platform.python_version()} ({sys.executable})"]
+    if uv_version:
+        parts.append(uv_version)
+    console().print(" · ".join(parts))

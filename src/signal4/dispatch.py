@@ -1,0 +1,310 @@
+"""The dispatcher: task -> env -> interpreter -> command, run with a timeout, result classified.
+
+``inv run``, ``inv pipeline`` and the worker all call :func:`run`. It calls the env's own
+interpreter directly (no ``uv run``: no lock check or sync at launch), always with an
+argument list, in a new process group so that a timeout stops the step *and* whatever it
+started (ffmpeg, say): SIGTERM first, SIGKILL after a grace period. SIGINT and SIGTERM
+sent to the caller are forwarded to the step.
+
+Standard library only: this is on every task's start-up path.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from signal4 import protocol
+from signal4.envs import EnvSpec, require_ready, spec
+from signal4.manifest import Manifest, Task
+
+DEFAULT_GRACE = 10.0
+STDERR_TAIL_LINES = 40
+#: Exit code when the caller was interrupted (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened when a task ran."""
+
+    task: str
+    env: str
+    status: str
+    exit_code: int
+    returncode: int | None
+    duration: float
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    stderr_tail: str = ""
+    command: tuple[str, ...] = ()
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True for completed or skipped."""
+        return self.status in (protocol.COMPLETED, protocol.SKIPPED)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary of the outcome."""
+        return {
+            "task": self.task,
+            "env": self.env,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "returncode": self.returncode,
+            "duration_s": round(self.duration, 3),
+            "error": self.error,
+            "result": self.result,
+        }
+
+
+def command(manifest: Manifest, task: Task, args: Sequence[str], env: EnvSpec | None = None) -> list[str]:
+    """Return the argument list that runs ``task`` in its env's interpreter."""
+    env = env or spec(manifest, task.env)
+    return [str(env.python), "-m", task.module, *args]
+
+
+def child_environ(manifest: Manifest, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the environment a step runs with."""
+    environ = dict(os.environ)
+    environ.pop("VIRTUAL_ENV", None)
+    environ.pop("PYTHONHOME", None)
+    environ["PYTHONUNBUFFERED"] = "1"
+    environ.setdefault("SIGNAL4_DATA_DIR", str(manifest.root / "data"))
+    if extra:
+        environ.update(extra)
+    return environ
+
+
+def classify(returncode: int, stdout_last: str) -> tuple[str, int, dict[str, Any], str | None]:
+    """Classify a finished step: (status, exit code, result, error)."""
+    try:
+        result = protocol.parse_line(stdout_last) if stdout_last.strip() else None
+    except protocol.ProtocolError as exc:
+        return protocol.FAILED, returncode or protocol.EXIT_FAILED, {}, str(exc)
+    if result is None:
+        error = "the step printed no result line on stdout"
+        if returncode < 0:
+            error = f"the step was killed by signal {signal.Signals(-returncode).name}"
+        return protocol.FAILED, returncode if returncode > 0 else protocol.EXIT_FAILED, {}, error
+    status = result["status"]
+    expected = protocol.EXIT_CODES[status]
+    if returncode != expected:
+        error = f"the step reported {status!r} but exited with code {returncode} (expected {expected})"
+        return protocol.FAILED, returncode if returncode > 0 else protocol.EXIT_FAILED, result, error
+    error = result.get("error") if status in (protocol.FAILED, protocol.INVALID_INPUT) else None
+    return status, expected, result, error
+
+
+@contextlib.contextmanager
+def _forward_signals(proc: subprocess.Popen[str], seen: list[int]) -> Iterator[None]:
+    """Forward SIGINT and SIGTERM to ``proc``'s process group while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        seen.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _pump(stream: IO[str], sink: Callable[[str], None]) -> None:
+    for line in stream:
+        sink(line)
+    stream.close()
+
+
+def _stop(proc: subprocess.Popen[str], grace: float) -> None:
+    """SIGTERM the step's process group, then SIGKILL it if it outlives ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_command(
+    cmd: Sequence[str],
+    *,
+    task: str,
+    env: str,
+    timeout: float | None,
+    grace: float = DEFAULT_GRACE,
+    environ: Mapping[str, str] | None = None,
+    on_stdout: Callable[[str], None] | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+    cwd: Path | None = None,
+) -> Outcome:
+    """Run ``cmd`` as a step: timeout, signal forwarding, result classification.
+
+    ``on_stdout``/``on_stderr`` receive each line as it arrives (echo it, log it...);
+    the last stdout line and a tail of stderr are kept either way.
+    """
+    last_line = [""]
+    tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+
+    def out(line: str) -> None:
+        if line.strip():
+            last_line[0] = line
+        if on_stdout:
+            on_stdout(line)
+
+    def err(line: str) -> None:
+        tail.append(line)
+        if on_stderr:
+            on_stderr(line)
+
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=dict(environ) if environ is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return Outcome(
+            task=task,
+            env=env,
+            status=protocol.FAILED,
+            exit_code=protocol.EXIT_FAILED,
+            returncode=None,
+            duration=0.0,
+            error=f"cannot start {cmd[0]}: {exc.strerror}",
+            command=tuple(cmd),
+        )
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    signals: list[int] = []
+    timed_out = False
+    with _forward_signals(proc, signals):
+        try:
+            proc.wait(timeout=timeout if timeout else None)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop(proc, grace)
+    for pump in pumps:
+        pump.join()
+    duration = time.monotonic() - started
+    returncode = proc.returncode
+    stderr_tail = "".join(tail)
+
+    if timed_out:
+        return Outcome(
+            task=task,
+            env=env,
+            status=protocol.TIMED_OUT,
+            exit_code=protocol.EXIT_TIMEOUT,
+            returncode=returncode,
+            duration=duration,
+            error=f"timed out after {timeout:g} s; stopped with SIGTERM"
+            + (" then SIGKILL" if returncode == -signal.SIGKILL else ""),
+            stderr_tail=stderr_tail,
+            command=tuple(cmd),
+        )
+    status, exit_code, result, error = classify(returncode, last_line[0])
+    if signals and status not in (protocol.COMPLETED, protocol.SKIPPED):
+        sig = signal.Signals(signals[0])
+        return Outcome(
+            task=task,
+            env=env,
+            status=protocol.FAILED,
+            exit_code=128 + sig.value,
+            returncode=returncode,
+            duration=duration,
+            result=result,
+            error=f"interrupted by {sig.name}",
+            stderr_tail=stderr_tail,
+            command=tuple(cmd),
+            interrupted=True,
+        )
+    return Outcome(
+        task=task,
+        env=env,
+        status=status,
+        exit_code=exit_code,
+        returncode=returncode,
+        duration=duration,
+        result=result,
+        error=error,
+        stderr_tail=stderr_tail,
+        command=tuple(cmd),
+    )
+
+
+def run(
+    manifest: Manifest,
+    task_name: str,
+    args: Sequence[str] = (),
+    *,
+    timeout: float | None = None,
+    grace: float = DEFAULT_GRACE,
+    env_vars: Mapping[str, str] | None = None,
+    on_stdout: Callable[[str], None] | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+    env: EnvSpec | None = None,
+) -> Outcome:
+    """Run ``task_name`` in its env with the manifest's timeout (or ``timeout``).
+
+    Raises :class:`~signal4.manifest.UnknownNameError` for an unknown task and
+    :class:`~signal4.envs.EnvError` when the env is not ready to use.
+    """
+    task = manifest.task(task_name)
+    env = env or spec(manifest, task.env)
+    require_ready(manifest, env)
+    return run_command(
+        command(manifest, task, args, env),
+        task=task.name,
+        env=task.env,
+        timeout=task.timeout if timeout is None else timeout,
+        grace=grace,
+        environ=child_environ(manifest, env_vars),
+        on_stdout=on_stdout,
+        on_stderr=on_stderr,
+    )
+
+
+def echo_stdout(line: str) -> None:
+    """Pass a step's stdout line through to ours."""
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def echo_stderr(line: str) -> None:
+    """Pass a step's stderr line through to ours."""
+    sys.stderr.write(line)
+    sys.stderr.flush()

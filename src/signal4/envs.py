@@ -1,0 +1,267 @@
+"""Sub-environments on disk: where they live, whether they are fresh, and how to sync them.
+
+An env is *up to date* when its interpreter exists and its sync stamp names the current
+``uv.lock`` hash and the same selection of extras and groups. The stamp is removed before
+a sync starts and written only after ``uv sync`` succeeds, so an env whose sync was
+interrupted is never taken for a usable one.
+
+Standard library only: :func:`status` is on the ``inv run`` start-up path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from signal4.manifest import FULL_ENV, Manifest
+
+STAMP_NAME = ".signal4-sync.json"
+LOCK_FILE = "uv.lock"
+
+
+class EnvError(RuntimeError):
+    """An env cannot be used or built; the message says what to run next."""
+
+
+class State(enum.Enum):
+    """How an env on disk relates to the lock."""
+
+    UP_TO_DATE = "up to date"
+    MISSING = "missing"
+    STALE = "stale"
+    BROKEN = "broken"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What to install into one venv: an env's extra (or all of them) plus dependency groups."""
+
+    name: str
+    venv: Path
+    extras: tuple[str, ...]
+    groups: tuple[str, ...] = ()
+    all_extras: bool = False
+
+    @property
+    def python(self) -> Path:
+        """The venv's own interpreter."""
+        if sys.platform == "win32":  # pragma: no cover - not a target platform
+            return self.venv / "Scripts" / "python.exe"
+        return self.venv / "bin" / "python"
+
+    @property
+    def stamp(self) -> Path:
+        """The file recording the lock hash this venv was last synced from."""
+        return self.venv / STAMP_NAME
+
+    def selection(self) -> dict[str, object]:
+        """What this spec installs, as recorded in the stamp."""
+        return {
+            "extras": ["*"] if self.all_extras else list(self.extras),
+            "groups": list(self.groups),
+        }
+
+
+def envs_dir(manifest: Manifest) -> Path:
+    """The folder holding every sub-env."""
+    return manifest.root / "envs"
+
+
+def spec(manifest: Manifest, name: str, *, groups: Sequence[str] = (), venv: Path | None = None) -> EnvSpec:
+    """Return the :class:`EnvSpec` of env ``name`` (``full`` is the monolithic baseline)."""
+    if name == FULL_ENV:
+        return EnvSpec(
+            name=name,
+            venv=venv or envs_dir(manifest) / FULL_ENV / ".venv",
+            extras=tuple(e.name for e in manifest.supported_envs()),
+            groups=tuple(groups),
+            all_extras=True,
+        )
+    env = manifest.env(name)
+    return EnvSpec(
+        name=env.name,
+        venv=venv or envs_dir(manifest) / env.name / ".venv",
+        extras=(env.name,),
+        groups=tuple(groups),
+    )
+
+
+def lock_hash(manifest: Manifest) -> str:
+    """Return a short hash of ``uv.lock``; the stamp compares against it."""
+    path = manifest.root / LOCK_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise EnvError(f"{path} is missing; run: inv lock") from None
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def read_stamp(env: EnvSpec) -> dict[str, object] | None:
+    """Return the env's sync stamp, or None when it has none or it is unreadable."""
+    try:
+        data = json.loads(env.stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def status(manifest: Manifest, env: EnvSpec, *, lock: str | None = None) -> State:
+    """Return the :class:`State` of ``env`` against the current lock."""
+    if env.name != FULL_ENV and not manifest.env(env.name).supported():
+        return State.UNSUPPORTED
+    if not env.venv.exists():
+        return State.MISSING
+    if not env.python.exists():
+        return State.BROKEN
+    stamp = read_stamp(env)
+    if stamp is None:
+        return State.STALE
+    current = lock or lock_hash(manifest)
+    if stamp.get("lock") != current or stamp.get("selection") != env.selection():
+        return State.STALE
+    return State.UP_TO_DATE
+
+
+def sync_hint(env: str) -> str:
+    """The command that brings ``env`` up to date."""
+    return "inv sync-all" if env == "*" else f"inv sync {env}"
+
+
+def require_ready(manifest: Manifest, env: EnvSpec) -> None:
+    """Raise :class:`EnvError` with the fixing command unless ``env`` is up to date."""
+    state = status(manifest, env)
+    if state is State.UP_TO_DATE:
+        return
+    if state is State.UNSUPPORTED:
+        raise EnvError(f"env {env.name!r} is not supported on this platform")
+    why = {
+        State.MISSING: "is not synced",
+        State.STALE: "is stale against uv.lock (or its last sync did not finish)",
+        State.BROKEN: "is broken (its interpreter is gone)",
+    }[state]
+    raise EnvError(f"env {env.name!r} {why}; run: {sync_hint(env.name)}")
+
+
+def find_uv() -> str:
+    """Return the uv executable: the one running us, the dev env's, or the one on PATH."""
+    candidates = [os.environ.get("UV"), str(Path(sys.executable).parent / "uv"), shutil.which("uv")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise EnvError("uv not found; install it with: python3 -m pip install uv")
+
+
+def sync_command(manifest: Manifest, env: EnvSpec, *, uv: str | None = None) -> list[str]:
+    """Return the ``uv sync`` argument list that installs ``env`` from the lock, never resolving."""
+    cmd = [
+        uv or find_uv(),
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        "--compile-bytecode",
+        "--project",
+        str(manifest.root),
+    ]
+    if env.all_extras:
+        cmd.append("--all-extras")
+    else:
+        for extra in env.extras:
+            cmd += ["--extra", extra]
+    for group in env.groups:
+        cmd += ["--group", group]
+    return cmd
+
+
+def sync_environ(env: EnvSpec, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Return the process environment for syncing ``env``: uv targets its venv."""
+    environ = dict(os.environ if base is None else base)
+    environ["UV_PROJECT_ENVIRONMENT"] = str(env.venv)
+    environ.pop("VIRTUAL_ENV", None)
+    environ.setdefault("UV_NO_PROGRESS", "1")
+    return environ
+
+
+def begin_sync(env: EnvSpec) -> None:
+    """Invalidate ``env`` before uv touches it, so a half-done sync is never used."""
+    with contextlib.suppress(FileNotFoundError):
+        env.stamp.unlink()
+    if env.venv.exists() and not env.python.exists():
+        # A venv without an interpreter cannot be repaired in place by uv.
+        shutil.rmtree(env.venv)
+
+
+def finish_sync(manifest: Manifest, env: EnvSpec) -> None:
+    """Record that ``env`` now matches the current lock (atomically)."""
+    payload = {
+        "lock": lock_hash(manifest),
+        "selection": env.selection(),
+        "python": sys.version.split()[0],
+    }
+    tmp = env.stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload) + "\n", encoding="utf-8")
+    os.replace(tmp, env.stamp)
+
+
+@contextlib.contextmanager
+def sync_lock(manifest: Manifest, *, on_wait: object = None) -> Iterator[None]:
+    """Hold the project's sync lock; a second syncer waits (calling ``on_wait`` once)."""
+    folder = envs_dir(manifest)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".sync.lock").open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if callable(on_wait):
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def site_packages(env: EnvSpec) -> Path | None:
+    """Return the venv's site-packages folder, if it has one."""
+    lib = env.venv / "lib"
+    if not lib.is_dir():
+        return None
+    for child in sorted(lib.glob("python3*/site-packages")):
+        return child
+    return None
+
+
+def package_count(env: EnvSpec) -> int:
+    """Count the distributions installed in ``env``."""
+    site = site_packages(env)
+    return len(list(site.glob("*.dist-info"))) if site else 0
+
+
+def disk_usage(path: Path) -> tuple[int, int]:
+    """Return (apparent bytes, unique bytes with hard-linked files counted once) under ``path``."""
+    apparent = unique = 0
+    seen: set[tuple[int, int]] = set()
+    for folder, _dirs, files in os.walk(path):
+        for fname in files:
+            try:
+                st = os.lstat(os.path.join(folder, fname))
+            except OSError:
+                continue
+            apparent += st.st_size
+            key = (st.st_dev, st.st_ino)
+            if key not in seen:
+                seen.add(key)
+                unique += st.st_size
+    return apparent, unique

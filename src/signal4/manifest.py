@@ -1,0 +1,246 @@
+"""The manifest: envs, their packages and the task -> env map, read from pyproject.toml.
+
+Everything that iterates over envs or tasks (tasks.py, noxfile.py, the dispatcher, CI)
+goes through :func:`load`. The data lives in two places of one file:
+
+* ``[project.dependencies]`` is the shared base, ``[project.optional-dependencies]``
+  holds one extra per env (its own packages);
+* ``[tool.signal4]`` describes each env and maps every task to one env, with its
+  module, default timeout and concurrency limit.
+
+Only the standard library is imported here: this module is on every start-up path.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGE = "signal4"
+FULL_ENV = "full"
+STEP_PACKAGE = f"{PACKAGE}.processing_steps"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class ManifestError(ValueError):
+    """The manifest is malformed; the message names the fault."""
+
+
+class UnknownNameError(KeyError):
+    """An env or task name that the manifest does not know."""
+
+    def __init__(self, kind: str, name: str, valid: Sequence[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.valid = tuple(valid)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"unknown {self.kind} {self.name!r}; valid {self.kind}s: {', '.join(self.valid)}"
+
+
+def current_platform() -> str:
+    """Return this machine's platform tag as the manifest spells it, e.g. ``linux-x86_64``."""
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+    return f"{sys.platform}-{machine}"
+
+
+def requirement_name(requirement: str) -> str:
+    """Return the normalised distribution name of a PEP 508 requirement string."""
+    match = _NAME_RE.match(requirement.strip())
+    if not match:
+        raise ManifestError(f"cannot read a package name from requirement {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+@dataclass(frozen=True)
+class Env:
+    """One sub-environment: its own packages on top of the base."""
+
+    name: str
+    description: str
+    requirements: tuple[str, ...]
+    platforms: tuple[str, ...] = ()
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """Normalised names of the env's own packages (not the base)."""
+        return tuple(requirement_name(r) for r in self.requirements)
+
+    def supported(self, plat: str | None = None) -> bool:
+        """Whether the env can be built on ``plat`` (this machine by default)."""
+        return not self.platforms or (plat or current_platform()) in self.platforms
+
+
+@dataclass(frozen=True)
+class Task:
+    """One processing step (or service) and the env it runs in."""
+
+    name: str
+    env: str
+    module: str
+    timeout: float
+    concurrency: int
+
+    @property
+    def queue(self) -> str:
+        """The work queue for this task's env."""
+        return f"{PACKAGE}.{self.env}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The whole manifest, validated."""
+
+    root: Path
+    base: tuple[str, ...]
+    envs: Mapping[str, Env]
+    tasks: Mapping[str, Task]
+    conflicts: tuple[frozenset[str], ...] = field(default=())
+
+    def env(self, name: str) -> Env:
+        """Return the env called ``name`` or raise :class:`UnknownNameError`."""
+        try:
+            return self.envs[name]
+        except KeyError:
+            raise UnknownNameError("env", name, sorted(self.envs)) from None
+
+    def task(self, name: str) -> Task:
+        """Return the task called ``name`` or raise :class:`UnknownNameError`."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownNameError("task", name, sorted(self.tasks)) from None
+
+    def tasks_of(self, env: str) -> tuple[Task, ...]:
+        """Return the tasks mapped to ``env``, in manifest order."""
+        self.env(env)
+        return tuple(t for t in self.tasks.values() if t.env == env)
+
+    def supported_envs(self, plat: str | None = None) -> Iterator[Env]:
+        """Yield the envs buildable on ``plat`` (this machine by default)."""
+        return (e for e in self.envs.values() if e.supported(plat))
+
+    @property
+    def base_packages(self) -> tuple[str, ...]:
+        """Normalised names of the base packages."""
+        return tuple(requirement_name(r) for r in self.base)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Return the nearest folder at or above ``start`` holding a signal4 pyproject.toml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "[tool.signal4]" in candidate.read_text(encoding="utf-8"):
+            return folder
+    raise ManifestError(f"no pyproject.toml with a [tool.signal4] table at or above {here}")
+
+
+def load(root: Path | None = None) -> Manifest:
+    """Read and validate the manifest of the project at ``root`` (found from cwd if None)."""
+    root = find_root(root) if root is None else root.resolve()
+    path = root / "pyproject.toml"
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{path} is not valid TOML: {exc}") from None
+    return parse(data, root)
+
+
+def parse(data: Mapping[str, Any], root: Path) -> Manifest:
+    """Validate the parsed pyproject ``data`` and build the :class:`Manifest`."""
+    project = data.get("project", {})
+    tool = data.get("tool", {}).get(PACKAGE)
+    if not isinstance(tool, dict):
+        raise ManifestError("pyproject.toml has no [tool.signal4] table")
+
+    base = tuple(project.get("dependencies", []))
+    base_names = {requirement_name(r): r for r in base}
+    extras: dict[str, list[str]] = dict(project.get("optional-dependencies", {}))
+    env_tables: dict[str, Any] = dict(tool.get("envs", {}))
+
+    if not env_tables:
+        raise ManifestError("[tool.signal4.envs] declares no env")
+    if FULL_ENV in env_tables:
+        raise ManifestError(f"env name {FULL_ENV!r} is reserved for the monolithic baseline")
+    for name in extras:
+        if name not in env_tables:
+            raise ManifestError(
+                f"extra {name!r} has no [tool.signal4.envs.{name}] table; every extra is an env"
+            )
+
+    envs: dict[str, Env] = {}
+    for name, table in env_tables.items():
+        if not isinstance(table, dict):
+            raise ManifestError(f"[tool.signal4.envs.{name}] must be a table")
+        requirements = extras.get(name)
+        if requirements is None:
+            raise ManifestError(
+                f"env {name!r} has no packages: add [project.optional-dependencies].{name}"
+            )
+        if not requirements:
+            raise ManifestError(f"env {name!r} is empty: its extra lists no package")
+        seen: set[str] = set()
+        for req in requirements:
+            pkg = requirement_name(req)
+            if pkg in base_names:
+                raise ManifestError(
+                    f"package {pkg!r} is declared both in the base and in env {name!r}; "
+                    "declare it once"
+                )
+            if pkg in seen:
+                raise ManifestError(f"package {pkg!r} is declared twice in env {name!r}")
+            seen.add(pkg)
+        envs[name] = Env(
+            name=name,
+            description=str(table.get("description", "")),
+            requirements=tuple(requirements),
+            platforms=tuple(table.get("platforms", ())),
+        )
+
+    default_timeout = float(tool.get("default-timeout", 3600))
+    default_concurrency = int(tool.get("default-concurrency", 1))
+    tasks: dict[str, Task] = {}
+    raw_tasks = tool.get("tasks", [])
+    if not isinstance(raw_tasks, list):
+        raise ManifestError("[tool.signal4] tasks must be an array of tables ([[tool.signal4.tasks]])")
+    for entry in raw_tasks:
+        name = entry.get("name")
+        if not name:
+            raise ManifestError(f"a task entry has no name: {entry!r}")
+        if name in tasks:
+            raise ManifestError(f"task {name!r} is mapped twice; map each task to one env")
+        env = entry.get("env")
+        if env not in envs:
+            raise ManifestError(
+                f"task {name!r} maps to unknown env {env!r}; known envs: {', '.join(envs)}"
+            )
+        timeout = float(entry.get("timeout", default_timeout))
+        concurrency = int(entry.get("concurrency", default_concurrency))
+        if timeout < 0 or concurrency < 1:
+            raise ManifestError(f"task {name!r}: timeout must be >= 0 and concurrency >= 1")
+        tasks[name] = Task(
+            name=name,
+            env=env,
+            module=str(entry.get("module", f"{STEP_PACKAGE}.{name}")),
+            timeout=timeout,
+            concurrency=concurrency,
+        )
+
+    conflicts = tuple(
+        frozenset(item.get("extra", "") for item in group)
+        for group in data.get("tool", {}).get("uv", {}).get("conflicts", [])
+    )
+    return Manifest(root=root, base=base, envs=envs, tasks=tasks, conflicts=conflicts)

@@ -1,0 +1,78 @@
+"""The result protocol every processing step speaks.
+
+A step prints exactly one JSON object as the **last line** of its stdout, with a
+``status`` key, and exits with the matching code:
+
+========================  =========
+status                    exit code
+========================  =========
+``completed``             0
+``skipped``               0
+``invalid_input``         2
+``failed``                1
+========================  =========
+
+The dispatcher adds ``timed_out`` (the step ran past its timeout and was stopped) and
+treats a missing or garbled result line, or one that disagrees with the exit code,
+as ``failed``. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+COMPLETED: Final = "completed"
+SKIPPED: Final = "skipped"
+INVALID_INPUT: Final = "invalid_input"
+FAILED: Final = "failed"
+TIMED_OUT: Final = "timed_out"
+
+STEP_STATUSES: Final = (COMPLETED, SKIPPED, INVALID_INPUT, FAILED)
+ALL_STATUSES: Final = (*STEP_STATUSES, TIMED_OUT)
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_INVALID: Final = 2
+#: Exit code of ``inv run`` / the dispatcher when a step ran past its timeout.
+EXIT_TIMEOUT: Final = 124
+
+EXIT_CODES: Final[dict[str, int]] = {
+    COMPLETED: EXIT_OK,
+    SKIPPED: EXIT_OK,
+    INVALID_INPUT: EXIT_INVALID,
+    FAILED: EXIT_FAILED,
+    TIMED_OUT: EXIT_TIMEOUT,
+}
+
+
+class ProtocolError(ValueError):
+    """A step's output does not follow the result protocol."""
+
+
+def encode(result: dict[str, Any]) -> str:
+    """Return ``result`` as the single line a step prints last."""
+    if result.get("status") not in STEP_STATUSES:
+        raise ProtocolError(f"status must be one of {STEP_STATUSES}, got {result.get('status')!r}")
+    return json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def parse_last_line(stdout: str) -> dict[str, Any]:
+    """Return the result object from the last non-empty line of ``stdout``."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        raise ProtocolError("the step printed no result line on stdout")
+    return parse_line(lines[-1])
+
+
+def parse_line(line: str) -> dict[str, Any]:
+    """Return the result object encoded in ``line``."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        raise ProtocolError(f"the last stdout line is not JSON: {line[:120]!r}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"the last stdout line is not a JSON object: {line[:120]!r}")
+    if value.get("status") not in STEP_STATUSES:
+        raise ProtocolError(f"the result has no valid status: {line[:120]!r}")
+    return value

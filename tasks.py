@@ -1,0 +1,89 @@
+"""Invoke tasks: thin wrappers over signal4.cli. Run `inv --list` for the one-line help."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from invoke import Context, Exit, task
+
+from signal4 import cli
+
+
+def _call(fn: Callable[[], int]) -> None:
+    """Run a task body; turn a user mistake into a one-line message and its exit code."""
+    try:
+        code = fn()
+    except cli.UserError as exc:
+        raise Exit(f"error: {exc}", code=exc.code) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=130) from None
+    if code:
+        raise Exit(code=code)
+
+
+@task(
+    help={
+        "check": "Report each env as missing / stale / up to date; change nothing.",
+        "full": "Also build the monolithic 'full' env (the measurement baseline).",
+        "force": "Run uv sync even for envs that are up to date.",
+        "jobs": "How many envs to sync at once.",
+    }
+)
+def sync_all(c: Context, check: bool = False, full: bool = False, force: bool = False, jobs: int = 2) -> None:
+    """Create or update every env from uv.lock, in parallel."""
+    _call(lambda: cli.sync((), full=full, check=check, force=force, jobs=jobs))
+
+
+@task(
+    help={
+        "env": "The env to sync ('full' for the monolithic baseline).",
+        "check": "Report the env's state; change nothing.",
+        "force": "Run uv sync even if the env is up to date.",
+    }
+)
+def sync(c: Context, env: str, check: bool = False, force: bool = False) -> None:
+    """Create or update one env from uv.lock."""
+    _call(lambda: cli.sync([env], check=check, force=force, jobs=1))
+
+
+@task(
+    help={
+        "task": "The processing step to run; arguments after -- go to it.",
+        "sync": "Sync the task's env first if it is missing or stale.",
+        "timeout": "Seconds before the step is stopped (default: the manifest's).",
+    }
+)
+def run(c: Context, task: str, sync: bool = False, timeout: float = -1) -> None:
+    """Run one task in its own env (args after -- pass through)."""
+    args = cli.passthrough_args(sys.argv, c.remainder)
+    _call(lambda: cli.run(task, args, sync_first=sync, timeout=None if timeout < 0 else timeout))
+
+
+@task(
+    optional=["env"],
+    help={
+        "env": "Only remove this env's venv (default: every env, caches and build outputs).",
+        "dry_run": "Print what would be removed; remove nothing.",
+    },
+)
+def clean(c: Context, env: str | None = None, dry_run: bool = False) -> None:
+    """Remove env venvs, __pycache__ and build outputs (never the lock or data)."""
+    _call(lambda: cli.clean([env] if env else [], dry_run=dry_run))
+
+
+@task(
+    help={
+        "check": "Only check that uv.lock matches pyproject.toml.",
+        "upgrade": "Let every package move to its newest allowed version.",
+    }
+)
+def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
+    """Resolve every env together into the one uv.lock."""
+    _call(lambda: cli.lock(check=check, upgrade=upgrade))
+
+
+@task(help={"no_sizes": "Skip measuring disk sizes (faster)."})
+def envs(c: Context, no_sizes: bool = False) -> None:
+    """Show every env: its tasks, packages, sync state and size."""
+    _call(lambda: cli.show_envs(sizes=not no_sizes))
