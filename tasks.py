@@ -61,15 +61,15 @@ def run(c: Context, task: str, sync: bool = False, timeout: float = -1) -> None:
 
 
 @task(
-    optional=["env"],
+    iterable=["env"],
     help={
-        "env": "Only remove this env's venv (default: every env, caches and build outputs).",
+        "env": "Only remove this env's venv; repeatable (default: every env, caches, outputs).",
         "dry_run": "Print what would be removed; remove nothing.",
     },
 )
-def clean(c: Context, env: str | None = None, dry_run: bool = False) -> None:
+def clean(c: Context, env: list[str] | None = None, dry_run: bool = False) -> None:
     """Remove env venvs, __pycache__ and build outputs (never the lock or data)."""
-    _call(lambda: cli.clean([env] if env else [], dry_run=dry_run))
+    _call(lambda: cli.clean(env or [], dry_run=dry_run))
 
 
 @task(

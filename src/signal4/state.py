@@ -1,0 +1,171 @@
+"""Content state in a database through SQLAlchemy: an embedded SQLite file by default,
+PostgreSQL (or any SQLAlchemy URL) through the ``SIGNAL4_DATABASE_URL`` setting.
+
+It records each content item (source URL, kind, title, duration) and, per processing
+step, its state and the error of the last failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+#: The step -> state it records when it completes.
+STEP_STATES = {
+    "download": "downloaded",
+    "convert": "converted",
+    "transcribe": "transcribed",
+    "diarize": "diarized",
+    "stitch": "stitched",
+    "compress": "compressed",
+}
+DONE = "done"
+FAILED = "failed"
+INVALID = "invalid_input"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Content(Base):
+    __tablename__ = "content"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))  # podcast, youtube, rumble, file
+    title: Mapped[str | None] = mapped_column(Text)
+    duration: Mapped[float | None] = mapped_column(Float)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    steps: Mapped[list[StepState]] = relationship(
+        back_populates="content", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class StepState(Base):
+    __tablename__ = "step_state"
+
+    content_id: Mapped[str] = mapped_column(ForeignKey("content.id"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    content: Mapped[Content] = relationship(back_populates="steps")
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine (and the SQLite file's folder); tables are created if missing."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    Base.metadata.create_all(engine)
+    return engine
+
+
+class StateDB:
+    """The content-state API used by every step."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success and rolled back on error."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def register(
+        self,
+        content_id: str,
+        *,
+        kind: str,
+        source_url: str | None = None,
+        title: str | None = None,
+        duration: float | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Content:
+        """Create the content item, or update the fields given."""
+        with self.session() as s:
+            item = s.get(Content, content_id)
+            if item is None:
+                item = Content(id=content_id, kind=kind, source_url=source_url)
+                s.add(item)
+            item.kind = kind or item.kind
+            for key, value in (("source_url", source_url), ("title", title),
+                               ("duration", duration), ("meta", meta)):
+                if value is not None:
+                    setattr(item, key, value)
+            return item
+
+    def get(self, content_id: str) -> Content | None:
+        """Return the content item, with its step states."""
+        with self.session() as s:
+            return s.get(Content, content_id)
+
+    def all(self) -> list[Content]:
+        """Every content item."""
+        with self.session() as s:
+            return list(s.scalars(select(Content).order_by(Content.created_at)))
+
+    def mark(
+        self,
+        content_id: str,
+        stage: str,
+        status: str,
+        *,
+        error: str | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """Record ``stage``'s state for ``content_id`` (the error of the last failure too)."""
+        if stage not in STEP_STATES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STEP_STATES)}")
+        with self.session() as s:
+            if s.get(Content, content_id) is None:
+                raise KeyError(content_id)
+            row = s.get(StepState, (content_id, stage))
+            if row is None:
+                row = StepState(content_id=content_id, stage=stage, status=status)
+                s.add(row)
+            row.status = status
+            row.error = error
+            if info is not None:
+                row.info = info
+            row.updated_at = _now()
+
+    def stage_status(self, content_id: str, stage: str) -> str | None:
+        """Return the recorded status of ``stage`` (None if never run)."""
+        with self.session() as s:
+            row = s.get(StepState, (content_id, stage))
+            return row.status if row else None
+
+    def is_done(self, content_id: str, stage: str) -> bool:
+        """Whether ``stage`` completed for ``content_id``."""
+        return self.stage_status(content_id, stage) == DONE
+
+    def states(self, content_id: str) -> dict[str, str]:
+        """Return stage -> status for ``content_id``."""
+        item = self.get(content_id)
+        return {row.stage: row.status for row in item.steps} if item else {}

@@ -1,0 +1,109 @@
+"""The content store: ``<content_root>/<content_id>/…``, every file written atomically.
+
+A file appears under its final name only once it is complete (temporary file in the same
+folder, flushed and fsynced, then renamed), so a step that dies mid-write never leaves a
+half-written output where the next step would read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TMP_PREFIX = ".tmp-"
+
+
+class InvalidContentId(ValueError):
+    """A content id that is not a safe folder name."""
+
+
+def check_id(content_id: str) -> str:
+    """Return ``content_id`` if it is a safe, single folder name."""
+    if not _ID_RE.match(content_id) or content_id in (".", ".."):
+        raise InvalidContentId(
+            f"invalid content id {content_id!r}: use letters, digits, '.', '_' or '-' (max 128)"
+        )
+    return content_id
+
+
+class ContentStore:
+    """Folders of content items under one root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def folder(self, content_id: str, *, create: bool = False) -> Path:
+        """Return the folder of ``content_id`` (created if asked)."""
+        path = self.root / check_id(content_id)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def path(self, content_id: str, *parts: str) -> Path:
+        """Return a path inside the content's folder, refusing anything that escapes it."""
+        base = self.folder(content_id).resolve()
+        candidate = base.joinpath(*parts).resolve()
+        if candidate != base and base not in candidate.parents:
+            raise InvalidContentId(f"path {'/'.join(parts)!r} escapes the content folder")
+        return candidate
+
+    @contextlib.contextmanager
+    def open_atomic(self, path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+        """Open a temporary file beside ``path``; rename it into place only on success."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+        try:
+            with os.fdopen(fd, mode) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def atomic_path(self, path: Path) -> Iterator[Path]:
+        """Yield a temporary path for a tool (ffmpeg, yt-dlp…) to write; rename on success."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically."""
+        with self.open_atomic(path, "wb") as fh:
+            fh.write(data)
+
+    def write_json(self, path: Path, value: Any, *, compress: bool = False) -> None:
+        """Write ``value`` as JSON (gzip-compressed if asked) atomically."""
+        data = (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        self.write_bytes(path, gzip.compress(data, mtime=0) if compress else data)
+
+    @staticmethod
+    def read_json(path: Path) -> Any:
+        """Read JSON from ``path``, or from ``path`` + ``.gz`` if only the compressed one exists."""
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        gz = path.with_name(path.name + ".gz")
+        return json.loads(gzip.decompress(gz.read_bytes()).decode("utf-8"))
+
+    def leftovers(self, content_id: str) -> list[Path]:
+        """Temporary files left by an interrupted write (for cleanup and tests)."""
+        folder = self.folder(content_id)
+        return sorted(folder.rglob(f"{TMP_PREFIX}*")) if folder.exists() else []
