@@ -1,0 +1,79 @@
+"""Shared test set-up: per-env selection from the manifest, and an isolated data folder.
+
+Tests of processing steps live in ``tests/processing_steps/test_<task>.py``; each is
+marked ``env(<env>)`` from the manifest's task map, so nothing here copies that map.
+Other tests may mark themselves ``@pytest.mark.env("<env>")``.
+
+``pytest --env NAME`` keeps only the tests for env NAME (run inside that env by
+``nox -s NAME``); ``--env none`` keeps the tests that need no sub-env (``nox -s unit``).
+Without ``--env`` every test is collected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from signal4 import manifest as manifest_mod
+from signal4 import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP_TESTS = ROOT / "tests" / "processing_steps"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--env",
+        default=None,
+        help="only tests for this sub-env ('none': tests that need no sub-env)",
+    )
+
+
+def _env_of(item: pytest.Item, tasks: dict[str, str]) -> str | None:
+    marker = item.get_closest_marker("env")
+    if marker is not None:
+        return str(marker.args[0])
+    path = Path(str(item.fspath))
+    if path.parent == STEP_TESTS and path.stem.startswith("test_"):
+        return tasks.get(path.stem.removeprefix("test_"))
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = config.getoption("--env")
+    m = manifest_mod.load(ROOT)
+    tasks = {t.name: t.env for t in m.tasks.values()}
+    keep, drop = [], []
+    for item in items:
+        env = _env_of(item, tasks)
+        if env is not None and item.get_closest_marker("env") is None:
+            item.add_marker(pytest.mark.env(env))
+        target = env or "none"
+        (keep if wanted is None or wanted == target else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point every setting at a fresh data folder; no test touches the real one."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("SIGNAL4_"):
+            monkeypatch.delenv(key)
+    data = tmp_path / "data"
+    monkeypatch.setenv("SIGNAL4_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)  # no stray .env file is read
+    settings.get.cache_clear()
+    yield data
+    settings.get.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def project_manifest() -> manifest_mod.Manifest:
+    """The project's real manifest."""
+    return manifest_mod.load(ROOT)

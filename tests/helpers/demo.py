@@ -1,0 +1,59 @@
+"""A tiny two-env project, locked for real, for tests of sync, run and clean."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from signal4 import envs, manifest
+
+PYPROJECT = """
+[project]
+name = "demo"
+version = "0.1.0"
+requires-python = ">=3.11,<3.15"
+dependencies = []
+
+[project.optional-dependencies]
+alpha = ["pysbd>=0.3"]
+beta = ["typing-extensions>=4"]
+
+[build-system]
+requires = ["uv_build>=0.9,<0.14"]
+build-backend = "uv_build"
+
+[tool.uv]
+python-downloads = "never"
+environments = ["sys_platform == 'linux'", "sys_platform == 'darwin'"]
+
+[tool.signal4]
+[tool.signal4.envs.alpha]
+[tool.signal4.envs.beta]
+
+[[tool.signal4.tasks]]
+name = "hello"
+env = "alpha"
+module = "demo.hello"
+timeout = 30
+"""
+
+# Echoes its arguments; "--invalid" makes it report invalid input.
+HELLO = '''
+import json, sys
+args = sys.argv[1:]
+if "--invalid" in args:
+    print(json.dumps({"status": "invalid_input", "error": "bad input"}))
+    sys.exit(2)
+print(json.dumps({"status": "completed", "python": sys.executable, "args": args}))
+'''
+
+
+def make_demo(root: Path) -> manifest.Manifest:
+    """Write, lock and load the demo project under ``root``."""
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    pkg = root / "src" / "demo"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "hello.py").write_text(HELLO)
+    subprocess.run([envs.find_uv(), "lock", "--project", str(root), "-q"], check=True)
+    return manifest.load(root)

@@ -1,0 +1,216 @@
+"""The dispatcher: timeouts, exit codes, the result line, signal forwarding."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from signal4 import dispatch, protocol
+
+
+def step(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def run(code: str, timeout: float | None = 30, grace: float = 5.0) -> dispatch.Outcome:
+    return dispatch.run_command(step(code), task="t", env="e", timeout=timeout, grace=grace)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected_exit"),
+    [("completed", 0, 0), ("skipped", 0, 0), ("invalid_input", 2, 2), ("failed", 1, 1)],
+)
+def test_statuses_and_exit_codes(status: str, code: int, expected_exit: int) -> None:
+    out = run(
+        f"""
+        import json, sys
+        print("progress line")
+        print(json.dumps({{"status": "{status}", "n": 3, "error": "why"}}))
+        sys.exit({code})
+        """
+    )
+    assert out.status == status
+    assert out.exit_code == expected_exit
+    assert out.result["n"] == 3
+    assert out.ok is (status in ("completed", "skipped"))
+    assert out.error == ("why" if status in ("failed", "invalid_input") else None)
+
+
+def test_missing_result_line_is_a_failure() -> None:
+    out = run("print('just text')")
+    assert out.status == protocol.FAILED
+    assert out.exit_code == 1
+    assert "not JSON" in (out.error or "")
+
+
+def test_no_stdout_at_all() -> None:
+    out = run("import sys; sys.exit(3)")
+    assert out.status == protocol.FAILED
+    assert out.exit_code == 3
+    assert out.error == "the step printed no result line on stdout"
+
+
+def test_garbled_json_is_a_failure() -> None:
+    out = run("print('{\"status\": \"completed\"')")
+    assert out.status == protocol.FAILED
+    assert "not JSON" in (out.error or "")
+
+
+def test_multiline_json_is_rejected() -> None:
+    # The failure mode seen in the old system: indented JSON the worker could not read.
+    out = run("import json; print(json.dumps({'status': 'completed'}, indent=2))")
+    assert out.status == protocol.FAILED
+
+
+def test_unknown_status_is_a_failure() -> None:
+    out = run("print('{\"status\": \"great\"}')")
+    assert out.status == protocol.FAILED
+    assert "no valid status" in (out.error or "")
+
+
+def test_status_disagreeing_with_exit_code_is_a_failure() -> None:
+    out = run("import sys; print('{\"status\": \"completed\"}'); sys.exit(1)")
+    assert out.status == protocol.FAILED
+    assert "exited with code 1" in (out.error or "")
+
+
+def test_last_non_empty_line_counts() -> None:
+    out = run("print('{\"status\": \"failed\"}'); print('{\"status\": \"completed\"}'); print()")
+    assert out.status == protocol.COMPLETED
+
+
+def test_stderr_tail_is_kept_and_lines_are_streamed() -> None:
+    seen: list[str] = []
+    out = dispatch.run_command(
+        step("""
+        import sys
+        for i in range(100):
+            print(f"err {i}", file=sys.stderr)
+        print('{"status": "completed"}')
+        """),
+        task="t", env="e", timeout=30, on_stdout=seen.append,
+    )
+    assert out.stderr_tail.splitlines()[-1] == "err 99"
+    assert len(out.stderr_tail.splitlines()) == dispatch.STDERR_TAIL_LINES
+    assert seen == ['{"status": "completed"}\n']
+
+
+def test_timeout_sends_sigterm_first(tmp_path: Path) -> None:
+    marker = tmp_path / "got-term"
+    out = run(
+        f"""
+        import signal, sys, time
+        def term(*_):
+            open({str(marker)!r}, "w").write("x")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, term)
+        print("ready", flush=True)
+        time.sleep(60)
+        """,
+        timeout=1.0,
+    )
+    assert out.status == protocol.TIMED_OUT
+    assert out.exit_code == protocol.EXIT_TIMEOUT
+    assert marker.exists()
+    assert "SIGKILL" not in (out.error or "")
+
+
+def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored() -> None:
+    out = run(
+        """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(60)
+        """,
+        timeout=1.0,
+        grace=0.5,
+    )
+    assert out.status == protocol.TIMED_OUT
+    assert out.returncode == -signal.SIGKILL
+    assert "then SIGKILL" in (out.error or "")
+
+
+def test_timeout_also_stops_grandchildren(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    run(
+        f"""
+        import subprocess, sys, time
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(pidfile)!r}, "w").write(str(p.pid))
+        time.sleep(60)
+        """,
+        timeout=1.5,
+        grace=1.0,
+    )
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"grandchild {pid} survived the timeout")
+
+
+def test_unstartable_command() -> None:
+    out = dispatch.run_command(["/nonexistent/python"], task="t", env="e", timeout=5)
+    assert out.status == protocol.FAILED
+    assert "cannot start" in (out.error or "")
+
+
+FORWARD_SCRIPT = """
+import json, os, signal, subprocess, sys, time
+from signal4 import dispatch
+
+marker = sys.argv[1]
+child = '''
+import signal, sys, time
+def handler(signum, _frame):
+    open(sys.argv[1], "w").write(signal.Signals(signum).name)
+    sys.exit(0)
+signal.signal(signal.SIGINT, handler)
+signal.signal(signal.SIGTERM, handler)
+print("child ready", flush=True)
+time.sleep(60)
+'''
+out = dispatch.run_command([sys.executable, "-c", child, marker], task="t", env="e",
+                           timeout=30, on_stdout=lambda line: print(line, end="", flush=True))
+print(json.dumps({"status": out.status, "exit_code": out.exit_code, "error": out.error}))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_reach_the_child(tmp_path: Path, sig: signal.Signals) -> None:
+    marker = tmp_path / "child-got"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORWARD_SCRIPT, str(marker)],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "child ready"
+    proc.send_signal(sig)
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait(timeout=30)
+    assert marker.read_text() == sig.name
+    # The child exited 0 without a result line: the run was interrupted, not completed.
+    assert f'"exit_code": {128 + sig.value}' in rest
+    assert f"interrupted by {sig.name}" in rest
+
+
+def test_forwarding_is_skipped_off_the_main_thread() -> None:
+    results: list[dispatch.Outcome] = []
+    t = threading.Thread(target=lambda: results.append(run("print('{\"status\": \"completed\"}')")))
+    t.start()
+    t.join()
+    assert results[0].status == protocol.COMPLETED

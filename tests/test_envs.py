@@ -1,0 +1,125 @@
+"""Env state on disk, stamps, the sync lock, and real syncs of a small demo project."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from signal4 import dispatch, envs, manifest, syncer
+from signal4.envs import EnvError, State
+from tests.helpers.demo import make_demo
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> manifest.Manifest:
+    """A tiny project with two envs, locked for real."""
+    return make_demo(tmp_path_factory.mktemp("demo"))
+
+
+def test_status_of_a_fresh_checkout(demo: manifest.Manifest) -> None:
+    env = envs.spec(demo, "beta", venv=demo.root / "nowhere")
+    assert envs.status(demo, env) is State.MISSING
+    with pytest.raises(EnvError, match=r"env 'beta' is not synced; run: inv sync beta"):
+        envs.require_ready(demo, env)
+
+
+def test_sync_two_envs_and_isolation(demo: manifest.Manifest) -> None:
+    specs = [envs.spec(demo, "alpha"), envs.spec(demo, "beta")]
+    results = syncer.sync_many(demo, specs, jobs=2)
+    assert [(r.env, r.action) for r in results] == [("alpha", "synced"), ("beta", "synced")]
+    assert all(envs.status(demo, s) is State.UP_TO_DATE for s in specs)
+
+    # The task runs under alpha's own interpreter.
+    out = dispatch.run(demo, "hello")
+    assert out.status == "completed"
+    assert out.result["python"] == str(specs[0].python)
+
+    # Each env has its own package and not the other's.
+    def can_import(env: envs.EnvSpec, module: str) -> bool:
+        return subprocess.run([str(env.python), "-c", f"import {module}"],
+                              capture_output=True).returncode == 0
+
+    assert can_import(specs[0], "pysbd") and not can_import(specs[0], "typing_extensions")
+    assert can_import(specs[1], "typing_extensions") and not can_import(specs[1], "pysbd")
+    # The project itself is installed, without any sys.path tricks.
+    assert can_import(specs[1], "demo.hello")
+
+    # A second sync is a no-op that does not call uv.
+    again = syncer.sync_many(demo, specs, jobs=2)
+    assert [r.action for r in again] == ["up to date", "up to date"]
+
+
+def test_interrupted_sync_is_never_used(demo: manifest.Manifest) -> None:
+    env = envs.spec(demo, "alpha")
+    syncer.sync_one(demo, env)
+    envs.begin_sync(env)  # what an interrupted sync leaves behind: no stamp
+    assert envs.status(demo, env) is State.STALE
+    with pytest.raises(EnvError, match="stale"):
+        dispatch.run(demo, "hello")
+    assert syncer.sync_one(demo, env).action == "synced"
+    assert dispatch.run(demo, "hello").status == "completed"
+
+
+def test_broken_env_is_rebuilt(demo: manifest.Manifest) -> None:
+    env = envs.spec(demo, "alpha")
+    syncer.sync_one(demo, env)
+    env.python.unlink()
+    assert envs.status(demo, env) is State.BROKEN
+    with pytest.raises(EnvError, match=r"broken .*run: inv sync alpha"):
+        dispatch.run(demo, "hello")
+    result = syncer.sync_one(demo, env)
+    assert (result.before, result.action) == (State.BROKEN, "synced")
+    assert env.python.exists()
+
+
+def test_stale_after_lock_change(demo: manifest.Manifest) -> None:
+    env = envs.spec(demo, "beta")
+    syncer.sync_one(demo, env)
+    lock = demo.root / "uv.lock"
+    original = lock.read_bytes()
+    try:
+        lock.write_bytes(original + b"\n")
+        assert envs.status(demo, env) is State.STALE
+    finally:
+        lock.write_bytes(original)
+    assert envs.status(demo, env) is State.UP_TO_DATE
+
+
+def test_lock_out_of_date_fails_with_the_fix(demo: manifest.Manifest) -> None:
+    pyproject = demo.root / "pyproject.toml"
+    original = pyproject.read_text()
+    try:
+        pyproject.write_text(original.replace('beta = ["typing-extensions>=4"]',
+                                              'beta = ["typing-extensions>=4", "pysbd"]'))
+        result = syncer.sync_one(demo, envs.spec(demo, "beta"), force=True)
+    finally:
+        pyproject.write_text(original)
+    assert result.action == "failed"
+    assert result.error == "uv.lock does not match pyproject.toml; run: inv lock"
+
+
+def test_second_syncer_waits_for_the_lock(demo: manifest.Manifest) -> None:
+    waited = threading.Event()
+    finished: list[list[syncer.SyncResult]] = []
+    with envs.sync_lock(demo):
+        t = threading.Thread(
+            target=lambda: finished.append(
+                syncer.sync_many(demo, [envs.spec(demo, "beta")], on_wait=waited.set)
+            )
+        )
+        t.start()
+        assert waited.wait(30)
+        time.sleep(0.2)
+        assert not finished  # still blocked while we hold the lock
+    t.join(60)
+    assert finished and finished[0][0].ok
+
+
+def test_disk_usage_counts_hard_links_once(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    a.write_bytes(b"x" * 1000)
+    (tmp_path / "b").hardlink_to(a)
+    assert envs.disk_usage(tmp_path) == (2000, 1000)

@@ -1,0 +1,145 @@
+"""Manifest validation: each fault gets a clear error that names it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signal4 import manifest
+from signal4.manifest import ManifestError, UnknownNameError
+
+GOOD: dict[str, Any] = {
+    "project": {
+        "dependencies": ["sqlalchemy>=2", "pydantic-settings"],
+        "optional-dependencies": {
+            "download": ["yt-dlp>=2025.1", "httpx"],
+            "stitch": ["pysbd"],
+            "mlx-server": ["mlx-lm; sys_platform == 'darwin'"],
+        },
+    },
+    "tool": {
+        "signal4": {
+            "default-timeout": 60,
+            "envs": {
+                "download": {"description": "d"},
+                "stitch": {},
+                "mlx-server": {"platforms": ["darwin-arm64"]},
+            },
+            "tasks": [
+                {"name": "download_podcast", "env": "download", "timeout": 30, "concurrency": 3},
+                {"name": "stitch", "env": "stitch"},
+            ],
+        }
+    },
+}
+
+
+def parse(data: dict[str, Any]) -> manifest.Manifest:
+    return manifest.parse(data, Path("/nowhere"))
+
+
+def variant() -> dict[str, Any]:
+    return copy.deepcopy(GOOD)
+
+
+def test_good_manifest_parses_with_defaults() -> None:
+    m = parse(GOOD)
+    assert list(m.envs) == ["download", "stitch", "mlx-server"]
+    task = m.task("download_podcast")
+    assert (task.env, task.timeout, task.concurrency) == ("download", 30.0, 3)
+    assert task.module == "signal4.processing_steps.download_podcast"
+    stitch = m.task("stitch")
+    assert (stitch.timeout, stitch.concurrency) == (60.0, 1)
+    assert m.env("download").packages == ("yt-dlp", "httpx")
+    assert m.base_packages == ("sqlalchemy", "pydantic-settings")
+    assert [t.name for t in m.tasks_of("download")] == ["download_podcast"]
+
+
+def test_unknown_env_in_task_map() -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"].append({"name": "diarize", "env": "diarise"})
+    with pytest.raises(ManifestError, match=r"task 'diarize' maps to unknown env 'diarise'"):
+        parse(data)
+
+
+def test_task_mapped_twice() -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"].append({"name": "stitch", "env": "download"})
+    with pytest.raises(ManifestError, match=r"task 'stitch' is mapped twice"):
+        parse(data)
+
+
+def test_package_in_base_and_env() -> None:
+    data = variant()
+    data["project"]["optional-dependencies"]["stitch"].append("SQLAlchemy>=2.0")
+    with pytest.raises(ManifestError, match=r"'sqlalchemy' is declared both in the base and in env 'stitch'"):
+        parse(data)
+
+
+def test_empty_env() -> None:
+    data = variant()
+    data["project"]["optional-dependencies"]["stitch"] = []
+    with pytest.raises(ManifestError, match=r"env 'stitch' is empty"):
+        parse(data)
+
+
+def test_env_without_extra() -> None:
+    data = variant()
+    data["tool"]["signal4"]["envs"]["convert"] = {}
+    with pytest.raises(ManifestError, match=r"env 'convert' has no packages"):
+        parse(data)
+
+
+def test_extra_without_env_table() -> None:
+    data = variant()
+    data["project"]["optional-dependencies"]["convert"] = ["imageio-ffmpeg"]
+    with pytest.raises(ManifestError, match=r"extra 'convert' has no \[tool.signal4.envs.convert\]"):
+        parse(data)
+
+
+def test_full_is_reserved() -> None:
+    data = variant()
+    data["tool"]["signal4"]["envs"]["full"] = {}
+    data["project"]["optional-dependencies"]["full"] = ["x"]
+    with pytest.raises(ManifestError, match="reserved"):
+        parse(data)
+
+
+def test_unknown_names_list_the_valid_ones() -> None:
+    m = parse(GOOD)
+    with pytest.raises(UnknownNameError) as info:
+        m.task("nope")
+    assert str(info.value) == "unknown task 'nope'; valid tasks: download_podcast, stitch"
+    with pytest.raises(UnknownNameError, match="valid envs: download, mlx-server, stitch"):
+        m.env("nope")
+
+
+def test_platform_support() -> None:
+    m = parse(GOOD)
+    assert m.env("mlx-server").supported("darwin-arm64")
+    assert not m.env("mlx-server").supported("linux-x86_64")
+    assert m.env("stitch").supported("linux-x86_64")
+
+
+def test_invalid_toml_is_a_manifest_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.signal4]\nx = = 1\n")
+    with pytest.raises(ManifestError, match="not valid TOML"):
+        manifest.load(tmp_path)
+
+
+def test_project_manifest_is_valid_and_covers_the_nine_steps(
+    project_manifest: manifest.Manifest,
+) -> None:
+    steps = {
+        "download_youtube", "download_podcast", "download_rumble", "convert",
+        "cleanup_and_compress", "transcribe", "diarize", "diarize_pyannote", "stitch",
+    }
+    assert steps <= set(project_manifest.tasks)
+    assert set(project_manifest.envs) == {
+        "cleanup", "convert", "download", "transcribe", "diarize", "stitch", "mlx-server",
+    }
+    # torch belongs to diarize alone.
+    assert [e.name for e in project_manifest.envs.values() if "torch" in e.packages] == ["diarize"]
