@@ -83,7 +83,12 @@ def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
     _call(lambda: cli.lock(check=check, upgrade=upgrade))
 
 
-@task(help={"no_sizes": "Skip measuring disk sizes (faster)."})
-def envs(c: Context, no_sizes: bool = False) -> None:
+@task(
+    help={
+        "no_sizes": "Skip measuring disk sizes (faster).",
+        "markdown": "Regenerate the README's env table from the manifest instead.",
+    }
+)
+def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     """Show every env: its tasks, packages, sync state and size."""
-    _call(lambda: cli.show_envs(sizes=not no_sizes))
+    _call(lambda: cli.show_envs(sizes=not no_sizes, markdown=markdown))

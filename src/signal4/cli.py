@@ -190,13 +190,21 @@ def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
     return 0
 
 
-def show_envs(*, sizes: bool = True) -> int:
+def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
     """Print a table of envs: tasks, package count, sync state, size on disk."""
     from rich.table import Table
 
     from signal4.console import console
 
     m = manifest()
+    if markdown:
+        readme = m.root / "README.md"
+        readme.write_text(
+            housekeeping.readme_with_env_table(readme.read_text(encoding="utf-8"), m),
+            encoding="utf-8",
+        )
+        console().print(f"updated the env table in {readme}")
+        return 0
     table = Table(title="sub-environments")
     for col in ("env", "tasks", "state", "packages", "size", "unique size"):
         table.add_column(col, justify="right" if col in ("packages", "size", "unique size") else "left")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signal4.envs import EnvSpec, State, disk_usage, package_count, spec, status
-from signal4.manifest import FULL_ENV, Manifest
+from signal4.manifest import FULL_ENV, Manifest, requirement_name
 
 #: Build, cache and measurement outputs removed by a full `inv clean` (relative to the root).
 BUILD_OUTPUTS = (
@@ -101,3 +101,40 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f}{unit}" if unit in ("B", "K") else f"{n:.1f}{unit}"
         n /= 1024
     return f"{n:.1f}G"  # pragma: no cover
+
+
+README_TABLE_BEGIN = "<!-- env-table:begin (generated from pyproject.toml by `inv envs --markdown`) -->"
+README_TABLE_END = "<!-- env-table:end -->"
+
+
+def env_table_markdown(manifest: Manifest) -> str:
+    """The README's table of envs, generated from the manifest."""
+    lines = [
+        "| env | tasks | its own packages (on top of the base) | platforms |",
+        "|---|---|---|---|",
+    ]
+    for env in manifest.envs.values():
+        tasks = ", ".join(f"`{t.name}`" for t in manifest.tasks_of(env.name)) or "—"
+        packages = ", ".join(_describe(req) for req in env.requirements)
+        platforms = ", ".join(env.platforms) or "all"
+        lines.append(f"| `{env.name}` | {tasks} | {packages} | {platforms} |")
+    lines.append("")
+    lines.append(f"Base, in every env: {', '.join(manifest.base_packages)}.")
+    return "\n".join(lines)
+
+
+def _describe(requirement: str) -> str:
+    name = requirement_name(requirement)
+    if ";" not in requirement:
+        return name
+    marker = requirement.split(";", 1)[1].strip()
+    if "darwin" in marker and "arm64" in marker:
+        return f"{name} (Apple silicon only)"
+    return f"{name} (`{marker}`)"
+
+
+def readme_with_env_table(readme: str, manifest: Manifest) -> str:
+    """Return ``readme`` with the generated env table put between its markers."""
+    start = readme.index(README_TABLE_BEGIN) + len(README_TABLE_BEGIN)
+    end = readme.index(README_TABLE_END)
+    return readme[:start] + "\n" + env_table_markdown(manifest) + "\n" + readme[end:]
