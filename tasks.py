@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from signal4 import cli
 
@@ -30,7 +32,9 @@ def _call(fn: Callable[[], int]) -> None:
         "jobs": "How many envs to sync at once.",
     }
 )
-def sync_all(c: Context, check: bool = False, full: bool = False, force: bool = False, jobs: int = 2) -> None:
+def sync_all(
+    c: Context, check: bool = False, full: bool = False, force: bool = False, jobs: int = 2
+) -> None:
     """Create or update every env from uv.lock, in parallel."""
     _call(lambda: cli.sync((), full=full, check=check, force=force, jobs=jobs))
 

@@ -70,7 +70,9 @@ class Outcome:
         }
 
 
-def command(manifest: Manifest, task: Task, args: Sequence[str], env: EnvSpec | None = None) -> list[str]:
+def command(
+    manifest: Manifest, task: Task, args: Sequence[str], env: EnvSpec | None = None
+) -> list[str]:
     """Return the argument list that runs ``task`` in its env's interpreter."""
     env = env or spec(manifest, task.env)
     return [str(env.python), "-m", task.module, *args]
@@ -102,10 +104,17 @@ def classify(returncode: int, stdout_last: str) -> tuple[str, int, dict[str, Any
     status = result["status"]
     expected = protocol.EXIT_CODES[status]
     if returncode != expected:
-        error = f"the step reported {status!r} but exited with code {returncode} (expected {expected})"
-        return protocol.FAILED, returncode if returncode > 0 else protocol.EXIT_FAILED, result, error
-    error = result.get("error") if status in (protocol.FAILED, protocol.INVALID_INPUT) else None
-    return status, expected, result, error
+        error = (
+            f"the step reported {status!r} but exited with code {returncode} (expected {expected})"
+        )
+        return (
+            protocol.FAILED,
+            returncode if returncode > 0 else protocol.EXIT_FAILED,
+            result,
+            error,
+        )
+    reported = result.get("error") if status in (protocol.FAILED, protocol.INVALID_INPUT) else None
+    return status, expected, result, reported
 
 
 @contextlib.contextmanager

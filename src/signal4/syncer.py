@@ -51,10 +51,12 @@ class SyncResult:
 def explain_failure(output: str) -> str:
     """Turn uv's output for a failed sync into one line that says what to do next."""
     lowered = output.lower()
-    if "needs to be updated" in lowered or "lockfile" in lowered and "--locked" in lowered:
+    if "needs to be updated" in lowered or ("lockfile" in lowered and "--locked" in lowered):
         return "uv.lock does not match pyproject.toml; run: inv lock"
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.lower().startswith(("error", "×", "caused by"))]
+    # uv marks its errors with a multiplication sign.
+    markers = ("error", "\u00d7", "caused by")
+    errors = [line for line in lines if line.lower().startswith(markers)]
     return (errors or lines or ["uv sync failed with no output"])[-1][:300]
 
 
