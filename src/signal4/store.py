@@ -8,6 +8,7 @@ half-written output where the next step would read it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
@@ -19,6 +20,24 @@ from typing import IO, Any
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TMP_PREFIX = ".tmp-"
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask (read once; os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (mkstemp alone gives 0600)."""
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    """The mode a plain ``mkdir()`` would give a new folder (mkdtemp alone gives 0700)."""
+    return 0o777 & ~_umask()
 
 
 class InvalidContentId(ValueError):
@@ -61,6 +80,7 @@ class ContentStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
         try:
+            os.fchmod(fd, file_mode())
             with os.fdopen(fd, mode) as fh:
                 yield fh
                 fh.flush()
@@ -76,6 +96,7 @@ class ContentStore:
         """Yield a temporary path for a tool (ffmpeg, yt-dlp…) to write; rename on success."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+        os.fchmod(fd, file_mode())
         os.close(fd)
         try:
             yield Path(tmp)

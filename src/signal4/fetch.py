@@ -1,0 +1,133 @@
+"""What the download steps share: URL checks, safe file names, content ids. Stdlib only."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import posixpath
+import re
+import socket
+import unicodedata
+from urllib.parse import unquote, urlsplit
+
+#: Content types a media download may have (the body is probed with ffmpeg afterwards).
+MEDIA_TYPES = ("audio/", "video/")
+MEDIA_EXACT = (
+    "application/octet-stream",
+    "application/ogg",
+    "application/mp4",
+    "binary/octet-stream",
+)
+MEDIA_EXTS = {
+    ".mp3",
+    ".m4a",
+    ".mp4",
+    ".aac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".wav",
+    ".flac",
+    ".webm",
+    ".mkv",
+    ".mov",
+    ".m4v",
+    ".wma",
+    ".mpga",
+    ".mpeg",
+    ".3gp",
+    ".avi",
+}
+#: Names the pipeline writes into a content folder; a download never takes one of them.
+RESERVED = {"audio.wav", "audio.opus", "chunks.json", "meta.json", "storage_manifest.json"}
+
+
+class UnsafeURL(ValueError):
+    """A URL the downloaders refuse to fetch."""
+
+
+def check_url(url: str, *, allow_loopback: bool) -> str:
+    """Return ``url`` if it is http(s) to a public host (or loopback/private, if allowed)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeURL(f"refusing {url!r}: only http and https URLs are allowed")
+    host = parts.hostname
+    if not host:
+        raise UnsafeURL(f"refusing {url!r}: no host")
+    if allow_loopback:
+        return url
+    try:
+        infos = socket.getaddrinfo(host, parts.port or 0, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
+    for info in infos:
+        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not addr.is_global or addr.is_multicast:
+            raise UnsafeURL(
+                f"refusing {url!r}: {host} resolves to the non-public address {addr} "
+                "(set SIGNAL4_ALLOW_LOOPBACK=1 to allow local hosts)"
+            )
+    return url
+
+
+def slug(text: str, max_len: int = 40) -> str:
+    """Return ``text`` as lowercase ASCII letters, digits and single dashes."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    s = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return s[:max_len].strip("-")
+
+
+def short_hash(text: str, n: int = 10) -> str:
+    """A short, stable hex digest of ``text``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def content_id(prefix: str, title: str | None, key: str) -> str:
+    """A deterministic content id: ``<prefix>-<slug of title>-<hash of key>``."""
+    parts = [p for p in (slug(prefix, 20), slug(title or "", 40)) if p]
+    return "-".join([*parts, short_hash(key)])
+
+
+def is_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header names audio, video or opaque bytes (or is missing)."""
+    if not content_type:
+        return True
+    main = content_type.split(";", 1)[0].strip().lower()
+    return main.startswith(MEDIA_TYPES) or main in MEDIA_EXACT
+
+
+def safe_filename(url: str, *, content_type: str | None = None, default: str = "media") -> str:
+    """A safe file name from the last segment of ``url``: no dirs, query, spaces, non-ASCII."""
+    name = posixpath.basename(unquote(urlsplit(url).path).replace("\\", "/"))
+    stem, ext = posixpath.splitext(name)
+    ext = ext.lower() if re.fullmatch(r"\.[A-Za-z0-9]{1,5}", ext or "") else ""
+    if ext not in MEDIA_EXTS:
+        ext = _ext_for_type(content_type) or ext or ".bin"
+    clean = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "-", clean).strip("-_")[:80] or default
+    result = f"{clean}{ext}"
+    return f"source-{result}" if result.lower() in RESERVED else result
+
+
+def _ext_for_type(content_type: str | None) -> str | None:
+    main = (content_type or "").split(";", 1)[0].strip().lower()
+    return {
+        "audio/mpeg": ".mp3",
+        "audio/mp3": ".mp3",
+        "audio/mp4": ".m4a",
+        "audio/x-m4a": ".m4a",
+        "audio/aac": ".aac",
+        "audio/ogg": ".ogg",
+        "audio/opus": ".opus",
+        "audio/wav": ".wav",
+        "audio/x-wav": ".wav",
+        "audio/wave": ".wav",
+        "audio/flac": ".flac",
+        "audio/webm": ".webm",
+        "video/mp4": ".mp4",
+        "video/webm": ".webm",
+        "video/quicktime": ".mov",
+        "video/x-matroska": ".mkv",
+        "application/ogg": ".ogg",
+        "application/mp4": ".mp4",
+    }.get(main)

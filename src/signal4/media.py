@@ -1,0 +1,191 @@
+"""ffmpeg helpers shared by the download, convert and cleanup steps.
+
+Standard library only at import time; ``imageio_ffmpeg`` (which ships the ffmpeg binary)
+is imported on first use. ffmpeg always runs from an argument list, never a shell string.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: What every WAV we write looks like: 16 kHz, mono, 16-bit PCM.
+SAMPLE_RATE = 16_000
+CHANNELS = 1
+SAMPLE_WIDTH = 2
+
+_DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_STREAM_RE = re.compile(
+    r"^\s*Stream #\d+:\d+.*?: (Audio|Video|Subtitle|Data|Attachment): (.*)$", re.MULTILINE
+)
+_INPUT_RE = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*?), from", re.MULTILINE)
+
+
+class MediaError(Exception):
+    """ffmpeg could not read or write a media file; the message says why."""
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Return the path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ffmpeg says about a media file."""
+
+    duration: float | None
+    audio: list[str] = field(default_factory=list)
+    video: list[str] = field(default_factory=list)
+    container: str = ""
+
+    @property
+    def has_audio(self) -> bool:
+        """Whether the file has at least one audio stream."""
+        return bool(self.audio)
+
+
+def _last_lines(text: str, n: int = 2) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " / ".join(lines[-n:]) or "no output"
+
+
+def run_ffmpeg(
+    args: list[str], *, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ffmpeg with ``args``; raise :class:`MediaError` with its last error lines on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        raise MediaError(f"ffmpeg exited {proc.returncode}: {_last_lines(proc.stderr)}")
+    return proc
+
+
+def probe(path: Path) -> MediaInfo:
+    """Return the duration and streams of ``path`` (MediaError if ffmpeg cannot read it)."""
+    if not path.is_file():
+        raise MediaError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path.name} is empty (0 bytes)")
+    # `ffmpeg -i FILE` with no output prints the file's description and exits 1 by design.
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    err = proc.stderr
+    if "Input #0" not in err:
+        raise MediaError(f"{path.name} is not a media file ffmpeg can read: {_last_lines(err, 1)}")
+    duration = None
+    if m := _DURATION_RE.search(err):
+        h, mi, s = m.groups()
+        duration = int(h) * 3600 + int(mi) * 60 + float(s)
+    audio = [d for kind, d in _STREAM_RE.findall(err) if kind == "Audio"]
+    video = [d for kind, d in _STREAM_RE.findall(err) if kind == "Video"]
+    container = m.group(1) if (m := _INPUT_RE.search(err)) else ""
+    return MediaInfo(duration=duration, audio=audio, video=video, container=container)
+
+
+def to_wav(src: Path, dst: Path, *, rate: int = SAMPLE_RATE, channels: int = CHANNELS) -> None:
+    """Decode the first audio stream of ``src`` into a 16-bit PCM WAV at ``dst``."""
+    run_ffmpeg(
+        [
+            "-i",
+            str(src),
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-ac",
+            str(channels),
+            "-ar",
+            str(rate),
+            "-c:a",
+            "pcm_s16le",
+            "-f",
+            "wav",
+            str(dst),
+        ]
+    )
+
+
+def to_opus(src: Path, dst: Path, *, bitrate: str = "32k") -> None:
+    """Encode ``src`` as Opus (speech-tuned) in an Ogg container at ``dst``."""
+    run_ffmpeg(
+        [
+            "-i",
+            str(src),
+            "-map",
+            "0:a:0",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            bitrate,
+            "-application",
+            "voip",
+            "-f",
+            "ogg",
+            str(dst),
+        ]
+    )
+
+
+def decoded_seconds(path: Path) -> float:
+    """Decode all of ``path``'s audio and return how many seconds it holds."""
+    proc = run_ffmpeg(["-v", "info", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"])
+    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", proc.stderr)
+    if not times:
+        raise MediaError(f"ffmpeg decoded no audio from {path.name}")
+    h, m, s = times[-1]
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    """The format and length of a PCM WAV file."""
+
+    rate: int
+    channels: int
+    sample_width: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.rate if self.rate else 0.0
+
+
+def wav_info(path: Path) -> WavInfo:
+    """Return the format and length of the PCM WAV at ``path``."""
+    with wave.open(str(path), "rb") as w:
+        return WavInfo(w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())
+
+
+def write_wav_slice(src: Path, dst: Path, start_frame: int, end_frame: int) -> int:
+    """Copy frames ``[start_frame, end_frame)`` of WAV ``src`` into a new WAV ``dst``."""
+    with wave.open(str(src), "rb") as r, wave.open(str(dst), "wb") as w:
+        w.setnchannels(r.getnchannels())
+        w.setsampwidth(r.getsampwidth())
+        w.setframerate(r.getframerate())
+        r.setpos(start_frame)
+        left = max(0, end_frame - start_frame)
+        written = 0
+        while left > 0:
+            block = r.readframes(min(left, 1 << 16))
+            if not block:
+                break
+            w.writeframes(block)
+            n = len(block) // (r.getnchannels() * r.getsampwidth())
+            written += n
+            left -= n
+        return written

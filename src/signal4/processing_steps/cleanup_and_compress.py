@@ -1,0 +1,202 @@
+"""Compress what we keep (WAV to Opus, JSON to gzip) and remove intermediates no step needs."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from signal4 import protocol
+from signal4.steprunner import Context, InvalidInput, Step
+from signal4.store import TMP_PREFIX
+
+AUDIO = "audio.wav"
+OPUS = "audio.opus"
+CHUNKS = "chunks"
+MANIFEST = "storage_manifest.json"
+#: The stages that read audio.wav, chunks/ or the JSON files; all must be done before removal.
+LATER_STAGES = ("transcribe", "diarize", "stitch")
+#: Opus and WAV durations may differ by this much (encoder padding).
+DURATION_TOLERANCE = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bitrate", default="32k", help="Opus bitrate (default 32k)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be encoded, gzipped and removed; change nothing",
+    )
+
+
+def ready() -> None:
+    import imageio_ffmpeg  # noqa: F401
+
+    # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
+    import signal4.settings
+    import signal4.state  # noqa: F401
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _json_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*.json")
+        if p.name != MANIFEST
+        and not p.name.startswith(TMP_PREFIX)
+        and CHUNKS not in p.relative_to(folder).parts[:-1]
+    )
+
+
+def encode_opus(ctx: Context, cid: str, bitrate: str) -> dict[str, Any]:
+    """Encode audio.wav to audio.opus atomically, checking the Opus decodes to the same length."""
+    from signal4 import media
+
+    wav, opus = ctx.store.path(cid, AUDIO), ctx.store.path(cid, OPUS)
+    want = media.wav_info(wav).duration
+    with ctx.store.atomic_path(opus) as tmp:
+        media.to_opus(wav, tmp, bitrate=bitrate)
+        got = media.decoded_seconds(tmp)
+        if abs(got - want) > DURATION_TOLERANCE:
+            raise media.MediaError(f"Opus decodes to {got:.2f} s, the WAV holds {want:.2f} s")
+    return {
+        "path": OPUS,
+        "action": "encoded",
+        "from": AUDIO,
+        "bytes_before": 0,
+        "bytes_after": opus.stat().st_size,
+        "seconds": got,
+    }
+
+
+def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    from signal4 import media
+
+    cid = options.content
+    db, store = ctx.db, ctx.store
+    if db.get(cid) is None:
+        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    folder = store.folder(cid)
+    wav, opus, chunks = folder / AUDIO, folder / OPUS, folder / CHUNKS
+    if not wav.is_file() and not opus.is_file():
+        raise InvalidInput(f"content {cid!r} has no {AUDIO} (nor {OPUS}); run convert first")
+    pending = [s for s in LATER_STAGES if not db.is_done(cid, s)]
+    jsons = _json_files(folder)
+    if (
+        not options.rewrite
+        and db.is_done(cid, "compress")
+        and opus.is_file()
+        and not wav.exists()
+        and not chunks.exists()
+        and not jsons
+    ):
+        return {"status": protocol.SKIPPED, "content": cid, "opus": OPUS}
+
+    plan = {
+        "encode": [AUDIO] if wav.is_file() and (options.rewrite or not opus.is_file()) else [],
+        "gzip": [str(p.relative_to(folder)) for p in jsons] if not pending else [],
+        "remove": [p.name for p in (wav, chunks) if p.exists()] if not pending else [],
+        "pending": pending,
+    }
+    if options.dry_run:
+        return {"status": protocol.COMPLETED, "content": cid, "dry_run": True, **plan}
+
+    entries: list[dict[str, Any]] = []
+    if plan["encode"]:
+        try:
+            entries.append(encode_opus(ctx, cid, options.bitrate))
+        except media.MediaError as exc:
+            raise InvalidInput(f"cannot encode {AUDIO} of {cid!r} to Opus: {exc}") from None
+    if pending:
+        todo = ", ".join(pending)
+        note = f"{OPUS} was written, nothing removed; " if plan["encode"] else ""
+        raise InvalidInput(
+            f"not removing or gzipping anything of {cid!r}: {todo} not done yet and still "
+            f"need {AUDIO}, {CHUNKS}/ and the JSON files; {note}run {todo} first, then this "
+            "step again"
+        )
+
+    for path in jsons:
+        before = path.stat().st_size
+        gz = path.with_name(path.name + ".gz")
+        store.write_bytes(gz, gzip.compress(path.read_bytes(), mtime=0))
+        os.unlink(path)
+        entries.append(
+            {
+                "path": str(path.relative_to(folder)),
+                "action": "gzipped",
+                "stored_as": str(gz.relative_to(folder)),
+                "bytes_before": before,
+                "bytes_after": gz.stat().st_size,
+            }
+        )
+    if chunks.exists():
+        entries.append(
+            {
+                "path": CHUNKS + "/",
+                "action": "removed",
+                "bytes_before": _size(chunks),
+                "bytes_after": 0,
+            }
+        )
+        shutil.rmtree(chunks)
+    if wav.exists():
+        entries.append(
+            {
+                "path": AUDIO,
+                "action": "removed",
+                "bytes_before": wav.stat().st_size,
+                "bytes_after": 0,
+            }
+        )
+        wav.unlink()
+    if entries and not plan["encode"] and opus.is_file():  # encoded by an earlier run
+        size = opus.stat().st_size
+        entries.insert(
+            0,
+            {
+                "path": OPUS,
+                "action": "encoded",
+                "from": AUDIO,
+                "bytes_before": 0,
+                "bytes_after": size,
+            },
+        )
+    before = sum(e["bytes_before"] for e in entries)
+    after = sum(e["bytes_after"] for e in entries)
+    manifest = {"content": cid, "files": entries, "bytes_before": before, "bytes_after": after}
+    previous = folder / MANIFEST
+    if previous.exists() and not entries:
+        manifest = store.read_json(previous)
+    store.write_json(previous, manifest)
+    db.mark(cid, "compress", "done", info={"bytes_before": before, "bytes_after": after})
+    return {
+        "status": protocol.COMPLETED,
+        "content": cid,
+        "opus": OPUS,
+        "bytes_before": before,
+        "bytes_after": after,
+        "files": len(entries),
+    }
+
+
+STEP = Step(
+    name="cleanup_and_compress",
+    description="Encode audio.wav to Opus, gzip JSON outputs and remove the WAV and chunks "
+    "once transcribe, diarize and stitch are done.",
+    add_arguments=add_arguments,
+    execute=execute,
+    ready=ready,
+    stage="compress",
+)
+
+if __name__ == "__main__":
+    raise SystemExit(STEP.main())

@@ -1,0 +1,27 @@
+"""Download a Youtube video's audio (or, with --video, the video) with yt-dlp."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from signal4 import ytdl
+from signal4.steprunner import Context, Step
+
+
+def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    return ytdl.download(options, ctx, kind="youtube")
+
+
+STEP = Step(
+    name="download_youtube",
+    description="Download a Youtube video's audio (or the video) with yt-dlp and record it.",
+    add_arguments=ytdl.add_arguments,
+    execute=execute,
+    ready=ytdl.ready,
+    stage="download",
+    needs_content=False,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(STEP.main())

@@ -1,0 +1,73 @@
+"""Real media for tests, made with the bundled ffmpeg (tones, silent video, broken files)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from signal4 import media
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(
+        [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args], check=True
+    )
+
+
+def tone(
+    path: Path, seconds: float = 3.0, *, freq: int = 440, rate: int = 44_100, channels: int = 2
+) -> Path:
+    """Write a sine tone (format from the suffix: .mp3, .m4a, .wav, .ogg…) and return it."""
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency={freq}:sample_rate={rate}:duration={seconds}",
+        "-ac",
+        str(channels),
+        str(path),
+    )
+    return path
+
+
+def video_with_tone(path: Path, seconds: float = 2.0) -> Path:
+    """Write a small MP4 with a test picture and a tone."""
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=64x48:rate=10:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=330:duration={seconds}",
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(path),
+    )
+    return path
+
+
+def video_without_audio(path: Path, seconds: float = 2.0) -> Path:
+    """Write a small MP4 with a picture and no audio stream."""
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=64x48:rate=10:duration={seconds}",
+        "-c:v",
+        "mpeg4",
+        "-an",
+        str(path),
+    )
+    return path
+
+
+def truncated(src: Path, dst: Path, fraction: float = 0.5) -> Path:
+    """Copy the first ``fraction`` of ``src``'s bytes to ``dst``."""
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * fraction)])
+    return dst

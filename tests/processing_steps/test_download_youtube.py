@@ -1,0 +1,157 @@
+"""download_youtube / download_rumble: real yt-dlp (generic extractor) on a loopback server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from signal4 import media as media_mod
+from signal4 import protocol
+from signal4.processing_steps import download_rumble, download_youtube
+from signal4.steprunner import Step
+from tests.helpers import httpserver, media
+from tests.helpers.httpserver import Route
+from tests.helpers.steps import db, run_step, store
+
+
+@pytest.fixture(autouse=True)
+def _loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNAL4_ALLOW_LOOPBACK", "1")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    d = tmp_path_factory.mktemp("media")
+    return {
+        "mp3": media.tone(d / "t.mp3", 3.0).read_bytes(),
+        "mp4": media.video_with_tone(d / "v.mp4", 2.0).read_bytes(),
+        "silent": media.video_without_audio(d / "s.mp4", 2.0).read_bytes(),
+    }
+
+
+@pytest.fixture
+def server(files: dict[str, bytes]):  # type: ignore[no-untyped-def]
+    with httpserver.serve(
+        {
+            "/tone.mp3": Route(files["mp3"], content_type="audio/mpeg"),
+            "/clip.mp4": Route(files["mp4"], content_type="video/mp4"),
+            "/silent.mp4": Route(files["silent"], content_type="video/mp4"),
+            "/text.mp3": Route(b"hello, not audio\n" * 50, content_type="audio/mpeg"),
+        }
+    ) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize(
+    "step", [download_youtube.STEP, download_rumble.STEP], ids=["youtube", "rumble"]
+)
+def test_audio_download_recorded(step: Step, server: httpserver.Server) -> None:
+    kind = step.name.removeprefix("download_")
+    code, result = run_step(step, "--url", server.url("/tone.mp3"))
+    assert code == 0, result
+    cid = result["content"]
+    assert cid.startswith(f"{kind}-tone-")
+    folder = store().folder(cid)
+    assert result["file"] == "media.mp3"
+    info = media_mod.probe(folder / "media.mp3")
+    assert info.audio and not info.video
+    assert info.duration == pytest.approx(3.0, abs=0.2)
+    meta = store().read_json(folder / "meta.json")
+    assert meta["webpage_url"] == server.url("/tone.mp3")
+    assert "formats" not in meta
+    item = db().get(cid)
+    assert item is not None
+    assert (item.kind, item.source_url) == (kind, server.url("/tone.mp3"))
+    assert item.duration == pytest.approx(3.0, abs=0.2)
+    assert db().states(cid) == {"download": "done"}
+    assert sorted(p.name for p in folder.iterdir()) == ["media.mp3", "meta.json"]
+
+    code, again = run_step(step, "--url", server.url("/tone.mp3"))
+    assert (code, again["status"], again["content"]) == (0, protocol.SKIPPED, cid)
+
+
+def test_audio_only_by_default_video_on_request(server: httpserver.Server) -> None:
+    code, result = run_step(
+        download_youtube.STEP, "--url", server.url("/clip.mp4"), "--content", "clip"
+    )
+    assert code == 0, result
+    info = media_mod.probe(store().path("clip", result["file"]))
+    assert info.audio and not info.video
+    code, result = run_step(
+        download_youtube.STEP,
+        "--url",
+        server.url("/clip.mp4"),
+        "--content",
+        "clip",
+        "--video",
+        "--rewrite",
+    )
+    assert code == 0, result
+    info = media_mod.probe(store().path("clip", result["file"]))
+    assert info.audio and info.video
+    assert store().leftovers("clip") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/missing.mp3", "404"),
+        ("/silent.mp4", "no audio stream"),
+        ("/text.mp3", "not audio or video"),
+    ],
+    ids=["404", "no-audio", "text-as-mp3"],
+)
+def test_bad_urls_are_invalid(server: httpserver.Server, path: str, reason: str) -> None:
+    code, result = run_step(download_rumble.STEP, "--url", server.url(path), "--content", "bad")
+    assert code == protocol.EXIT_INVALID, result
+    assert reason in result["error"]
+    folder = store().folder("bad")
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_url_checks_and_cookies(
+    server: httpserver.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    code, result = run_step(download_youtube.STEP, "--url", "ftp://127.0.0.1/x.mp3")
+    assert (code, "only http and https" in result["error"]) == (protocol.EXIT_INVALID, True)
+    code, result = run_step(
+        download_youtube.STEP,
+        "--url",
+        server.url("/tone.mp3"),
+        "--cookies",
+        str(tmp_path / "none.txt"),
+    )
+    assert "no such file" in result["error"]
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc\n")
+    code, result = run_step(
+        download_youtube.STEP, "--url", server.url("/tone.mp3"), "--cookies", str(cookies)
+    )
+    assert code == 0, result
+    monkeypatch.delenv("SIGNAL4_ALLOW_LOOPBACK")
+    code, result = run_step(download_youtube.STEP, "--url", server.url("/tone.mp3"), "--rewrite")
+    assert code == protocol.EXIT_INVALID
+    assert "non-public address" in result["error"]
+
+
+def test_cli_subprocess_keeps_stdout_clean(server: httpserver.Server, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signal4.processing_steps.download_rumble",
+            "--url",
+            server.url("/tone.mp3"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout
+    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.COMPLETED
