@@ -59,7 +59,7 @@ def test_no_stdout_at_all() -> None:
 
 
 def test_garbled_json_is_a_failure() -> None:
-    out = run("print('{\"status\": \"completed\"')")
+    out = run('print(\'{"status": "completed"\')')
     assert out.status == protocol.FAILED
     assert "not JSON" in (out.error or "")
 
@@ -71,19 +71,19 @@ def test_multiline_json_is_rejected() -> None:
 
 
 def test_unknown_status_is_a_failure() -> None:
-    out = run("print('{\"status\": \"great\"}')")
+    out = run('print(\'{"status": "great"}\')')
     assert out.status == protocol.FAILED
     assert "no valid status" in (out.error or "")
 
 
 def test_status_disagreeing_with_exit_code_is_a_failure() -> None:
-    out = run("import sys; print('{\"status\": \"completed\"}'); sys.exit(1)")
+    out = run('import sys; print(\'{"status": "completed"}\'); sys.exit(1)')
     assert out.status == protocol.FAILED
     assert "exited with code 1" in (out.error or "")
 
 
 def test_last_non_empty_line_counts() -> None:
-    out = run("print('{\"status\": \"failed\"}'); print('{\"status\": \"completed\"}'); print()")
+    out = run('print(\'{"status": "failed"}\'); print(\'{"status": "completed"}\'); print()')
     assert out.status == protocol.COMPLETED
 
 
@@ -96,7 +96,10 @@ def test_stderr_tail_is_kept_and_lines_are_streamed() -> None:
             print(f"err {i}", file=sys.stderr)
         print('{"status": "completed"}')
         """),
-        task="t", env="e", timeout=30, on_stdout=seen.append,
+        task="t",
+        env="e",
+        timeout=30,
+        on_stdout=seen.append,
     )
     assert out.stderr_tail.splitlines()[-1] == "err 99"
     assert len(out.stderr_tail.splitlines()) == dispatch.STDERR_TAIL_LINES
@@ -194,7 +197,9 @@ def test_signals_reach_the_child(tmp_path: Path, sig: signal.Signals) -> None:
     marker = tmp_path / "child-got"
     proc = subprocess.Popen(
         [sys.executable, "-c", FORWARD_SCRIPT, str(marker)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "child ready"
@@ -210,7 +215,7 @@ def test_signals_reach_the_child(tmp_path: Path, sig: signal.Signals) -> None:
 
 def test_forwarding_is_skipped_off_the_main_thread() -> None:
     results: list[dispatch.Outcome] = []
-    t = threading.Thread(target=lambda: results.append(run("print('{\"status\": \"completed\"}')")))
+    t = threading.Thread(target=lambda: results.append(run('print(\'{"status": "completed"}\')')))
     t.start()
     t.join()
     assert results[0].status == protocol.COMPLETED

@@ -13,6 +13,7 @@ from signal4 import dispatch, envs, manifest, syncer
 from signal4.envs import EnvError, State
 from tests.helpers.demo import make_demo
 
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> manifest.Manifest:
     """A tiny project with two envs, locked for real."""
@@ -39,8 +40,12 @@ def test_sync_two_envs_and_isolation(demo: manifest.Manifest) -> None:
 
     # Each env has its own package and not the other's.
     def can_import(env: envs.EnvSpec, module: str) -> bool:
-        return subprocess.run([str(env.python), "-c", f"import {module}"],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                [str(env.python), "-c", f"import {module}"], capture_output=True
+            ).returncode
+            == 0
+        )
 
     assert can_import(specs[0], "pysbd") and not can_import(specs[0], "typing_extensions")
     assert can_import(specs[1], "typing_extensions") and not can_import(specs[1], "pysbd")
@@ -92,8 +97,11 @@ def test_lock_out_of_date_fails_with_the_fix(demo: manifest.Manifest) -> None:
     pyproject = demo.root / "pyproject.toml"
     original = pyproject.read_text()
     try:
-        pyproject.write_text(original.replace('beta = ["typing-extensions>=4"]',
-                                              'beta = ["typing-extensions>=4", "pysbd"]'))
+        pyproject.write_text(
+            original.replace(
+                'beta = ["typing-extensions>=4"]', 'beta = ["typing-extensions>=4", "pysbd"]'
+            )
+        )
         result = syncer.sync_one(demo, envs.spec(demo, "beta"), force=True)
     finally:
         pyproject.write_text(original)

@@ -53,7 +53,14 @@ def _states_style(action: str) -> str:
     }.get(action, "")
 
 
-def sync(names: Sequence[str], *, full: bool = False, check: bool = False, force: bool = False, jobs: int = 2) -> int:
+def sync(
+    names: Sequence[str],
+    *,
+    full: bool = False,
+    check: bool = False,
+    force: bool = False,
+    jobs: int = 2,
+) -> int:
     """Sync the named envs (all by default) and print a summary; return the exit code."""
     from rich.live import Live
     from rich.table import Table
@@ -139,12 +146,20 @@ def _sync_with_progress(
 
     with live_cls(get_renderable=render, console=console(), transient=True, refresh_per_second=8):
         return syncer.sync_many(
-            m, specs, jobs=jobs, force=force, on_start=on_start, on_event=on_event,
-            on_done=on_done, on_wait=on_wait,
+            m,
+            specs,
+            jobs=jobs,
+            force=force,
+            on_start=on_start,
+            on_event=on_event,
+            on_done=on_done,
+            on_wait=on_wait,
         )
 
 
-def run(task: str, args: Sequence[str], *, sync_first: bool = False, timeout: float | None = None) -> int:
+def run(
+    task: str, args: Sequence[str], *, sync_first: bool = False, timeout: float | None = None
+) -> int:
     """Run ``task`` in its env via the dispatcher, echoing its output; return its exit code."""
     m = manifest()
     try:
@@ -155,8 +170,12 @@ def run(task: str, args: Sequence[str], *, sync_first: bool = False, timeout: fl
             if code:
                 return code
         outcome = dispatch.run(
-            m, task, args, timeout=timeout,
-            on_stdout=dispatch.echo_stdout, on_stderr=dispatch.echo_stderr,
+            m,
+            task,
+            args,
+            timeout=timeout,
+            on_stdout=dispatch.echo_stdout,
+            on_stderr=dispatch.echo_stderr,
         )
     except (UnknownNameError, envs.EnvError) as exc:
         raise UserError(str(exc)) from None
@@ -207,7 +226,9 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
         return 0
     table = Table(title="sub-environments")
     for col in ("env", "tasks", "state", "packages", "size", "unique size"):
-        table.add_column(col, justify="right" if col in ("packages", "size", "unique size") else "left")
+        table.add_column(
+            col, justify="right" if col in ("packages", "size", "unique size") else "left"
+        )
     for row in housekeeping.env_rows(m, sizes=sizes):
         style = "green" if row.state is envs.State.UP_TO_DATE else "yellow"
         table.add_row(

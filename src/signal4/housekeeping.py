@@ -82,9 +82,7 @@ def env_rows(manifest: Manifest, *, sizes: bool = True) -> list[EnvRow]:
     rows = []
     for name in [*manifest.envs, FULL_ENV]:
         env: EnvSpec = spec(manifest, name)
-        tasks = (
-            tuple(t.name for t in manifest.tasks_of(name)) if name != FULL_ENV else ("(all)",)
-        )
+        tasks = tuple(t.name for t in manifest.tasks_of(name)) if name != FULL_ENV else ("(all)",)
         apparent = unique = 0
         if sizes and env.venv.exists():
             apparent, unique = disk_usage(env.venv)
@@ -103,7 +101,9 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f}G"  # pragma: no cover
 
 
-README_TABLE_BEGIN = "<!-- env-table:begin (generated from pyproject.toml by `inv envs --markdown`) -->"
+README_TABLE_BEGIN = (
+    "<!-- env-table:begin (generated from pyproject.toml by `inv envs --markdown`) -->"
+)
 README_TABLE_END = "<!-- env-table:end -->"
 
 

@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNAL4_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(default=Path("data"), description="Root of content and the state DB.")
-    content_dir: Path | None = Field(default=None, description="Content store (default data/content).")
+    content_dir: Path | None = Field(
+        default=None, description="Content store (default data/content)."
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db."
     )
@@ -31,7 +33,9 @@ class Settings(BaseSettings):
     )
     whisper_backend: str = Field(default="faster-whisper", description="faster-whisper or mlx.")
     pyannote_model: str | None = Field(default=None, description="Local pyannote pipeline dir.")
-    pyannote_token: str | None = Field(default=None, description="Hub token, where it is reachable.")
+    pyannote_token: str | None = Field(
+        default=None, description="Hub token, where it is reachable."
+    )
     http_timeout: float = Field(default=30.0, gt=0)
 
     @property

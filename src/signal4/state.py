@@ -114,8 +114,12 @@ class StateDB:
                 item = Content(id=content_id, kind=kind, source_url=source_url)
                 s.add(item)
             item.kind = kind or item.kind
-            for key, value in (("source_url", source_url), ("title", title),
-                               ("duration", duration), ("meta", meta)):
+            for key, value in (
+                ("source_url", source_url),
+                ("title", title),
+                ("duration", duration),
+                ("meta", meta),
+            ):
                 if value is not None:
                     setattr(item, key, value)
             return item

@@ -155,15 +155,22 @@ class Step:
         argv = list(sys.argv[1:] if argv is None else argv)
         if "--ready" in argv:
             self.ready()
-            ready = {"status": protocol.COMPLETED, "step": self.name, "ready": True,
-                     "python": sys.executable}
+            ready = {
+                "status": protocol.COMPLETED,
+                "step": self.name,
+                "ready": True,
+                "python": sys.executable,
+            }
             print(protocol.encode(ready))
             return protocol.EXIT_OK
         try:
             options = self.parser().parse_args(argv)
         except InvalidInput as exc:
-            result: dict[str, Any] = {"status": protocol.INVALID_INPUT, "step": self.name,
-                                      "error": str(exc)}
+            result: dict[str, Any] = {
+                "status": protocol.INVALID_INPUT,
+                "step": self.name,
+                "error": str(exc),
+            }
         else:
             result = self.call(options)
         if result["status"] in (protocol.INVALID_INPUT, protocol.FAILED):

@@ -38,14 +38,14 @@ timeout = 30
 """
 
 # Echoes its arguments; "--invalid" makes it report invalid input.
-HELLO = '''
+HELLO = """
 import json, sys
 args = sys.argv[1:]
 if "--invalid" in args:
     print(json.dumps({"status": "invalid_input", "error": "bad input"}))
     sys.exit(2)
 print(json.dumps({"status": "completed", "python": sys.executable, "args": args}))
-'''
+"""
 
 
 def make_demo(root: Path) -> manifest.Manifest:

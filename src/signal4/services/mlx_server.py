@@ -21,8 +21,9 @@ def ready() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options and serve until stopped."""
-    parser = argparse.ArgumentParser(prog="python -m signal4.services.mlx_server",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m signal4.services.mlx_server", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--model", help="local model folder or hub name")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -31,21 +32,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ready()
     except ImportError as exc:
-        print(protocol.encode({"status": protocol.INVALID_INPUT,
-                               "error": f"mlx-lm is not available here ({exc}); "
-                               "the mlx-server env is for Apple silicon"}))
+        print(
+            protocol.encode(
+                {
+                    "status": protocol.INVALID_INPUT,
+                    "error": f"mlx-lm is not available here ({exc}); "
+                    "the mlx-server env is for Apple silicon",
+                }
+            )
+        )
         return protocol.EXIT_INVALID
     if args.ready:
-        print(protocol.encode({"status": protocol.COMPLETED, "ready": True,
-                               "python": sys.executable}))
+        print(
+            protocol.encode({"status": protocol.COMPLETED, "ready": True, "python": sys.executable})
+        )
         return protocol.EXIT_OK
     if not args.model:
         print(protocol.encode({"status": protocol.INVALID_INPUT, "error": "--model is required"}))
         return protocol.EXIT_INVALID
     import mlx_lm.server
 
-    sys.argv = ["mlx_lm.server", "--model", args.model, "--host", args.host,
-                "--port", str(args.port)]
+    sys.argv = [
+        "mlx_lm.server",
+        "--model",
+        args.model,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     mlx_lm.server.main()
     print(protocol.encode({"status": protocol.COMPLETED}))
     return protocol.EXIT_OK
