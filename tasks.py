@@ -96,3 +96,16 @@ def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
 def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     """Show every env: its tasks, packages, sync state and size."""
     _call(lambda: cli.show_envs(sizes=not no_sizes, markdown=markdown))
+
+
+@task(
+    help={
+        "source": "A feed or video URL, or a local media file (default: the bundled sample).",
+        "sync": "Sync the envs the pipeline needs first.",
+    }
+)
+def pipeline(c: Context, source: str = "", sync: bool = False) -> None:
+    """Run download -> convert -> transcribe -> diarize -> stitch -> compress, resuming."""
+    from signal4 import pipeline as pipeline_mod
+
+    _call(lambda: pipeline_mod.main(source or None, sync_first=sync))

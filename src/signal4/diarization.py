@@ -1,0 +1,60 @@
+"""What both diarize steps share: speaker turns to diarization.json and RTTM."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+JSON_NAME = "diarization.json"
+RTTM_NAME = "diarization.rttm"
+
+
+def merge_turns(turns: Sequence[dict[str, Any]], gap: float = 0.3) -> list[dict[str, Any]]:
+    """Sort turns and merge neighbours of one speaker closer than ``gap`` seconds."""
+    merged: list[dict[str, Any]] = []
+    for t in sorted(turns, key=lambda t: (t["start"], t["end"])):
+        if (
+            merged
+            and merged[-1]["speaker"] == t["speaker"]
+            and t["start"] - merged[-1]["end"] <= gap
+        ):
+            merged[-1]["end"] = max(merged[-1]["end"], t["end"])
+        else:
+            merged.append({"start": t["start"], "end": t["end"], "speaker": t["speaker"]})
+    return [{**t, "start": round(t["start"], 3), "end": round(t["end"], 3)} for t in merged]
+
+
+def rttm(content_id: str, turns: Sequence[dict[str, Any]]) -> str:
+    """Return ``turns`` as RTTM lines."""
+    return "".join(
+        f"SPEAKER {content_id} 1 {t['start']:.3f} {t['end'] - t['start']:.3f} "
+        f"<NA> <NA> {t['speaker']} <NA> <NA>\n"
+        for t in turns
+    )
+
+
+def write(
+    store: Any, content_id: str, turns: Sequence[dict[str, Any]], method: str
+) -> dict[str, Any]:
+    """Write diarization.json and diarization.rttm; return the JSON document."""
+    turns = merge_turns(turns)
+    speakers = sorted({t["speaker"] for t in turns})
+    doc = {"method": method, "speakers": speakers, "turns": turns}
+    store.write_json(store.path(content_id, JSON_NAME), doc)
+    store.write_bytes(store.path(content_id, RTTM_NAME), rttm(content_id, turns).encode("utf-8"))
+    return doc
+
+
+def kept(path: Path) -> bool:
+    """Whether ``path`` exists, plain or gzipped by cleanup_and_compress."""
+    return path.is_file() or path.with_name(path.name + ".gz").is_file()
+
+
+def read(store: Any, content_id: str) -> dict[str, Any] | None:
+    """The diarization of ``content_id``, or None if there is none yet."""
+    path: Path = store.path(content_id, JSON_NAME)
+    if not kept(path):
+        return None
+    doc: dict[str, Any] = store.read_json(path)
+    return doc

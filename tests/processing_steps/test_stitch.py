@@ -1,0 +1,134 @@
+"""stitch: speaker attribution, overlap dedup, sentence turns, WebVTT/SRT, order of steps."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from signal4 import diarization
+from signal4.processing_steps.stitch import (
+    STEP,
+    assign_speakers,
+    dedup_overlap,
+    segments,
+    to_srt,
+    to_vtt,
+)
+from tests.helpers import speech
+from tests.helpers.steps import db, run_step, store
+
+
+def _w(word: str, start: float, end: float, chunk: int = 0) -> dict[str, object]:
+    return {"word": word, "start": start, "end": end, "probability": 0.9, "chunk": chunk}
+
+
+TURNS = [
+    {"start": 0.0, "end": 9.6, "speaker": "SPEAKER_00"},
+    {"start": 9.6, "end": 14.0, "speaker": "SPEAKER_01"},
+]
+# chunk 0 is 0-10 s, chunk 1 is 8-14 s: the words at 8.2-9.5 s are heard twice
+WORDS = [
+    _w("Hello", 7.0, 7.4),
+    _w("there.", 7.5, 7.9),
+    _w("How", 8.2, 8.5),
+    _w("are", 8.6, 8.9),
+    _w("you?", 9.0, 9.5),
+    _w("Fine,", 9.75, 9.95),
+    _w("How", 8.21, 8.5, 1),
+    _w("are", 8.6, 8.88, 1),
+    _w("you?", 9.0, 9.5, 1),
+    _w("thanks.", 10.1, 10.5, 1),
+    _w("Good.", 10.6, 11.0, 1),
+]
+
+
+def test_overlap_words_are_kept_once() -> None:
+    kept = dedup_overlap(WORDS)
+    assert [w["word"] for w in kept] == [
+        "Hello",
+        "there.",
+        "How",
+        "are",
+        "you?",
+        "Fine,",
+        "thanks.",
+        "Good.",
+    ]
+
+
+def test_attribution_across_a_chunk_boundary() -> None:
+    words = assign_speakers(dedup_overlap(WORDS), TURNS)
+    by_word = {w["word"]: w["speaker"] for w in words}
+    # "Fine," (9.75-9.95) lies in chunk 0 but in speaker 1's turn
+    assert by_word["you?"] == "SPEAKER_00" and by_word["Fine,"] == "SPEAKER_01"
+    assert by_word["Good."] == "SPEAKER_01"
+    # a word in no turn goes to the nearest one
+    assert assign_speakers([_w("late", 20.0, 20.5)], TURNS)[0]["speaker"] == "SPEAKER_01"
+
+
+def test_sentences_and_turns_then_vtt_and_srt() -> None:
+    segs = segments(assign_speakers(dedup_overlap(WORDS), TURNS), "en")
+    assert [(s["speaker"], s["text"]) for s in segs] == [
+        ("SPEAKER_00", "Hello there."),
+        ("SPEAKER_00", "How are you?"),
+        ("SPEAKER_01", "Fine, thanks."),
+        ("SPEAKER_01", "Good."),
+    ]
+    vtt = to_vtt(segs)
+    assert vtt.startswith("WEBVTT\n\n00:00:07.000 --> 00:00:07.900\n<v SPEAKER_00>Hello there.\n")
+    srt = to_srt(segs)
+    assert srt.startswith("1\n00:00:07,000 --> 00:00:07,900\n[SPEAKER_00] Hello there.\n\n2\n")
+    assert len(re.findall(r"^\d+$", srt, flags=re.M)) == 4
+
+
+def _transcribed(cid: str) -> None:
+    speech.converted(cid, speech.silence(2.0))
+    store().write_json(
+        store().path(cid, "transcript_words.json"), {"language": "en", "chunks": 2, "words": WORDS}
+    )
+    db().mark(cid, "transcribe", "done")
+
+
+def test_stitch_before_diarize_says_to_run_diarize() -> None:
+    _transcribed("early")
+    code, result = run_step(STEP, "--content", "early")
+    assert code == 2 and "run diarize first" in result["error"]
+    assert db().stage_status("early", "stitch") == "invalid_input"
+
+
+def test_stitch_writes_the_three_files() -> None:
+    _transcribed("full")
+    diarization.write(store(), "full", TURNS, method="test")
+    code, result = run_step(STEP, "--content", "full")
+    assert code == 0 and result["speakers"] == 2, result
+    folder = store().folder("full")
+    doc = json.loads((folder / "transcript.json").read_text())
+    assert doc["speakers"] == ["SPEAKER_00", "SPEAKER_01"] and len(doc["words"]) == 8
+    assert (folder / "transcript.vtt").read_text().startswith("WEBVTT")
+    assert (folder / "transcript.srt").read_text().startswith("1\n")
+    assert db().is_done("full", "stitch")
+
+
+def test_shared_writer_merges_turns_and_writes_rttm() -> None:
+    speech.converted("w", speech.silence(2.0))
+    doc = diarization.write(
+        store(),
+        "w",
+        [
+            {"start": 1.0, "end": 2.0, "speaker": "B"},
+            {"start": 0.0, "end": 0.9, "speaker": "B"},
+            {"start": 2.5, "end": 3.0, "speaker": "A"},
+        ],
+        method="test",
+    )
+    assert doc["turns"] == [
+        {"start": 0.0, "end": 2.0, "speaker": "B"},
+        {"start": 2.5, "end": 3.0, "speaker": "A"},
+    ]
+    assert doc["speakers"] == ["A", "B"]
+    assert diarization.read(store(), "w") == doc
+    rttm = store().path("w", "diarization.rttm").read_text().splitlines()
+    assert rttm == [
+        "SPEAKER w 1 0.000 2.000 <NA> <NA> B <NA> <NA>",
+        "SPEAKER w 1 2.500 0.500 <NA> <NA> A <NA> <NA>",
+    ]

@@ -1,0 +1,61 @@
+"""`inv pipeline` on the bundled sample through the real envs, then a resumed run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from signal4 import pipeline
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _inv(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SIGNAL4_DATA_DIR": str(data), "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(ROOT), "pipeline", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_pipeline_on_the_sample_then_resumed(isolated_data: Path) -> None:
+    # --sync: on a fresh clone the envs do not exist yet (the README's main job syncs them).
+    done = _inv("--sync", data=isolated_data)
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = next((isolated_data / "content").iterdir())
+    assert str(folder / "transcript.vtt") in done.stdout
+    doc = json.loads(gzip.decompress((folder / "transcript.json.gz").read_bytes()))
+    assert len(doc["speakers"]) == 2
+    text = {
+        s["speaker"]: " ".join(x["text"] for x in doc["segments"] if x["speaker"] == s["speaker"])
+        for s in doc["segments"]
+    }
+    assert "weather" in text[doc["segments"][0]["speaker"]].lower()
+    assert any("wall" in t.lower() for sp, t in text.items() if sp != doc["segments"][0]["speaker"])
+    assert (folder / "transcript.vtt").read_text().startswith("WEBVTT")
+
+    again = _inv("--source", str(ROOT / pipeline.SAMPLE), data=isolated_data)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("done before") == 4
+
+
+def test_missing_file_is_exit_2(isolated_data: Path) -> None:
+    got = _inv("--source", "no-such-file.wav", data=isolated_data)
+    assert got.returncode == 2 and "no such file" in got.stderr
+
+
+def test_download_task_for_each_source() -> None:
+    assert pipeline.download_task("talk.mp3") is None
+    assert pipeline.download_task("https://example.org/feed.xml")[0] == "download_podcast"
+    assert pipeline.download_task("https://example.org/watch?v=x")[0] == "download_youtube"
