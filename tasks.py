@@ -100,6 +100,19 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
 
 @task(
     help={
+        "strict": "Treat unused packages as errors, not warnings.",
+        "sync": "Sync the envs the import checks need first (otherwise unsynced envs are named).",
+    }
+)
+def check(c: Context, strict: bool = False, sync: bool = False) -> None:
+    """Check lock, drift, import coverage, unused packages, task map and platform markers."""
+    from signal4 import checks
+
+    _call(lambda: checks.main(strict=strict, sync=sync))
+
+
+@task(
+    help={
         "source": "A feed or video URL, or a local media file (default: the bundled sample).",
         "sync": "Sync the envs the pipeline needs first.",
     }

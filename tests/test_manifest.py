@@ -75,7 +75,9 @@ def test_task_mapped_twice() -> None:
 def test_package_in_base_and_env() -> None:
     data = variant()
     data["project"]["optional-dependencies"]["stitch"].append("SQLAlchemy>=2.0")
-    with pytest.raises(ManifestError, match=r"'sqlalchemy' is declared both in the base and in env 'stitch'"):
+    with pytest.raises(
+        ManifestError, match=r"'sqlalchemy' is declared both in the base and in env 'stitch'"
+    ):
         parse(data)
 
 
@@ -96,7 +98,9 @@ def test_env_without_extra() -> None:
 def test_extra_without_env_table() -> None:
     data = variant()
     data["project"]["optional-dependencies"]["convert"] = ["imageio-ffmpeg"]
-    with pytest.raises(ManifestError, match=r"extra 'convert' has no \[tool.signal4.envs.convert\]"):
+    with pytest.raises(
+        ManifestError, match=r"extra 'convert' has no \[tool.signal4.envs.convert\]"
+    ):
         parse(data)
 
 
@@ -134,12 +138,25 @@ def test_project_manifest_is_valid_and_covers_the_nine_steps(
     project_manifest: manifest.Manifest,
 ) -> None:
     steps = {
-        "download_youtube", "download_podcast", "download_rumble", "convert",
-        "cleanup_and_compress", "transcribe", "diarize", "diarize_pyannote", "stitch",
+        "download_youtube",
+        "download_podcast",
+        "download_rumble",
+        "convert",
+        "cleanup_and_compress",
+        "transcribe",
+        "diarize",
+        "diarize_pyannote",
+        "stitch",
     }
     assert steps <= set(project_manifest.tasks)
     assert set(project_manifest.envs) == {
-        "cleanup", "convert", "download", "transcribe", "diarize", "stitch", "mlx-server",
+        "cleanup",
+        "convert",
+        "download",
+        "transcribe",
+        "diarize",
+        "stitch",
+        "mlx-server",
     }
     # torch belongs to diarize alone.
     assert [e.name for e in project_manifest.envs.values() if "torch" in e.packages] == ["diarize"]

@@ -69,6 +69,8 @@ class Env:
     description: str
     requirements: tuple[str, ...]
     platforms: tuple[str, ...] = ()
+    #: (package, reason) pairs: own packages needed at run time though no task imports them.
+    runtime_only: tuple[tuple[str, str], ...] = ()
 
     @property
     def packages(self) -> tuple[str, ...]:
@@ -133,6 +135,22 @@ class Manifest:
     def base_packages(self) -> tuple[str, ...]:
         """Normalised names of the base packages."""
         return tuple(requirement_name(r) for r in self.base)
+
+
+def _runtime_only(env: str, raw: Any, packages: set[str]) -> tuple[tuple[str, str], ...]:
+    """Validate an env's ``runtime-only = [{ package = ..., reason = ... }]`` allow-list."""
+    where = f"[tool.signal4.envs.{env}] runtime-only"
+    if not isinstance(raw, list):
+        raise ManifestError(f"{where} must be a list of {{ package = ..., reason = ... }} tables")
+    pairs = []
+    for item in raw:
+        if not isinstance(item, dict) or not item.get("package") or not item.get("reason"):
+            raise ManifestError(f"{where}: each entry needs a package and a reason, got {item!r}")
+        pkg = requirement_name(str(item["package"]))
+        if pkg not in packages:
+            raise ManifestError(f"{where} names {pkg!r}, which env {env!r} does not declare")
+        pairs.append((pkg, str(item["reason"])))
+    return tuple(pairs)
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -208,6 +226,7 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
             description=str(table.get("description", "")),
             requirements=tuple(requirements),
             platforms=tuple(table.get("platforms", ())),
+            runtime_only=_runtime_only(name, table.get("runtime-only", []), seen),
         )
 
     default_timeout = float(tool.get("default-timeout", 3600))
@@ -215,7 +234,9 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
     tasks: dict[str, Task] = {}
     raw_tasks = tool.get("tasks", [])
     if not isinstance(raw_tasks, list):
-        raise ManifestError("[tool.signal4] tasks must be an array of tables ([[tool.signal4.tasks]])")
+        raise ManifestError(
+            "[tool.signal4] tasks must be an array of tables ([[tool.signal4.tasks]])"
+        )
     for entry in raw_tasks:
         name = entry.get("name")
         if not name:

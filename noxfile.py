@@ -1,0 +1,63 @@
+"""Nox sessions: one per env from the manifest, plus unit, lint, typecheck and checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+from signal4 import envs, manifest, noxsupport
+
+nox.needs_version = ">=2024.10.9"
+
+ROOT = Path(__file__).resolve().parent
+MANIFEST = manifest.load(ROOT)
+DEV_BIN = Path(sys.executable).parent
+
+
+def _env_session(env: str) -> None:
+    def session_fn(session: nox.Session) -> None:
+        try:
+            python = noxsupport.prepare_env(MANIFEST, env)
+        except noxsupport.SessionSkip as exc:
+            session.skip(str(exc))
+        except envs.EnvError as exc:  # a failed sync: one line saying what to do
+            session.error(str(exc))
+        session.run(str(python), *noxsupport.pytest_args(env, session.posargs), external=True)
+
+    session_fn.__doc__ = (
+        f"Run env {env}'s tests inside its own venv (.nox/{env}, synced from uv.lock)."
+    )
+    nox.session(name=env, venv_backend="none")(session_fn)
+
+
+for _env in MANIFEST.envs:
+    _env_session(_env)
+
+
+@nox.session(venv_backend="none")
+def unit(session: nox.Session) -> None:
+    """Run the tests that need no sub-env, in the dev env."""
+    session.run(sys.executable, *noxsupport.pytest_args("none", session.posargs), external=True)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """Lint and format-check the code with ruff."""
+    session.run(sys.executable, "-m", "ruff", "check", *noxsupport.LINT_PATHS, external=True)
+    session.run(
+        sys.executable, "-m", "ruff", "format", "--check", *noxsupport.LINT_PATHS, external=True
+    )
+
+
+@nox.session(venv_backend="none")
+def typecheck(session: nox.Session) -> None:
+    """Type-check src/, tasks.py and noxfile.py with mypy (config in pyproject.toml)."""
+    session.run(sys.executable, "-m", "mypy", external=True)
+
+
+@nox.session(venv_backend="none")
+def checks(session: nox.Session) -> None:
+    """Run `inv check --sync`: lock, drift, imports, unused packages, task map, platforms."""
+    session.run(str(DEV_BIN / "inv"), "check", *(session.posargs or ["--sync"]), external=True)

@@ -1,0 +1,79 @@
+"""The bodies of the nox sessions: env test venvs synced from the lock, and what to run.
+
+noxfile.py only registers sessions; everything it needs to decide lives here, typed and
+unit-tested. Standard library and signal4 only (nox imports the noxfile at every ``nox -l``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from signal4 import envs, syncer
+from signal4.manifest import Manifest
+
+#: Where each env's test venv lives (the env's packages plus the ``test`` group).
+NOX_DIR = ".nox"
+#: The sessions that are not per-env, in the order ``nox`` runs them.
+FIXED_SESSIONS = ("unit", "lint", "typecheck", "checks")
+#: What lint and format checks cover.
+LINT_PATHS = ("src", "tests", "tasks.py", "noxfile.py", "benchmarks")
+
+
+class SessionSkip(Exception):
+    """The session cannot run here; ``str()`` is the reason nox prints."""
+
+
+def test_spec(m: Manifest, env: str) -> envs.EnvSpec:
+    """Return the spec of env's test venv at ``.nox/<env>``: its extra plus the test group."""
+    return envs.spec(m, env, groups=["test"], venv=m.root / NOX_DIR / env)
+
+
+def has_tests(m: Manifest, env: str) -> bool:
+    """Whether any test targets ``env``: a step test of one of its tasks or an env marker."""
+    tests = m.root / "tests"
+    for task in m.tasks_of(env):
+        if (tests / "processing_steps" / f"test_{task.name}.py").is_file():
+            return True
+    marker = re.compile(rf"""mark\.env\(\s*["']{re.escape(env)}["']\s*\)""")
+    return any(
+        marker.search(path.read_text(encoding="utf-8", errors="replace"))
+        for path in tests.rglob("test_*.py")
+    )
+
+
+def prepare_env(m: Manifest, env: str) -> Path:
+    """Sync env's test venv from the lock (a no-op when fresh); return its interpreter.
+
+    Raises :class:`SessionSkip` when the env is not built on this platform or has no tests,
+    and :class:`envs.EnvError` when the sync fails.
+    """
+    spec = test_spec(m, env)
+    definition = m.env(env)
+    if not definition.supported():
+        raise SessionSkip(
+            f"env {env!r} is only built on {', '.join(definition.platforms)}; "
+            f"this machine is {envs_platform()}"
+        )
+    if not has_tests(m, env):
+        raise SessionSkip(
+            f"env {env!r} has no tests yet: add tests/processing_steps/test_<task>.py "
+            f"for one of its tasks ({', '.join(t.name for t in m.tasks_of(env))})"
+        )
+    with envs.sync_lock(m):
+        result = syncer.sync_one(m, spec)
+    if not result.ok:
+        raise envs.EnvError(f"cannot sync {spec.venv}: {result.error}")
+    return spec.python
+
+
+def envs_platform() -> str:
+    """This machine's platform tag."""
+    from signal4.manifest import current_platform
+
+    return current_platform()
+
+
+def pytest_args(env: str, posargs: list[str]) -> list[str]:
+    """Return the pytest arguments for env (``none``: the tests that need no sub-env)."""
+    return ["-m", "pytest", "-p", "no:cacheprovider", "--env", env, *(posargs or ["tests/"])]

@@ -1,0 +1,206 @@
+"""inv check: each fault of a small fixture project is reported by name; the real lock is clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from signal4 import checks, envs, syncer
+from signal4.manifest import Manifest, load
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "checkproj"
+STDLIB = frozenset(sys.stdlib_module_names)
+
+#: What each fixture env's interpreter would report (no env is synced in these tests).
+INFOS = {
+    "alpha": checks.EnvInfo(
+        stdlib=STDLIB,
+        modules={"pkga": frozenset({"pkga"}), "pkgb": frozenset({"pkgb"})},
+        installed=frozenset({"pkga", "pkgb", "pkgr", "shared", "signal4"}),
+    ),
+    "beta": checks.EnvInfo(
+        stdlib=STDLIB,
+        modules={"pkgc": frozenset({"pkgc"}), "shared": frozenset({"shared"})},
+        installed=frozenset({"pkgc", "shared", "signal4"}),
+    ),
+}
+
+
+def fake_inspect(m: Manifest, names: Sequence[str]) -> tuple[dict[str, checks.EnvInfo], list[str]]:
+    return {n: INFOS[n] for n in names if n in INFOS}, [n for n in names if n not in INFOS]
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, checks.CheckResult]:
+    m = load(FIXTURE)
+    only = ("drift", "imports", "unused", "taskmap", "platforms")
+    return {r.name: r for r in checks.run_checks(m, only=only, inspect=fake_inspect)}
+
+
+def test_missing_import_names_task_module_and_chain(
+    results: dict[str, checks.CheckResult],
+) -> None:
+    (error,) = results["imports"].errors
+    assert "task 'step_b' imports 'pkgx'" in error
+    assert "signal4.processing_steps.step_b → signal4.util → pkgx" in error
+    assert "env 'beta' does not install it" in error
+
+
+def test_type_checking_imports_and_stdlib_are_not_required(
+    results: dict[str, checks.CheckResult],
+) -> None:
+    text = " ".join(results["imports"].errors)
+    assert "pkgtyping" not in text and "json" not in text and "step_a" not in text
+
+
+def test_unused_dependency_is_a_warning_naming_env_and_package(
+    results: dict[str, checks.CheckResult],
+) -> None:
+    unused = results["unused"]
+    assert unused.errors == ()
+    (warning,) = unused.warnings  # pkgr is runtime-only, pkga and pkgc are imported
+    assert "env 'alpha' declares 'pkgb'" in warning
+    assert not unused.failed() and unused.failed(strict=True)
+
+
+def test_drifted_version_names_package_versions_and_envs(
+    results: dict[str, checks.CheckResult],
+) -> None:
+    (error,) = results["drift"].errors
+    assert error.startswith("shared: 1.0 in env 'alpha' but 2.0 in env 'beta'")
+
+
+def test_declared_conflict_is_not_drift() -> None:
+    m = load(FIXTURE)
+    m = Manifest(m.root, m.base, m.envs, m.tasks, conflicts=(frozenset({"alpha", "beta"}),))
+    assert checks.check_drift(m, checks.read_lock(FIXTURE)).errors == ()
+
+
+def test_unmapped_module_is_named_and_private_modules_are_not(
+    results: dict[str, checks.CheckResult],
+) -> None:
+    (error,) = results["taskmap"].errors
+    assert "module signal4.processing_steps.step_orphan is not mapped" in error
+
+
+def test_missing_task_module_is_named() -> None:
+    m = load(FIXTURE)
+    task = m.tasks["step_a"]
+    broken = type(task)(task.name, task.env, "signal4.processing_steps.gone", 1.0, 1)
+    m = Manifest(m.root, m.base, m.envs, {**m.tasks, "step_a": broken})
+    errors = checks.check_taskmap(m, FIXTURE / "src").errors
+    assert any("task 'step_a' maps to module 'signal4.processing_steps.gone'" in e for e in errors)
+
+
+def test_package_without_a_wheel_for_a_platform_needs_a_marker(
+    results: dict[str, checks.CheckResult],
+) -> None:
+    errors = results["platforms"].errors
+    assert [e.split(" (")[0] for e in errors] == ["pkgb 2.0", "pkgb 2.0"]
+    assert {e.split("for ")[1].split(" python")[0] for e in errors} == {
+        "linux-x86_64",
+        "linux-aarch64",
+    }
+
+
+def test_unsynced_env_names_the_env_and_the_command() -> None:
+    m = load(FIXTURE)
+
+    def none_synced(
+        m: Manifest, names: Sequence[str]
+    ) -> tuple[dict[str, checks.EnvInfo], list[str]]:
+        return {}, list(names)
+
+    (result,) = checks.run_checks(m, only=("imports",), inspect=none_synced)
+    assert result.errors[-1].startswith("envs not synced, so not checked: alpha, beta")
+    assert "inv check --sync" in result.errors[-1]
+
+
+def test_report_has_one_line_per_check_or_culprit(
+    results: dict[str, checks.CheckResult],
+) -> None:
+    lines = checks.report_lines(list(results.values()))
+    assert sum(line.startswith("✘") for line in lines) == 5
+    assert any(line.startswith("! every env package is used") for line in lines)
+    strict = checks.report_lines(list(results.values()), strict=True)
+    assert sum(line.startswith("✘") for line in strict) == 6
+
+
+def test_wheel_tags() -> None:
+    fits = checks._wheel_fits
+    assert fits("a-1-cp311-abi3-manylinux_2_17_x86_64.whl", "linux", "x86_64", 13)
+    assert not fits("a-1-cp313-cp313-manylinux_2_17_x86_64.whl", "linux", "x86_64", 12)
+    assert fits("a-1-cp312-cp312-macosx_11_0_universal2.whl", "darwin", "arm64", 12)
+    assert not fits("a-1-py3-none-macosx_11_0_arm64.whl", "linux", "aarch64", 12)
+    assert fits("a-1-py2.py3-none-any.whl", "darwin", "arm64", 11)
+
+
+def test_real_lock_has_no_drift_and_fits_every_platform(
+    project_manifest: Manifest,
+) -> None:
+    lock = checks.read_lock(ROOT)
+    assert checks.check_drift(project_manifest, lock).errors == ()
+    assert checks.check_platforms(project_manifest, lock).errors == ()
+    # numpy is forked by python version in the lock: that is not drift, and the walk sees it.
+    graph = checks.LockGraph(lock)
+    low = graph.reachable("diarize", checks.marker_environment("linux", "x86_64", 11))
+    high = graph.reachable("diarize", checks.marker_environment("linux", "x86_64", 13))
+    assert low["numpy"] != high["numpy"]
+    assert "mlx" not in graph.reachable(
+        "transcribe", checks.marker_environment("linux", "x86_64", 11)
+    )
+    assert "mlx" in graph.reachable("transcribe", checks.marker_environment("darwin", "arm64", 12))
+
+
+def test_mlx_without_its_marker_is_caught(project_manifest: Manifest) -> None:
+    lock = checks.read_lock(ROOT)
+    root = next(p for p in lock["package"] if p["name"] == "signal4")
+    for dep in root["optional-dependencies"]["transcribe"]:
+        dep.pop("marker", None)
+    errors = checks.check_platforms(project_manifest, lock).errors
+    assert any(e.startswith("mlx ") and "linux-x86_64" in e for e in errors)
+
+
+def test_real_env_covers_its_task_imports(project_manifest: Manifest) -> None:
+    """Probe the real convert env and check its task against the real import graph."""
+    spec = envs.spec(project_manifest, "convert")
+    with envs.sync_lock(project_manifest):
+        assert syncer.sync_one(project_manifest, spec).ok
+    infos, missing = checks.inspect_synced(project_manifest, ["convert"])
+    assert missing == []
+    assert "imageio-ffmpeg" in infos["convert"].installed
+    assert "torch" not in infos["convert"].installed
+    graph = checks.import_graph(ROOT / "src")
+    result, used = checks.check_imports(project_manifest, graph, infos)
+    assert result.errors == ()
+    assert "imageio-ffmpeg" in used["convert"]
+    # Take imageio-ffmpeg away from the env: the checker names the module it lacks.
+    lacking = checks.EnvInfo(
+        stdlib=infos["convert"].stdlib,
+        modules={k: v for k, v in infos["convert"].modules.items() if k != "imageio_ffmpeg"},
+        installed=infos["convert"].installed - {"imageio-ffmpeg"},
+    )
+    result, _ = checks.check_imports(project_manifest, graph, {"convert": lacking})
+    assert result.errors and all("'imageio_ffmpeg'" in e for e in result.errors)
+
+
+def test_inv_check_exit_code_follows_the_failures() -> None:
+    """Run the real `inv check` on this project: one line per check and a summary."""
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "inv"), "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[-1].endswith("checks passed"), proc.stdout + proc.stderr
+    failed = [line for line in lines if line.startswith("✘")]
+    assert proc.returncode == (1 if failed else 0)
+    for title in checks.TITLES.values():
+        assert any(title in line for line in lines), title
