@@ -99,6 +99,54 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
 
 
 @task(
+    iterable=["tasks", "ways"],
+    help={
+        "tasks": "Only this task; repeatable (default: every task).",
+        "ways": "Only this launch way; repeatable (full-uv, full-direct, sub-uv, sub-direct, "
+        "floor-pass, floor-imports; default: all).",
+        "runs": "Timed rounds per task (default: 5, or 3 for tasks whose imports take > 2 s).",
+        "warmups": "Untimed rounds before the timed ones.",
+        "json": "Write every raw sample here (default: .measure/startup.json).",
+        "markdown": "Write the Markdown report here (default: .measure/startup.md).",
+        "check": "Exit 1 if a task's start-up / floor ratio grew past this baseline JSON's.",
+        "tolerance": "Allowed growth of that ratio for --check (0.2 = 20%).",
+        "no_disk": "Skip measuring env sizes.",
+    },
+)
+def measure(
+    c: Context,
+    tasks: list[str] | None = None,
+    ways: list[str] | None = None,
+    runs: int = 0,
+    warmups: int = 1,
+    json: str = "",
+    markdown: str = "",
+    check: str = "",
+    tolerance: float = 0.2,
+    no_disk: bool = False,
+) -> None:
+    """Measure start-up per task and launch way, the import breakdown and env sizes."""
+    from pathlib import Path
+
+    from signal4 import measure_report
+
+    _call(
+        lambda: measure_report.run(
+            tasks=tasks or [],
+            ways=ways or [],
+            runs=runs or None,
+            warmups=warmups,
+            json_path=Path(json) if json else None,
+            markdown_path=Path(markdown) if markdown else None,
+            check_path=Path(check) if check else None,
+            tolerance=tolerance,
+            disk=not no_disk,
+            command="inv " + " ".join(sys.argv[1:]) if sys.argv[1:] else "inv measure",
+        )
+    )
+
+
+@task(
     help={
         "strict": "Treat unused packages as errors, not warnings.",
         "sync": "Sync the envs the import checks need first (otherwise unsynced envs are named).",

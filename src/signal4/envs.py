@@ -78,7 +78,9 @@ def envs_dir(manifest: Manifest) -> Path:
     return manifest.root / "envs"
 
 
-def spec(manifest: Manifest, name: str, *, groups: Sequence[str] = (), venv: Path | None = None) -> EnvSpec:
+def spec(
+    manifest: Manifest, name: str, *, groups: Sequence[str] = (), venv: Path | None = None
+) -> EnvSpec:
     """Return the :class:`EnvSpec` of env ``name`` (``full`` is the monolithic baseline)."""
     if name == FULL_ENV:
         return EnvSpec(
@@ -249,10 +251,14 @@ def package_count(env: EnvSpec) -> int:
     return len(list(site.glob("*.dist-info"))) if site else 0
 
 
-def disk_usage(path: Path) -> tuple[int, int]:
-    """Return (apparent bytes, unique bytes with hard-linked files counted once) under ``path``."""
+def disk_usage(path: Path, seen: set[tuple[int, int]] | None = None) -> tuple[int, int]:
+    """Return (apparent bytes, unique bytes with hard-linked files counted once) under ``path``.
+
+    Pass the same ``seen`` set to several calls to count a file shared between them once
+    (the union of several envs: ``inv measure``).
+    """
     apparent = unique = 0
-    seen: set[tuple[int, int]] = set()
+    seen = set() if seen is None else seen
     for folder, _dirs, files in os.walk(path):
         for fname in files:
             try:
