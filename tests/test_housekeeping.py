@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from signal4 import housekeeping
 from signal4.manifest import Manifest
 
@@ -23,3 +25,19 @@ def test_human_bytes() -> None:
     assert housekeeping.human_bytes(512) == "512B"
     assert housekeeping.human_bytes(2048) == "2K"
     assert housekeeping.human_bytes(5 * 1024**3) == "5.0G"
+
+
+def test_readme_shows_the_committed_measurements() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    record = (ROOT / housekeeping.MEASURE_RECORD).read_text(encoding="utf-8")
+    assert housekeeping.readme_with_measurements(readme, record) == readme, (
+        "README's measurements differ from benchmarks/startup.md; run: inv measure "
+        "--json benchmarks/startup.json --markdown benchmarks/startup.md"
+    )
+    summary = housekeeping.measure_summary(record)
+    assert "- Machine:" in summary and "#### environment sizes" in summary
+
+
+def test_measure_summary_names_a_missing_section() -> None:
+    with pytest.raises(ValueError, match="environment sizes"):
+        housekeeping.measure_summary("- Date: x\n### start-up to ready\n| a |\n")

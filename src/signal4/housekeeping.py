@@ -138,3 +138,33 @@ def readme_with_env_table(readme: str, manifest: Manifest) -> str:
     start = readme.index(README_TABLE_BEGIN) + len(README_TABLE_BEGIN)
     end = readme.index(README_TABLE_END)
     return readme[:start] + "\n" + env_table_markdown(manifest) + "\n" + readme[end:]
+
+
+#: The committed measurement record and the part of it the README shows.
+MEASURE_RECORD = Path("benchmarks") / "startup.md"
+README_MEASURE_BEGIN = "<!-- measure:begin (copied from benchmarks/startup.md by `inv measure`) -->"
+README_MEASURE_END = "<!-- measure:end -->"
+_EMBEDDED_SECTIONS = ("### start-up to ready", "### environment sizes")
+
+
+def measure_summary(record: str) -> str:
+    """Return what the README shows of a ``startup.md``: when/where, start-up and sizes."""
+    lines = record.splitlines()
+    header = [line for line in lines if line.startswith(("- Date:", "- Machine:"))]
+    parts = ["\n".join(header)]
+    for title in _EMBEDDED_SECTIONS:
+        start = next((i for i, line in enumerate(lines) if line.startswith(title)), None)
+        if start is None:
+            raise ValueError(f"the measurement record has no {title!r} section")
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("#")), len(lines)
+        )
+        parts.append("\n".join(["#" + lines[start], *lines[start + 1 : end]]).strip())
+    return "\n\n".join(parts)
+
+
+def readme_with_measurements(readme: str, record: str) -> str:
+    """Return ``readme`` with :func:`measure_summary` of ``record`` between its markers."""
+    start = readme.index(README_MEASURE_BEGIN) + len(README_MEASURE_BEGIN)
+    end = readme.index(README_MEASURE_END)
+    return readme[:start] + "\n" + measure_summary(record) + "\n" + readme[end:]

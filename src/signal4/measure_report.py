@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from signal4 import housekeeping
 from signal4.housekeeping import human_bytes
 from signal4.manifest import FULL_ENV
 from signal4.measure import (
@@ -455,6 +456,14 @@ def run(
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     markdown_path.write_text(markdown(doc, command), encoding="utf-8")
     out.print(f"wrote {json_path} and {markdown_path}; wall time {doc['wall_s']:.0f} s")
+    if markdown_path.resolve() == (m.root / housekeeping.MEASURE_RECORD).resolve():
+        readme = m.root / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        readme.write_text(
+            housekeeping.readme_with_measurements(text, markdown_path.read_text("utf-8")),
+            encoding="utf-8",
+        )
+        out.print(f"updated the measurements in {readme}")
     code = 0
     if baseline is not None:
         verdicts = check(baseline, doc, tolerance)
