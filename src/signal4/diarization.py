@@ -25,6 +25,14 @@ def merge_turns(turns: Sequence[dict[str, Any]], gap: float = 0.3) -> list[dict[
     return [{**t, "start": round(t["start"], 3), "end": round(t["end"], 3)} for t in merged]
 
 
+def relabel(turns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rename speakers SPEAKER_00, SPEAKER_01, ... in the order they first speak."""
+    names: dict[str, str] = {}
+    for t in sorted(turns, key=lambda t: (t["start"], t["end"])):
+        names.setdefault(str(t["speaker"]), f"SPEAKER_{len(names):02d}")
+    return [{**t, "speaker": names[str(t["speaker"])]} for t in turns]
+
+
 def rttm(content_id: str, turns: Sequence[dict[str, Any]]) -> str:
     """Return ``turns`` as RTTM lines."""
     return "".join(
@@ -38,7 +46,7 @@ def write(
     store: Any, content_id: str, turns: Sequence[dict[str, Any]], method: str
 ) -> dict[str, Any]:
     """Write diarization.json and diarization.rttm; return the JSON document."""
-    turns = merge_turns(turns)
+    turns = relabel(merge_turns(turns))
     speakers = sorted({t["speaker"] for t in turns})
     doc = {"method": method, "speakers": speakers, "turns": turns}
     store.write_json(store.path(content_id, JSON_NAME), doc)

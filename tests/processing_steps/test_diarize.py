@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from signal4 import diarization
 from signal4.processing_steps.diarize import STEP
 from tests.helpers import speech
 from tests.helpers.steps import db, run_step
@@ -43,8 +44,24 @@ def test_two_speakers_found_on_the_sample(sample_run: dict[str, Any]) -> None:
         assert covering, (t, doc["turns"])
         found.append(covering[0]["speaker"])
     assert found[0] == found[2] and found[1] == found[3] and found[0] != found[1]
+    assert found[:2] == ["SPEAKER_00", "SPEAKER_01"]  # named in the order they first speak
     lines = sample_run["rttm"].splitlines()
     assert len(lines) == len(doc["turns"]) and lines[0].startswith("SPEAKER sample 1 ")
+
+
+def test_speakers_are_named_in_order_of_first_turn() -> None:
+    turns = [
+        {"start": 4.0, "end": 5.0, "speaker": "0"},
+        {"start": 0.0, "end": 2.0, "speaker": "1"},
+        {"start": 2.5, "end": 3.0, "speaker": "0"},
+        {"start": 6.0, "end": 7.0, "speaker": "7"},
+    ]
+    assert [t["speaker"] for t in diarization.relabel(turns)] == [
+        "SPEAKER_01",
+        "SPEAKER_00",
+        "SPEAKER_01",
+        "SPEAKER_02",
+    ]
 
 
 def test_silence_has_zero_speakers() -> None:

@@ -36,5 +36,5 @@ def test_shared_writer_is_the_one_used() -> None:
     doc = diarization.write(store(), "w", [{"start": 0.5, "end": 1.5, "speaker": "S1"}], "pyannote")
     assert diarization.read(store(), "w") == doc
     assert store().path("w", "diarization.rttm").read_text() == (
-        "SPEAKER w 1 0.500 1.000 <NA> <NA> S1 <NA> <NA>\n"
+        "SPEAKER w 1 0.500 1.000 <NA> <NA> SPEAKER_00 <NA> <NA>\n"
     )

@@ -121,14 +121,14 @@ def test_shared_writer_merges_turns_and_writes_rttm() -> None:
         ],
         method="test",
     )
-    assert doc["turns"] == [
-        {"start": 0.0, "end": 2.0, "speaker": "B"},
-        {"start": 2.5, "end": 3.0, "speaker": "A"},
+    assert doc["turns"] == [  # B speaks first, so it becomes SPEAKER_00
+        {"start": 0.0, "end": 2.0, "speaker": "SPEAKER_00"},
+        {"start": 2.5, "end": 3.0, "speaker": "SPEAKER_01"},
     ]
-    assert doc["speakers"] == ["A", "B"]
+    assert doc["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
     assert diarization.read(store(), "w") == doc
     rttm = store().path("w", "diarization.rttm").read_text().splitlines()
     assert rttm == [
-        "SPEAKER w 1 0.000 2.000 <NA> <NA> B <NA> <NA>",
-        "SPEAKER w 1 2.500 0.500 <NA> <NA> A <NA> <NA>",
+        "SPEAKER w 1 0.000 2.000 <NA> <NA> SPEAKER_00 <NA> <NA>",
+        "SPEAKER w 1 2.500 0.500 <NA> <NA> SPEAKER_01 <NA> <NA>",
     ]
