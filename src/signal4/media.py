@@ -12,6 +12,7 @@ import subprocess
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: What every WAV we write looks like: 16 kHz, mono, 16-bit PCM.
 SAMPLE_RATE = 16_000
@@ -95,6 +96,52 @@ def probe(path: Path) -> MediaInfo:
     video = [d for kind, d in _STREAM_RE.findall(err) if kind == "Video"]
     container = m.group(1) if (m := _INPUT_RE.search(err)) else ""
     return MediaInfo(duration=duration, audio=audio, video=video, container=container)
+
+
+def container_truncation(path: Path) -> str | None:
+    """Say why ``path`` is cut short, from its container's own bookkeeping, or None.
+
+    ffmpeg estimates the duration of WAV and Ogg files from their size, so a truncated one
+    decodes "completely". Their containers still tell: a WAV's data chunk announces its
+    length, and an Ogg stream ends with a page flagged end-of-stream.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        size = path.stat().st_size
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            return _wav_truncation(fh, size)
+        if head[:4] == b"OggS":
+            fh.seek(max(0, size - 65_536))
+            return _ogg_truncation(fh.read(), size)
+    return None
+
+
+def _wav_truncation(fh: Any, size: int) -> str | None:
+    offset = 12
+    while offset + 8 <= size:
+        fh.seek(offset)
+        chunk_id, declared = fh.read(4), int.from_bytes(fh.read(4), "little")
+        if chunk_id == b"data":
+            have = size - offset - 8
+            # 0 and 0xFFFFFFFF: a streamed WAV whose writer could not go back to fill it in
+            if declared not in (0, 0xFFFFFFFF) and have < declared:
+                return f"its WAV header announces {declared} bytes of audio, the file holds {have}"
+            return None
+        offset += 8 + declared + (declared & 1)
+    return "its WAV header has no data chunk"
+
+
+def _ogg_truncation(tail: bytes, size: int) -> str | None:
+    at = tail.rfind(b"OggS")
+    if at < 0 or len(tail) - at < 27:
+        return "its last Ogg page is cut off"
+    flags, segments = tail[at + 5], tail[at + 26]
+    table = tail[at + 27 : at + 27 + segments]
+    if len(table) < segments or at + 27 + segments + sum(table) > len(tail):
+        return "its last Ogg page is cut off"
+    if not flags & 0x04:
+        return "its Ogg stream has no end-of-stream page"
+    return None
 
 
 def to_wav(src: Path, dst: Path, *, rate: int = SAMPLE_RATE, channels: int = CHANNELS) -> None:

@@ -117,8 +117,19 @@ def test_video_input_keeps_its_audio(tmp_path: Path) -> None:
             "truncated",
             True,
         ),
+        # ffmpeg decodes these "completely"; their containers tell
+        (
+            lambda d: media.truncated(media.tone(d / "t.wav", 6.0), d / "cut.wav"),
+            "WAV header announces",
+            False,
+        ),
+        (
+            lambda d: media.truncated(media.tone(d / "t.ogg", 6.0), d / "cut.ogg"),
+            "Ogg",
+            False,
+        ),
     ],
-    ids=["no-audio", "truncated-m4a", "text", "empty", "truncated-mp3"],
+    ids=["no-audio", "truncated-m4a", "text", "empty", "truncated-mp3", "cut-wav", "cut-ogg"],
 )
 def test_bad_input_is_invalid(tmp_path: Path, make: object, reason: str, registered: bool) -> None:
     src = make(tmp_path)  # type: ignore[operator]

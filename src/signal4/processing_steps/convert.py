@@ -121,6 +121,8 @@ def _probe_audio(src: Path) -> Any:
     if not info.has_audio:
         kinds = "a video stream only" if info.video else "no audio stream"
         raise InvalidInput(f"{src.name} has {kinds}; there is nothing to transcribe")
+    if reason := media.container_truncation(src):
+        raise InvalidInput(f"{src.name} looks truncated: {reason}")
     return info
 
 
