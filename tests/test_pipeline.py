@@ -59,3 +59,8 @@ def test_download_task_for_each_source() -> None:
     assert pipeline.download_task("talk.mp3") is None
     assert pipeline.download_task("https://example.org/feed.xml")[0] == "download_podcast"
     assert pipeline.download_task("https://example.org/watch?v=x")[0] == "download_youtube"
+    assert pipeline.download_task("https://rumble.com/v4abc-talk.html") == (
+        "download_rumble",
+        ["--url", "https://rumble.com/v4abc-talk.html"],
+    )
+    assert pipeline.download_task("https://notrumble.com/v1")[0] == "download_youtube"

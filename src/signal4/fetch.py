@@ -70,6 +70,28 @@ def check_url(url: str, *, allow_loopback: bool) -> str:
     return url
 
 
+def host_of(url: str) -> str:
+    """The lower-case host name of ``url`` ('' if it has none)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def is_local_host(host: str) -> bool:
+    """Whether ``host`` is this machine or a private network address (not a site's name)."""
+    if host == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not addr.is_global
+
+
+def on_site(url: str, domain: str) -> bool:
+    """Whether ``url``'s host is ``domain`` or one of its subdomains."""
+    host = host_of(url)
+    return host == domain or host.endswith("." + domain)
+
+
 def slug(text: str, max_len: int = 40) -> str:
     """Return ``text`` as lowercase ASCII letters, digits and single dashes."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from signal4 import dispatch, envs, protocol
+from signal4.fetch import on_site
 from signal4.manifest import Manifest
 
 SAMPLE = Path("samples") / "two_speakers" / "audio.wav"
@@ -55,6 +56,9 @@ def download_task(source: str) -> tuple[str, list[str]] | None:
     lowered = source.lower()
     if any(k in lowered for k in ("rss", "feed", ".xml", "atom")):
         return "download_podcast", ["--feed", source]
+    if on_site(source, "rumble.com"):
+        return "download_rumble", ["--url", source]
+    # yt-dlp knows YouTube and many other video sites; download_youtube takes them all.
     return "download_youtube", ["--url", source]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from signal4 import protocol
-from signal4.fetch import UnsafeURL, check_url, content_id, slug
+from signal4.fetch import UnsafeURL, check_url, content_id, host_of, is_local_host, on_site, slug
 from signal4.steprunner import Context, InvalidInput, StepFailure
 from signal4.store import TMP_PREFIX, InvalidContentId, check_id
 
@@ -128,6 +128,11 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
         url = check_url(options.url, allow_loopback=ctx.settings.allow_loopback)
     except UnsafeURL as exc:
         raise InvalidInput(str(exc)) from None
+    local = ctx.settings.allow_loopback and is_local_host(host_of(url))
+    if kind == "rumble" and not (on_site(url, "rumble.com") or local):
+        raise InvalidInput(
+            f"{url} is not a Rumble URL; use download_youtube for other sites yt-dlp knows"
+        )
     if options.content:
         check_id(options.content)
     base = _base_options(ctx, options.cookies)

@@ -112,6 +112,13 @@ def test_bad_urls_are_invalid(server: httpserver.Server, path: str, reason: str)
     assert not folder.exists() or list(folder.iterdir()) == []
 
 
+def test_rumble_refuses_another_site() -> None:
+    code, result = run_step(download_rumble.STEP, "--url", "https://www.youtube.com/watch?v=x")
+    assert code == protocol.EXIT_INVALID, result
+    assert "not a Rumble URL" in result["error"] and "download_youtube" in result["error"]
+    assert db().all() == []
+
+
 def test_url_checks_and_cookies(
     server: httpserver.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
