@@ -95,6 +95,43 @@ def test_all_episodes_atom_and_redirect(mp3: bytes) -> None:
         assert pick["contents"] == [result["contents"][1]]
 
 
+def test_all_tries_every_episode_and_reports_the_failures(mp3: bytes) -> None:
+    with httpserver.serve() as srv:
+        srv.routes["/feed.xml"] = Route(
+            httpserver.rss(
+                [
+                    ("g3", "Three", srv.url("/three.mp3")),
+                    ("g2", "Two", srv.url("/gone.mp3")),  # 404 in the middle
+                    ("g1", "One", srv.url("/one.mp3")),
+                ]
+            )
+        )
+        srv.routes["/three.mp3"] = Route(mp3, content_type="audio/mpeg")
+        srv.routes["/one.mp3"] = Route(mp3, content_type="audio/mpeg")
+        code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--all")
+        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        assert "1 of 3 episodes failed" in result["error"] and "404" in result["error"]
+        statuses = [d["status"] for d in result["downloads"]]
+        assert statuses == [protocol.COMPLETED, protocol.INVALID_INPUT, protocol.COMPLETED]
+        assert len(result["contents"]) == 2
+        for cid in result["contents"]:
+            assert db().is_done(cid, "download")
+        bad = result["downloads"][1]["content"]
+        assert db().stage_status(bad, "download") == "invalid_input"
+        assert "404" in (db().get(bad).steps[0].error or "")  # type: ignore[union-attr]
+
+        # a re-run skips the two done episodes and tries the failed one again
+        srv.routes["/gone.mp3"] = Route(mp3, content_type="audio/mpeg")
+        code, again = run_step(STEP, "--feed", srv.url("/feed.xml"), "--all")
+        assert (code, again["status"]) == (0, protocol.COMPLETED), again
+        assert [d["status"] for d in again["downloads"]] == [
+            protocol.SKIPPED,
+            protocol.COMPLETED,
+            protocol.SKIPPED,
+        ]
+    _no_leftovers()
+
+
 def test_relative_enclosure_and_raw_guid(mp3: bytes) -> None:
     with httpserver.serve() as srv:
         srv.routes["/pod/feed.xml"] = Route(httpserver.rss([("ep-7", "Seven", "media/7.mp3")]))

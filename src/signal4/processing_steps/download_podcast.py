@@ -47,7 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="download the Nth episode, newest first (1 = newest; the default)",
     )
     pick.add_argument("--guid", help="download the episode with this guid (or id)")
-    pick.add_argument("--all", action="store_true", help="download every episode")
+    pick.add_argument(
+        "--all",
+        action="store_true",
+        help="download every episode: each is tried, and any failure makes the step exit 1",
+    )
     parser.add_argument(
         "--list",
         action="store_true",
@@ -339,23 +343,47 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                     for i, ep in enumerate(episodes, 1)
                 ],
             }
-        done = [
-            download_episode(
-                client, ctx, options.content or ep.content_id, ep, feed, options.rewrite
-            )
-            for ep in chosen
-        ]
-    status = (
-        protocol.SKIPPED
-        if all(d["status"] == protocol.SKIPPED for d in done)
-        else protocol.COMPLETED
-    )
-    return {
-        "status": status,
+        if len(chosen) == 1:
+            ep = chosen[0]
+            done = [
+                download_episode(
+                    client, ctx, options.content or ep.content_id, ep, feed, options.rewrite
+                )
+            ]
+        else:
+            done = [_download_or_record(client, ctx, ep, feed, options.rewrite) for ep in chosen]
+    failed = [d for d in done if d["status"] in (protocol.FAILED, protocol.INVALID_INPUT)]
+    result: dict[str, Any] = {
         "feed": feed,
-        "contents": [d["content"] for d in done],
+        "contents": [d["content"] for d in done if d not in failed],
         "downloads": done,
     }
+    if failed:
+        # Every episode was tried; the failed ones carry their error in the state DB.
+        all_bad_input = len(failed) == len(done) and all(
+            d["status"] == protocol.INVALID_INPUT for d in failed
+        )
+        result["status"] = protocol.INVALID_INPUT if all_bad_input else protocol.FAILED
+        result["error"] = (
+            f"{len(failed)} of {len(done)} episodes failed; first: "
+            f"{failed[0]['content']}: {failed[0]['error']}"
+        )
+    elif all(d["status"] == protocol.SKIPPED for d in done):
+        result["status"] = protocol.SKIPPED
+    else:
+        result["status"] = protocol.COMPLETED
+    return result
+
+
+def _download_or_record(
+    client: Any, ctx: Context, ep: Episode, feed: str, rewrite: bool
+) -> dict[str, Any]:
+    """Download one of several episodes; its failure (recorded by download_episode) is returned."""
+    try:
+        return download_episode(client, ctx, ep.content_id, ep, feed, rewrite)
+    except (InvalidInput, StepFailure) as exc:
+        status = protocol.INVALID_INPUT if isinstance(exc, InvalidInput) else protocol.FAILED
+        return {"status": status, "content": ep.content_id, "error": str(exc)}
 
 
 STEP = Step(
