@@ -143,16 +143,23 @@ def _pump(stream: IO[str], sink: Callable[[str], None]) -> None:
     stream.close()
 
 
-def _stop(proc: subprocess.Popen[str], grace: float) -> None:
-    """SIGTERM the step's process group, then SIGKILL it if it outlives ``grace`` seconds."""
+def _watchdog(
+    proc: subprocess.Popen[str],
+    finished: threading.Event,
+    timeout: float,
+    grace: float,
+    stopped: list[bool],
+) -> None:
+    """After ``timeout`` s, SIGTERM the step's process group; SIGKILL it ``grace`` s later."""
+    if finished.wait(timeout):
+        return
+    stopped.append(True)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    if finished.wait(grace):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_command(
@@ -219,13 +226,19 @@ def run_command(
     for pump in pumps:
         pump.start()
     signals: list[int] = []
-    timed_out = False
+    finished = threading.Event()
+    stopped: list[bool] = []
+    if timeout:
+        watchdog = threading.Thread(
+            target=_watchdog, args=(proc, finished, timeout, grace, stopped), daemon=True
+        )
+        watchdog.start()
     with _forward_signals(proc, signals):
-        try:
-            proc.wait(timeout=timeout if timeout else None)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop(proc, grace)
+        # A blocking wait returns the moment the step exits; Popen.wait(timeout=...) would
+        # poll with sleeps of up to 50 ms and add that to every launch.
+        proc.wait()
+    finished.set()
+    timed_out = bool(stopped)
     for pump in pumps:
         pump.join()
     duration = time.monotonic() - started
