@@ -1,9 +1,9 @@
 """``inv measure``: statistics, the baseline check, bad input, and real measurements.
 
 The real measurements use a tiny locked project whose env really holds pysbd, so they
-exercise every launch way end to end in seconds. The probe-coverage tests run a step
-for real and its ``--ready`` probe, each under ``-X importtime``, and check that the
-probe loads every third-party package the real run loads.
+exercise every launch way end to end in seconds. The probe-coverage test here checks
+the check itself on that project; each real task's probe is checked inside its own env
+by its step tests (``tests/helpers/probe.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from signal4.measure import (
     SUB_UV,
     MeasureError,
 )
+from tests.helpers import probe
 
 # --------------------------------------------------------------------------- statistics
 
@@ -420,67 +421,13 @@ def test_the_task_body_writes_reports_checks_and_fails_for_a_broken_probe(
 # --------------------------------------------------------------------------- probe coverage
 
 
-def assert_probe_covers(
-    python: str | Path,
-    module: str,
-    real_args: list[str],
-    *,
-    cwd: Path | None = None,
-    environ: dict[str, str] | None = None,
-) -> list[str]:
-    """Run a step for real and its probe under -X importtime; fail if the probe loads less."""
-    cov = measure.probe_coverage(python, module, real_args, environ=environ, cwd=cwd)
-    assert cov.real.returncode == 0, cov.real.stderr[-3000:]
-    assert cov.probe.returncode == 0, cov.probe.stderr[-3000:]
-    assert json.loads(cov.probe.stdout.splitlines()[-1]).get("ready") is True
-    assert not cov.missing, f"the probe does not import what a real run does: {cov.missing}"
-    return cov.real.third_party(cov.project)
-
-
 @pytest.mark.slow
 def test_probe_covers_a_real_run_of_the_demo_step(mdemo: manifest.Manifest) -> None:
     python = envs.spec(mdemo, "alpha").python
-    real = assert_probe_covers(python, "mdemo.split", ["One sentence. And another one."])
+    real = probe.assert_probe_covers(
+        "split", "One sentence. And another one.", python=python, module="mdemo.split"
+    )
     assert real == ["pysbd"]
     # A probe that forgets an import is caught.
     cov = measure.probe_coverage(python, "mdemo.typed_ready", ["x"], cwd=None)
     assert cov.missing == ["pysbd"]
-
-
-def _tone(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
-    """Write a real 16-bit mono sine-wave WAV file."""
-    import math
-    import struct
-    import wave
-
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-        for i in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(frames)
-    return path
-
-
-@pytest.mark.slow
-def test_probe_covers_a_real_run_of_convert(
-    project_manifest: manifest.Manifest, tmp_path: Path, isolated_data: Path
-) -> None:
-    """convert, run for real in its env on a real WAV, loads nothing its probe does not."""
-    task = project_manifest.task("convert")
-    env = envs.spec(project_manifest, task.env)
-    if envs.status(project_manifest, env) is not envs.State.UP_TO_DATE:
-        pytest.skip(f"env {task.env!r} is not synced; run: inv sync {task.env}")
-    environ = dispatch.child_environ(project_manifest, {"SIGNAL4_DATA_DIR": str(isolated_data)})
-    real = assert_probe_covers(
-        env.python,
-        task.module,
-        ["--input", str(_tone(tmp_path / "tone.wav")), "--content", "tone"],
-        environ=environ,
-        cwd=tmp_path,
-    )
-    assert "imageio_ffmpeg" in real
-    assert (isolated_data / "content" / "tone" / "audio.wav").is_file()

@@ -13,7 +13,7 @@ from signal4 import media as media_mod
 from signal4 import protocol
 from signal4.processing_steps import convert
 from signal4.processing_steps.cleanup_and_compress import STEP
-from tests.helpers import media
+from tests.helpers import media, probe
 from tests.helpers.steps import db, run_step, store
 
 
@@ -149,3 +149,10 @@ def test_cli_subprocess(converted: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert protocol.parse_last_line(proc.stdout)["status"] == protocol.COMPLETED
+
+
+def test_ready_probe_covers_a_real_run(converted: str) -> None:
+    _finish_later_stages(converted)
+    real = probe.assert_probe_covers("cleanup_and_compress", "--content", converted)
+    assert "imageio_ffmpeg" in real
+    assert db().is_done(converted, "compress")

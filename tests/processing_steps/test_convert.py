@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import protocol
+from signal4 import pipeline, protocol
 from signal4.processing_steps.convert import STEP, plan_chunks
 from signal4.steprunner import InvalidInput
-from tests.helpers import media
+from tests.helpers import media, probe
 from tests.helpers.steps import db, run_step, store
 
 
@@ -180,3 +180,10 @@ def test_cli_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     result = protocol.parse_last_line(proc.stdout)
     assert (result["status"], result["chunks"]) == (protocol.COMPLETED, 1)
+
+
+def test_ready_probe_covers_a_real_run_on_the_sample() -> None:
+    real = probe.assert_probe_covers(
+        "convert", "--input", str(probe.ROOT / pipeline.SAMPLE), "--content", "probe"
+    )
+    assert "imageio_ffmpeg" in real and "sqlalchemy" in real

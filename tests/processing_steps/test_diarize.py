@@ -9,7 +9,7 @@ import pytest
 
 from signal4 import diarization
 from signal4.processing_steps.diarize import STEP
-from tests.helpers import speech
+from tests.helpers import probe, speech
 from tests.helpers.steps import db, run_step
 
 
@@ -82,3 +82,10 @@ def test_speakers_option_and_its_check() -> None:
 def test_unconverted_content_is_invalid_input() -> None:
     code, result = run_step(STEP, "--content", "nothing")
     assert code == 2 and "not registered" in result["error"]
+
+
+def test_ready_probe_covers_a_real_run_on_the_sample() -> None:
+    speech.converted("probe", speech.sample_frames())
+    real = probe.assert_probe_covers("diarize", "--content", "probe")
+    assert {"torch", "resemblyzer", "sklearn"} <= set(real)
+    assert db().is_done("probe", "diarize")

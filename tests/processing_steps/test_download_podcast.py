@@ -10,7 +10,7 @@ import pytest
 
 from signal4 import protocol
 from signal4.processing_steps.download_podcast import STEP
-from tests.helpers import httpserver, media
+from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
 from tests.helpers.steps import db, run_step, store
 
@@ -289,3 +289,11 @@ def test_cli_subprocess(mp3: bytes, tmp_path: Path) -> None:
     result = protocol.parse_last_line(proc.stdout)
     assert result["status"] == protocol.COMPLETED
     assert "\x1b[" not in proc.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_ready_probe_covers_a_real_run(mp3: bytes) -> None:
+    with httpserver.serve() as srv:
+        srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Probe", srv.url("/p.mp3"))]))
+        srv.routes["/p.mp3"] = Route(mp3, content_type="audio/mpeg")
+        real = probe.assert_probe_covers("download_podcast", "--feed", srv.url("/feed.xml"))
+    assert {"feedparser", "httpx", "imageio_ffmpeg"} <= set(real)

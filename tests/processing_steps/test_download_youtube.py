@@ -12,7 +12,7 @@ from signal4 import media as media_mod
 from signal4 import protocol
 from signal4.processing_steps import download_rumble, download_youtube
 from signal4.steprunner import Step
-from tests.helpers import httpserver, media
+from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
 from tests.helpers.steps import db, run_step, store
 
@@ -162,3 +162,9 @@ def test_cli_subprocess_keeps_stdout_clean(server: httpserver.Server, tmp_path: 
     lines = proc.stdout.splitlines()
     assert len(lines) == 1, proc.stdout
     assert protocol.parse_last_line(proc.stdout)["status"] == protocol.COMPLETED
+
+
+@pytest.mark.parametrize("task", ["download_youtube", "download_rumble"])
+def test_ready_probe_covers_a_real_run(server: httpserver.Server, task: str) -> None:
+    real = probe.assert_probe_covers(task, "--url", server.url("/tone.mp3"))
+    assert "yt_dlp" in real

@@ -14,7 +14,7 @@ from signal4.processing_steps.stitch import (
     to_srt,
     to_vtt,
 )
-from tests.helpers import speech
+from tests.helpers import probe, speech
 from tests.helpers.steps import db, run_step, store
 
 
@@ -132,3 +132,11 @@ def test_shared_writer_merges_turns_and_writes_rttm() -> None:
         "SPEAKER w 1 0.000 2.000 <NA> <NA> SPEAKER_00 <NA> <NA>",
         "SPEAKER w 1 2.500 0.500 <NA> <NA> SPEAKER_01 <NA> <NA>",
     ]
+
+
+def test_ready_probe_covers_a_real_run() -> None:
+    _transcribed("probe")
+    diarization.write(store(), "probe", TURNS, method="test")
+    real = probe.assert_probe_covers("stitch", "--content", "probe")
+    assert "pysbd" in real
+    assert db().is_done("probe", "stitch")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from signal4.processing_steps.transcribe import STEP
-from tests.helpers import speech
+from tests.helpers import probe, speech
 from tests.helpers.steps import db, run_step, store
 
 
@@ -80,3 +80,10 @@ def test_bad_model_dir_names_the_setting(tmp_path: Path, monkeypatch: pytest.Mon
     code, result = run_step(STEP, "--content", "bad")
     assert code == 2 and "SIGNAL4_WHISPER_MODEL" in result["error"]
     assert not store().path("bad", "transcript_words.json").exists()
+
+
+def test_ready_probe_covers_a_real_run_on_the_sample() -> None:
+    speech.converted("probe", speech.sample_frames())
+    real = probe.assert_probe_covers("transcribe", "--content", "probe")
+    assert "faster_whisper" in real and "ctranslate2" in real
+    assert db().is_done("probe", "transcribe")

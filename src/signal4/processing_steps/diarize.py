@@ -38,6 +38,11 @@ def ready() -> None:
     import sklearn.cluster
     import sklearn.metrics  # noqa: F401
 
+    # librosa loads its submodules on first use; Resemblyzer's mel spectrogram pulls in
+    # librosa.feature, and with it numba, soundfile, soxr and audioread. A real run pays
+    # for them, so the probe must too.
+    from librosa.feature import melspectrogram  # noqa: F401
+
     import signal4.settings
     import signal4.state  # noqa: F401
 
