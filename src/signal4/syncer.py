@@ -104,7 +104,10 @@ def check_all(manifest: Manifest, specs: Sequence[EnvSpec]) -> list[SyncResult]:
         action = {State.UP_TO_DATE: "up to date", State.UNSUPPORTED: "skipped"}.get(
             state, "would sync"
         )
-        results.append(SyncResult(env.name, state, action, packages=package_count(env)))
+        error = "not supported on this platform" if state is State.UNSUPPORTED else None
+        results.append(
+            SyncResult(env.name, state, action, packages=package_count(env), error=error)
+        )
     return results
 
 
