@@ -25,14 +25,18 @@ Celery is imported inside functions: nothing here is on a step's ``--help`` path
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import os
+import shutil
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from signal4 import celeryapp, envs, protocol
@@ -111,6 +115,44 @@ def content_of(result: Mapping[str, Any]) -> str | None:
     return str(contents[0]) if contents else None
 
 
+@contextlib.contextmanager
+def content_guard(cid: str | None) -> Iterator[list[Path]]:
+    """Hold ``cid``'s worker lock while a step works on it; sweep what a killed run left.
+
+    A pool process killed mid-write (SIGKILL, OOM) leaves its temporary files behind
+    (never a partial output: steps write atomically). The lock is a ``flock`` that dies
+    with its holder, so whoever holds it knows that every temporary file in the content
+    folder belongs to a dead writer, and removes them (a step run by hand with ``inv run``
+    on the same item at the same moment does not take the lock). Two worker steps on one
+    content item take turns. Yields the paths removed.
+    """
+    from signal4 import settings
+    from signal4.store import ContentStore, InvalidContentId, check_id
+
+    try:
+        check_id(cid or "")
+    except InvalidContentId:
+        yield []
+        return
+    assert cid is not None
+    conf = settings.get()
+    locks = Path(conf.data_dir) / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{cid}.lock").open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            swept = ContentStore(conf.content_root).leftovers(cid)
+            for path in swept:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            yield swept
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_payload(
     task: Task,
     payload: Sequence[Any],
@@ -142,7 +184,11 @@ def run_payload(
         options = step.parser().parse_args(argv)
     except InvalidInput as exc:
         return {"status": protocol.INVALID_INPUT, "step": task.name, "error": str(exc)}
-    return step.call(options, reraise=reraise)
+    with content_guard(getattr(options, "content", None)) as swept:
+        if swept:
+            names = ", ".join(p.name for p in swept)
+            print(f"{task.name}: removed what a killed run left: {names}", file=sys.stderr)
+        return step.call(options, reraise=reraise)
 
 
 def timed_out(task: Task, limit: float | None) -> dict[str, Any]:
