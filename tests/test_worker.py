@@ -94,8 +94,10 @@ class Cluster:
         log = self.data.parent / f"worker-{env}-{len(self.procs)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "invoke", "-r", str(root), "worker", env]
-                + ["--broker", self.url(db_index), "--concurrency", "1", "--loglevel", "INFO"],
+                [
+                    *(sys.executable, "-m", "invoke", "-r", str(root), "worker", env),
+                    *("--broker", self.url(db_index), "--concurrency", "1", "--loglevel", "INFO"),
+                ],
                 cwd=root,
                 env=environ,
                 stdout=out,
