@@ -103,7 +103,7 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     help={
         "tasks": "Only this task; repeatable (default: every task).",
         "ways": "Only this launch way; repeatable (full-uv, full-direct, sub-uv, sub-direct, "
-        "floor-pass, floor-imports; default: all).",
+        "floor-pass, floor-imports, warm; default: all).",
         "runs": "Timed rounds per task (default: 5, or 3 for tasks whose imports take > 2 s).",
         "warmups": "Untimed rounds before the timed ones.",
         "json": "Write every raw sample here (default: .measure/startup.json).",
@@ -111,6 +111,7 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
         "check": "Exit 1 if a task's start-up / floor ratio grew past this baseline JSON's.",
         "tolerance": "Allowed growth of that ratio for --check (0.2 = 20%).",
         "no_disk": "Skip measuring env sizes.",
+        "broker": "The broker of the warm workers timed by the warm way (default: local Redis).",
     },
 )
 def measure(
@@ -124,6 +125,7 @@ def measure(
     check: str = "",
     tolerance: float = 0.2,
     no_disk: bool = False,
+    broker: str = "",
 ) -> None:
     """Measure start-up per task and launch way, the import breakdown and env sizes."""
     from pathlib import Path
@@ -142,6 +144,7 @@ def measure(
             tolerance=tolerance,
             disk=not no_disk,
             command="inv " + " ".join(sys.argv[1:]) if sys.argv[1:] else "inv measure",
+            broker=broker or None,
         )
     )
 

@@ -152,7 +152,11 @@ def workers(broker_url: str = "") -> int:
     lock = envs.lock_hash(m)
     table = Table(title=f"workers on {url} (this checkout's lock: {lock})")
     for col in ("host", "env", "lock hash", "concurrency", "tasks done", "worker"):
-        table.add_column(col, justify="right" if col in ("concurrency", "tasks done") else "left")
+        table.add_column(
+            col,
+            justify="right" if col in ("concurrency", "tasks done") else "left",
+            no_wrap=col in ("lock hash", "env"),
+        )
     for w in sorted(live, key=lambda w: (w.env, w.host, w.node)):
         style = "green" if w.lock == lock else "bold red"
         table.add_row(w.host, w.env, f"[{style}]{w.lock}[/]", w.concurrency, str(w.done), w.node)
