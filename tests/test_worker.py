@@ -401,3 +401,31 @@ def _inv(*args: str) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=GUARD,
     )
+
+
+def test_workers_reconnect_when_redis_restarts(
+    cluster: Cluster, m: manifest.Manifest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    own = broker_mod.LocalBroker(tmp_path_factory.mktemp("restarted"), _free_port())
+    broker_mod.start(own)
+    c = Cluster(own, cluster.data)
+    try:
+        proc = c.start_worker("stitch")
+        app = celeryapp.create(m, c.url())
+        running = app.send_task(celeryapp.PING, args=("stitch", 2), queue="signal4.stitch")
+        queued = app.send_task(celeryapp.PING, args=("stitch",), queue="signal4.stitch")
+        _wait_for("the ping to start", lambda: running.state == "STARTED")
+        broker_mod.stop(own)  # Redis saves its append-only file and exits
+        broker_mod.start(own)
+        # the submitter polls result keys: a pub/sub subscription would not survive the restart
+        assert worker_mod.poll(running) == ("SUCCESS", running.result)
+        assert running.result["ready"] is True
+        assert worker_mod.poll(queued)[1]["ready"] is True  # not lost
+        after = app.send_task(celeryapp.PING, args=("stitch",), queue="signal4.stitch")
+        assert worker_mod.poll(after)[1]["ready"] is True
+        assert proc.poll() is None
+        assert c.stop(proc) == 0
+    finally:
+        for p in c.procs:
+            c.stop(p)
+        broker_mod.stop(own)

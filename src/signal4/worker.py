@@ -551,15 +551,46 @@ def as_outcome(task: Task, state: str, value: Any, duration: float) -> Outcome:
     )
 
 
-def wait(
-    m: Manifest, task_name: str, result: Any, *, poll: float = 0.1, started: float | None = None
-) -> Outcome:
+#: How long a submitter waiting for results tolerates a broker that does not answer.
+OUTAGE_SECONDS = 60.0
+
+
+def state_of(result: Any, outage: dict[str, float]) -> str | None:
+    """``result``'s state, or None while the broker does not answer (it may be restarting).
+
+    Polls the result key (no pub/sub subscription, which does not survive a Redis restart);
+    raises :class:`BrokerUnavailable` once the broker has been silent for
+    :data:`OUTAGE_SECONDS`.
+    """
+    try:
+        state = str(result.state)
+    except _connection_errors() as exc:
+        since = outage.setdefault("since", time.monotonic())
+        if time.monotonic() - since > OUTAGE_SECONDS:
+            raise BrokerUnavailable(
+                f"the broker stopped answering for {OUTAGE_SECONDS:g} s ({exc})"
+            ) from None
+        return None
+    outage.pop("since", None)
+    return state
+
+
+def poll(result: Any, *, every: float = 0.05) -> tuple[str, Any]:
+    """Wait until ``result`` is ready, riding out broker restarts; return (state, value)."""
+    outage: dict[str, float] = {}
+    while True:
+        state = state_of(result, outage)
+        if state in ("SUCCESS", "FAILURE", "REVOKED"):
+            return state, result.result
+        time.sleep(every)
+
+
+def wait(m: Manifest, task_name: str, result: Any, *, started: float | None = None) -> Outcome:
     """Wait for ``result`` and return its :class:`Outcome`."""
     task = m.task(task_name)
     started = time.monotonic() if started is None else started
-    while not result.ready():
-        time.sleep(poll)
-    return as_outcome(task, result.state, result.result, time.monotonic() - started)
+    state, value = poll(result)
+    return as_outcome(task, state, value, time.monotonic() - started)
 
 
 @dataclass
@@ -602,10 +633,11 @@ def run_chain(
     results.reverse()
     on_update(rows)
     begun: dict[int, float] = {}
+    outage: dict[str, float] = {}
     i = 0
     while i < len(rows):
         res, row, task = results[i], rows[i], tasks[i]
-        state = res.state
+        state = state_of(res, outage)
         if state == "STARTED" and i not in begun:
             begun[i] = time.monotonic()
             row.state = "running"
