@@ -151,6 +151,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         broker_mod.stop(server)
 
 
+@pytest.fixture(scope="module")
+def second_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another checkout of this project (its tracked files, as a clone has), no env synced."""
+    other = tmp_path_factory.mktemp("machine-b") / "signal4"
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():
+            (other / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, other / name)
+    return other
+
+
 @pytest.fixture
 def shared(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     """Point this test's settings at the workers' data folder."""
@@ -338,33 +352,25 @@ def test_sigterm_is_a_warm_shutdown(shared: Cluster, m: manifest.Manifest) -> No
     assert not [w for w in worker_mod.live_workers(shared.url(2)) if w.env == "stitch"]
 
 
-def test_an_env_that_is_not_synced_is_refused() -> None:
-    m = manifest.load(ROOT)
-    missing = [
-        e.name
-        for e in m.supported_envs()
-        if m.tasks_of(e.name) and envs.status(m, envs.spec(m, e.name)) is not envs.State.UP_TO_DATE
-    ]
-    if not missing:
-        pytest.skip("every env is synced here; nothing to refuse")
-    got = _inv("worker", missing[0])
-    assert got.returncode == 2 and f"inv sync {missing[0]}" in got.stderr
+def test_an_env_that_is_not_synced_is_refused(second_checkout: Path) -> None:
+    got = subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(second_checkout), "worker", "convert"],
+        capture_output=True,
+        text=True,
+        cwd=second_checkout,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+        timeout=GUARD,
+    )
+    assert got.returncode == 2 and "inv sync convert" in got.stderr, got.stderr
     assert "Traceback" not in got.stderr
 
 
 def test_two_machines_serve_one_pipeline(
-    shared: Cluster, m: manifest.Manifest, tmp_path_factory: pytest.TempPathFactory
+    shared: Cluster, m: manifest.Manifest, second_checkout: Path
 ) -> None:
-    # machine B: a second checkout with its own synced envs (the tracked files, as a clone has)
-    other = tmp_path_factory.mktemp("machine-b") / "signal4"
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        src = ROOT / name.decode()
-        if src.is_file():
-            (other / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, other / name.decode())
+    # machine B: a second checkout with its own synced envs
+    other = second_checkout
     _sync(other, ("stitch", "cleanup"))
     a = shared.start_worker("convert", db_index=3)
     b_stitch = shared.start_worker("stitch", root=other, db_index=3)
