@@ -147,7 +147,9 @@ def run_workers(
 
     Raises :class:`~signal4.worker.WorkerError` when no live worker can take a step.
     """
-    from signal4 import worker
+    from signal4 import settings, worker
+    from signal4.processing_steps.convert import input_content_id
+    from signal4.state import StateDB
 
     download = download_task(source)
     if download is None and not Path(source).expanduser().is_file():
@@ -155,15 +157,31 @@ def run_workers(
             f"{source}: no such file (give a URL, a media file, or nothing for the bundled sample)",
             protocol.EXIT_INVALID,
         )
+    known: str | None = None
     steps: list[tuple[str, list[str]]] = []
+    done_before: list[str] = []
     if download is not None:
         steps.append(download)
-    for task, _stage in STEPS:
-        if task == "convert" and download is None:
-            # the convert worker reads this path: on several machines, put it where all see it
-            steps.append((task, ["--input", str(Path(source).expanduser().resolve())]))
-        else:
+        for task, _stage in STEPS:
             steps.append((task, []))  # the worker adds --content from the previous result
+    else:
+        # a local file's content id is known up front: skip the stages already done, as the
+        # local path does; the convert worker reads this path (on several machines, put it
+        # where all of them see it)
+        src = Path(source).expanduser().resolve()
+        known = input_content_id(src)
+        db = StateDB(settings.get().db_url)
+        for task, stage in STEPS:
+            if db.is_done(known, stage):
+                done_before.append(task)
+                continue
+            args = ["--input", str(src)] if task == "convert" else []
+            steps.append((task, [*args, "--content", known]))
+        if not steps:
+            rows = [StepRow(t, protocol.SKIPPED, note="done before") for t in done_before]
+            on_update(rows)
+            return known, rows
+    skipped = [StepRow(t, protocol.SKIPPED, note="done before") for t in done_before]
     rows = [StepRow(t) for t, _ in steps]
 
     def update(chain_rows: list[worker.ChainStep]) -> None:
@@ -173,10 +191,14 @@ def run_workers(
                 row.seconds = crow.outcome.duration
                 if crow.outcome.status == protocol.SKIPPED:
                     row.note = "done before"
-        on_update(rows)
+        on_update(ordered())
+
+    def ordered() -> list[StepRow]:
+        by_task = {r.task: r for r in (*skipped, *rows)}
+        return [by_task[t] for t in tasks_needed(source)]
 
     done = worker.run_chain(m, steps, broker=broker, on_update=update)
-    cid: str | None = None
+    cid = known
     for crow in done:
         out = crow.outcome
         if out is None:
@@ -186,7 +208,7 @@ def run_workers(
         cid = cid or worker.content_of(out.result)
     if cid is None:
         raise PipelineError("no step reported a content id", protocol.EXIT_FAILED)
-    return cid, rows
+    return cid, ordered()
 
 
 def transcript_paths(content_folder: Path) -> list[Path]:
