@@ -258,6 +258,8 @@ def test_malformed_payload_is_an_error_result_and_the_worker_lives_on(
         shared, "signal4.stitch", (["--content", "x", "--no-such-flag"],), "signal4.stitch"
     ).get(timeout=GUARD)
     assert flag["status"] == protocol.INVALID_INPUT and "--no-such-flag" in flag["error"]
+    # a task name no worker knows is dropped by the worker (submit refuses it up front)
+    _send(shared, "signal4.no_such_task", ([],), "signal4.stitch")
     ping = _send(shared, celeryapp.PING, ("stitch",), "signal4.stitch").get(timeout=GUARD)
     assert ping["ready"] is True
     assert all(p.poll() is None for p in shared.procs[: len(LIGHT_ENVS)])
@@ -321,6 +323,16 @@ def test_broker_down_at_submit_is_one_clear_line(shared: Cluster) -> None:
     assert len(got.stderr.strip().splitlines()) == 1
     piped = _inv("pipeline", "--workers", "--broker", down)
     assert piped.returncode == worker_mod.EXIT_BROKER and "Traceback" not in piped.stderr
+
+
+def test_the_pipeline_refuses_an_env_no_worker_serves(shared: Cluster) -> None:
+    # the light workers run, transcribe and diarize have none: refused before anything is sent
+    got = _inv("pipeline", "--workers", "--broker", shared.url())
+    assert got.returncode == 2 and "no live worker serves env" in got.stderr, got.stderr
+    assert "inv worker " in got.stderr and "Traceback" not in got.stderr
+    listed = _inv("workers", "--broker", shared.url())
+    assert listed.returncode == 0
+    assert all(env in listed.stdout for env in LIGHT_ENVS), listed.stdout
 
 
 def test_a_worker_synced_from_another_lock_is_refused(
