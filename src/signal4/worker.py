@@ -292,6 +292,8 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
 
     m = m or manifest.load()
     env = env or os.environ.get(ENV_VAR) or ""
+    if not env:
+        raise RuntimeError(f"{ENV_VAR} is not set; start a worker with: inv worker <env>")
     tasks = m.tasks_of(env)
     app = celeryapp.create(m)
     broker = str(app.conf.broker_url)
@@ -342,8 +344,8 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
 
     def count_done(sender: Any = None, **_: Any) -> None:
         node = getattr(getattr(sender, "request", None), "hostname", None)
-        if not node:
-            return
+        if not node or getattr(sender, "name", None) == celeryapp.PING:
+            return  # "tasks done" counts steps, not pings
         try:
             if "client" not in counters:
                 counters["client"] = redis_client(broker)
