@@ -103,7 +103,7 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     help={
         "tasks": "Only this task; repeatable (default: every task).",
         "ways": "Only this launch way; repeatable (full-uv, full-direct, sub-uv, sub-direct, "
-        "floor-pass, floor-imports; default: all).",
+        "floor-pass, floor-imports, warm; default: all).",
         "runs": "Timed rounds per task (default: 5, or 3 for tasks whose imports take > 2 s).",
         "warmups": "Untimed rounds before the timed ones.",
         "json": "Write every raw sample here (default: .measure/startup.json).",
@@ -111,6 +111,7 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
         "check": "Exit 1 if a task's start-up / floor ratio grew past this baseline JSON's.",
         "tolerance": "Allowed growth of that ratio for --check (0.2 = 20%).",
         "no_disk": "Skip measuring env sizes.",
+        "broker": "The broker of the warm workers timed by the warm way (default: local Redis).",
     },
 )
 def measure(
@@ -124,6 +125,7 @@ def measure(
     check: str = "",
     tolerance: float = 0.2,
     no_disk: bool = False,
+    broker: str = "",
 ) -> None:
     """Measure start-up per task and launch way, the import breakdown and env sizes."""
     from pathlib import Path
@@ -142,6 +144,7 @@ def measure(
             tolerance=tolerance,
             disk=not no_disk,
             command="inv " + " ".join(sys.argv[1:]) if sys.argv[1:] else "inv measure",
+            broker=broker or None,
         )
     )
 
@@ -163,10 +166,87 @@ def check(c: Context, strict: bool = False, sync: bool = False) -> None:
     help={
         "source": "A feed or video URL, or a local media file (default: the bundled sample).",
         "sync": "Sync the envs the pipeline needs first.",
+        "workers": "Send the steps to warm Celery workers (inv worker) instead of running here.",
+        "broker": "The broker URL for --workers (default: SIGNAL4_BROKER_URL or local Redis).",
     }
 )
-def pipeline(c: Context, source: str = "", sync: bool = False) -> None:
+def pipeline(
+    c: Context, source: str = "", sync: bool = False, workers: bool = False, broker: str = ""
+) -> None:
     """Run download -> convert -> transcribe -> diarize -> stitch -> compress, resuming."""
     from signal4 import pipeline as pipeline_mod
 
-    _call(lambda: pipeline_mod.main(source or None, sync_first=sync))
+    _call(
+        lambda: pipeline_mod.main(source or None, sync_first=sync, workers=workers, broker=broker)
+    )
+
+
+@task(
+    help={
+        "port": "The port to listen on (127.0.0.1 only).",
+        "stop": "Stop the broker this checkout started on that port.",
+    }
+)
+def broker(c: Context, port: int = 6379, stop: bool = False) -> None:
+    """Start (or --stop) a local Redis broker for warm workers, on 127.0.0.1 only."""
+    from signal4 import workercli
+
+    _call(lambda: workercli.broker(port, stop=stop))
+
+
+@task(
+    help={
+        "env": "The env whose queue this worker serves, in that env's own interpreter.",
+        "concurrency": "Pool processes (default: the manifest's concurrency of its tasks).",
+        "broker": "The broker URL (default: SIGNAL4_BROKER_URL or redis://127.0.0.1:6379/0).",
+        "max_tasks_per_child": "Replace a pool process after this many tasks.",
+        "loglevel": "Celery's log level.",
+    }
+)
+def worker(
+    c: Context,
+    env: str,
+    concurrency: int = 0,
+    broker: str = "",
+    max_tasks_per_child: int = 100,
+    loglevel: str = "INFO",
+) -> None:
+    """Run a warm Celery worker for one env's queue (foreground; Ctrl-C stops it warmly)."""
+    from signal4 import workercli
+
+    _call(
+        lambda: workercli.worker(
+            env,
+            concurrency=concurrency,
+            broker_url=broker,
+            max_tasks_per_child=max_tasks_per_child,
+            loglevel=loglevel,
+        )
+    )
+
+
+@task(help={"broker": "The broker URL (default: SIGNAL4_BROKER_URL or local Redis)."})
+def workers(c: Context, broker: str = "") -> None:
+    """List the live workers: host, env, lock hash, concurrency, tasks done."""
+    from signal4 import workercli
+
+    _call(lambda: workercli.workers(broker))
+
+
+@task(
+    help={
+        "task": "The processing step to send; arguments after -- go to it.",
+        "broker": "The broker URL (default: SIGNAL4_BROKER_URL or local Redis).",
+        "timeout": "Seconds before the step is stopped (default: the manifest's).",
+    }
+)
+def submit(c: Context, task: str, broker: str = "", timeout: float = -1) -> None:
+    """Send one task to a warm worker of its env, wait, print its JSON result line."""
+    from signal4 import workercli
+
+    args = cli.passthrough_args(sys.argv, c.remainder)
+    _call(
+        lambda: workercli.submit(
+            task, args, broker_url=broker, timeout=None if timeout < 0 else timeout
+        )
+    )

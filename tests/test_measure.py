@@ -431,3 +431,44 @@ def test_probe_covers_a_real_run_of_the_demo_step(mdemo: manifest.Manifest) -> N
     # A probe that forgets an import is caught.
     cov = measure.probe_coverage(python, "mdemo.typed_ready", ["x"], cwd=None)
     assert cov.missing == ["pysbd"]
+
+
+def test_the_warm_way_is_a_table_next_to_cold_and_monolith() -> None:
+    def way(seconds: float, n: int = 3) -> dict[str, Any]:
+        samples = [int(seconds * 1e9)] * n
+        return {"samples_ns": samples, "error": None, **measure.summarise(samples, None)}
+
+    doc = {
+        "tasks": {
+            "stitch": {
+                "status": "measured",
+                "env": "stitch",
+                "ways": {
+                    measure.WARM: way(0.002, 30),
+                    SUB_DIRECT: way(0.4),
+                    FULL_DIRECT: way(0.5),
+                },
+            },
+            "convert": {"status": "measured", "env": "convert", "ways": {SUB_DIRECT: way(0.3)}},
+        }
+    }
+    table = measure_report.warm_table(doc)
+    assert [row[:4] for row in table.rows] == [("stitch", "stitch", "30", "2.0")]
+    assert table.rows[0][5:8] == ("400", "500", "—") and table.rows[0][-1] == "yes"
+
+
+def test_the_warm_way_is_skipped_with_a_note_when_no_broker_answers(
+    project_manifest: manifest.Manifest,
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    entry, note = measure.warm_way(
+        project_manifest,
+        project_manifest.task("stitch"),
+        runs=3,
+        broker=f"redis://127.0.0.1:{port}/0",
+    )
+    assert entry is None and note is not None and "does not answer" in note

@@ -22,6 +22,11 @@ exactly what a real run imports, prints one result line and exits (see
     Every ratio is taken against this way.
 ``floor-pass``
     The sub-env's interpreter running ``-c pass``: Python's own start-up.
+``warm``
+    Not a launch: the time from submitting ``signal4.ping`` for the task to an idle warm
+    worker of its env (``inv worker <env>``) to its "step ready" reply, over the broker
+    (:func:`signal4.worker.warm_roundtrip`). Skipped with a note when no broker or worker
+    answers. Target: a p50 of :data:`WARM_TARGET_MS` ms or less.
 ``floor-imports``
     The *necessary floor*: the sub-env's interpreter importing nothing but the third-party
     modules the probe's own code imported (full names: ``sqlalchemy.orm``, not only
@@ -71,10 +76,15 @@ SUB_UV = "sub-uv"
 SUB_DIRECT = "sub-direct"
 FLOOR_PASS = "floor-pass"
 FLOOR_IMPORTS = "floor-imports"
-WAYS = (FULL_UV, FULL_DIRECT, SUB_UV, SUB_DIRECT, FLOOR_PASS, FLOOR_IMPORTS)
+WARM = "warm"
+WAYS = (FULL_UV, FULL_DIRECT, SUB_UV, SUB_DIRECT, FLOOR_PASS, FLOOR_IMPORTS, WARM)
 REFERENCE = SUB_DIRECT
 FULL_WAYS = frozenset({FULL_UV, FULL_DIRECT})
 
+#: Round trips timed per task for the warm way (each costs milliseconds).
+WARM_RUNS = 30
+#: The warm way's target p50, in milliseconds.
+WARM_TARGET_MS = 20.0
 #: Sub-direct should reach ready within this factor of the necessary floor.
 TARGET_RATIO = 1.15
 DEFAULT_TOLERANCE = 0.20
@@ -501,6 +511,7 @@ def measure_task(
     warmups: int,
     lock: str,
     on_progress: Callable[[str], None] | None = None,
+    broker: str | None = None,
 ) -> dict[str, Any]:
     """Measure one task; return its JSON entry (status ``measured``, ``skipped`` or ``failed``)."""
     say = on_progress or (lambda _msg: None)
@@ -569,6 +580,14 @@ def measure_task(
     reference = raw.get(REFERENCE, {}).get("samples_ns")
     for data in raw.values():
         data.update(summarise(data["samples_ns"], reference))
+    if WARM in chosen:
+        say(f"{task.name}: warm worker round trips")
+        warm, note = warm_way(manifest, task, runs=max(n_runs, WARM_RUNS), broker=broker)
+        if warm is not None:
+            warm.update(summarise(warm["samples_ns"], None))
+            raw[WARM] = warm
+        if note:
+            notes.append(note)
     entry["ways"] = raw
     entry["target"] = target(raw)
     entry["uv_overhead_s"] = {
@@ -579,6 +598,29 @@ def measure_task(
         entry["status"] = "failed"
         entry["reason"] = "; ".join(f"{w}: {d['error']}" for w, d in raw.items() if d["error"])
     return entry
+
+
+def warm_way(
+    manifest: Manifest, task: Task, *, runs: int, broker: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Time the warm way of ``task``: (raw entry, None), or (None, why it was skipped)."""
+    from signal4 import celeryapp, worker
+
+    url = celeryapp.broker_url(broker)
+    try:
+        samples = worker.warm_roundtrip(manifest, task.name, runs=runs, warmups=3, broker=url)
+    except worker.WorkerError as exc:
+        return None, f"warm way skipped: {exc}"
+    p50_ms = median(samples) / 1e6
+    return {
+        "command": ["celery", celeryapp.PING, task.queue, url],
+        "warmup_ns": [],
+        "samples_ns": samples,
+        "error": None,
+        "p50_ms": p50_ms,
+        "target_ms": WARM_TARGET_MS,
+        "met": p50_ms <= WARM_TARGET_MS,
+    }, None
 
 
 def target(ways: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -720,6 +762,7 @@ def measure(
     warmups: int = DEFAULT_WARMUPS,
     disk: bool = True,
     on_progress: Callable[[str], None] | None = None,
+    broker: str | None = None,
 ) -> dict[str, Any]:
     """Measure ``tasks`` (and, with ``disk``, every env's size); return the JSON document."""
     if runs is not None and runs < 1:
@@ -757,6 +800,7 @@ def measure(
             warmups=warmups,
             lock=lock,
             on_progress=on_progress,
+            broker=broker,
         )
     if disk:
         if on_progress:

@@ -3,8 +3,13 @@
 Each step runs in its own env through :func:`signal4.dispatch.run`; a step whose stage the
 state DB records as done is skipped without being launched.
 
+With ``--workers`` the same steps go to warm Celery workers instead, as one chain routed
+by the manifest (:func:`run_workers`); the results and the output are the same.
+
 Exit codes: 0 done; 1 a step failed; 2 bad input or configuration (unknown file, env not
-synced: run with --sync); 124 a step timed out; 130 interrupted.
+synced: run with --sync; with --workers: no live worker for an env, or a worker synced from
+another lock); 3 (--workers) the broker does not answer; 124 a step timed out; 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -135,14 +140,95 @@ def run(
     return cid, rows
 
 
+def run_workers(
+    m: Manifest,
+    source: str,
+    *,
+    broker: str | None = None,
+    on_update: Callable[[list[StepRow]], None] = lambda rows: None,
+) -> tuple[str, list[StepRow]]:
+    """Run the pipeline on warm workers as one Celery chain; return the content id and rows.
+
+    Raises :class:`~signal4.worker.WorkerError` when no live worker can take a step.
+    """
+    from signal4 import settings, worker
+    from signal4.processing_steps.convert import input_content_id
+    from signal4.state import StateDB
+
+    download = download_task(source)
+    if download is None and not Path(source).expanduser().is_file():
+        raise PipelineError(
+            f"{source}: no such file (give a URL, a media file, or nothing for the bundled sample)",
+            protocol.EXIT_INVALID,
+        )
+    known: str | None = None
+    steps: list[tuple[str, list[str]]] = []
+    done_before: list[str] = []
+    if download is not None:
+        steps.append(download)
+        for task, _stage in STEPS:
+            steps.append((task, []))  # the worker adds --content from the previous result
+    else:
+        # a local file's content id is known up front: skip the stages already done, as the
+        # local path does; the convert worker reads this path (on several machines, put it
+        # where all of them see it)
+        src = Path(source).expanduser().resolve()
+        known = input_content_id(src)
+        db = StateDB(settings.get().db_url)
+        for task, stage in STEPS:
+            if db.is_done(known, stage):
+                done_before.append(task)
+                continue
+            args = ["--input", str(src)] if task == "convert" else []
+            steps.append((task, [*args, "--content", known]))
+        if not steps:
+            rows = [StepRow(t, protocol.SKIPPED, note="done before") for t in done_before]
+            on_update(rows)
+            return known, rows
+    skipped = [StepRow(t, protocol.SKIPPED, note="done before") for t in done_before]
+    rows = [StepRow(t) for t, _ in steps]
+
+    def update(chain_rows: list[worker.ChainStep]) -> None:
+        for row, crow in zip(rows, chain_rows, strict=True):
+            row.state = crow.state
+            if crow.outcome is not None:
+                row.seconds = crow.outcome.duration
+                if crow.outcome.status == protocol.SKIPPED:
+                    row.note = "done before"
+        on_update(ordered())
+
+    def ordered() -> list[StepRow]:
+        by_task = {r.task: r for r in (*skipped, *rows)}
+        return [by_task[t] for t in tasks_needed(source)]
+
+    done = worker.run_chain(m, steps, broker=broker, on_update=update)
+    cid = known
+    for crow in done:
+        out = crow.outcome
+        if out is None:
+            continue
+        if not out.ok:
+            raise PipelineError(f"{crow.task} {out.status}: {out.error or ''}", out.exit_code)
+        cid = cid or worker.content_of(out.result)
+    if cid is None:
+        raise PipelineError("no step reported a content id", protocol.EXIT_FAILED)
+    return cid, ordered()
+
+
 def transcript_paths(content_folder: Path) -> list[Path]:
     """The transcript files of a finished content folder (JSON may be gzipped by cleanup)."""
     names = ("transcript.vtt", "transcript.srt", "transcript.json", "transcript.json.gz")
     return [content_folder / n for n in names if (content_folder / n).exists()]
 
 
-def main(source: str | None, *, sync_first: bool = False) -> int:
-    """Run the pipeline with a rich progress view; print where the transcript is."""
+def main(
+    source: str | None, *, sync_first: bool = False, workers: bool = False, broker: str = ""
+) -> int:
+    """Run the pipeline with a rich progress view; print where the transcript is.
+
+    ``workers``: send the steps to warm Celery workers on ``broker`` instead of running
+    them here (the envs then need to be synced where the workers run, not here).
+    """
     from rich.live import Live
     from rich.table import Table
 
@@ -164,13 +250,13 @@ def main(source: str | None, *, sync_first: bool = False) -> int:
         code = cli.sync(env_names)
         if code:
             return code
-    for name in env_names:
+    for name in [] if workers else env_names:
         if envs.status(m, envs.spec(m, name)) is not envs.State.UP_TO_DATE:
             raise cli.UserError(
                 f"env {name!r} is not synced; run: inv pipeline --sync (or inv sync {name})"
             )
     out = console()
-    out.print(f"pipeline: {source}")
+    out.print(f"pipeline: {source}" + (" (on warm workers)" if workers else ""))
     started = time.monotonic()
 
     def render(rows: list[StepRow]) -> Table:
@@ -187,12 +273,28 @@ def main(source: str | None, *, sync_first: bool = False) -> int:
 
     with Live(render([StepRow(t) for t in needed]), console=out, refresh_per_second=4) as live:
         try:
-            cid, _rows = run(m, source, on_update=lambda rows: live.update(render(rows)))
+            if workers:
+                cid, _rows = run_workers(
+                    m,
+                    source,
+                    broker=broker or None,
+                    on_update=lambda rows: live.update(render(rows)),
+                )
+            else:
+                cid, _rows = run(m, source, on_update=lambda rows: live.update(render(rows)))
         except PipelineError as exc:
             live.stop()
             raise cli.UserError(str(exc), code=exc.code) from None
         except envs.EnvError as exc:
+            live.stop()
             raise cli.UserError(str(exc)) from None
+        except Exception as exc:
+            from signal4.worker import WorkerError
+
+            if not isinstance(exc, WorkerError):
+                raise
+            live.stop()
+            raise cli.UserError(str(exc), code=exc.code) from None
     out.line()  # a non-terminal Live leaves its last frame without a newline
     folder = settings.get().content_root / cid
     out.print(f"done in {time.monotonic() - started:.1f} s: content {cid}")

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
         default=None, description="Hub token, where it is reachable."
     )
     http_timeout: float = Field(default=30.0, gt=0)
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (Redis) URL for warm workers; default redis://127.0.0.1:6379/0.",
+    )
+    worker_lock_hash: str | None = Field(
+        default=None,
+        description="Announce this lock hash instead of the env's own (drift tests only).",
+    )
 
     @property
     def content_root(self) -> Path:

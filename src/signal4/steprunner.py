@@ -116,12 +116,24 @@ class Step:
         self.add_arguments(parser)
         return parser
 
-    def call(self, options: argparse.Namespace, ctx: Context | None = None) -> dict[str, Any]:
-        """Run the step and return its result dict (never raises for step errors)."""
+    def call(
+        self,
+        options: argparse.Namespace,
+        ctx: Context | None = None,
+        *,
+        reraise: tuple[type[BaseException], ...] = (),
+    ) -> dict[str, Any]:
+        """Run the step and return its result dict (never raises for step errors).
+
+        ``reraise`` names exceptions that are not the step's own (a worker's soft time
+        limit, say): they propagate to the caller instead of becoming a ``failed`` result.
+        """
         ctx = ctx or Context()
         started = time.monotonic()
         try:
             result = self.execute(options, ctx)
+        except reraise:
+            raise
         except InvalidInput as exc:
             result = {"status": protocol.INVALID_INPUT, "error": str(exc)}
             self._record(ctx, options, "invalid_input", str(exc))

@@ -73,14 +73,21 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def input_content_id(src: Path) -> str:
+    """The content id ``--input src`` registers (from the file's name and bytes)."""
+    from signal4.fetch import content_id
+
+    return content_id("file", src.stem, _file_digest(src))
+
+
 def _register_input(options: argparse.Namespace, ctx: Context) -> str:
     """Copy ``--input`` into its content folder and register it as kind 'file'; return the id."""
-    from signal4.fetch import content_id, safe_filename
+    from signal4.fetch import safe_filename
 
     src: Path = options.input.expanduser()
     if not src.is_file():
         raise InvalidInput(f"--input {src}: no such file")
-    cid = options.content or content_id("file", src.stem, _file_digest(src))
+    cid = options.content or input_content_id(src)
     check_id(cid)
     name = safe_filename(src.name)
     target = ctx.store.path(cid, name)

@@ -1,0 +1,195 @@
+"""The bodies of ``inv broker``, ``inv worker``, ``inv workers`` and ``inv submit``.
+
+Typed functions called by tasks.py; they raise :class:`signal4.cli.UserError` for what a
+user can fix. Celery is imported only inside them.
+
+Exit codes: 0 done; 1 the step failed; 2 a usage or routing mistake (unknown task, env
+not synced, no live worker, a worker synced from another lock); 3 the broker does not
+answer; 124 the step ran past its time limit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from signal4 import broker as broker_mod
+from signal4 import dispatch, envs, protocol
+from signal4.cli import UserError, manifest
+from signal4.manifest import Manifest, UnknownNameError
+
+#: A pool process is replaced after this many tasks (memory held by a library is returned).
+DEFAULT_MAX_TASKS_PER_CHILD = 100
+
+
+def broker(port: int = broker_mod.DEFAULT_PORT, *, stop: bool = False) -> int:
+    """Start (or stop) the local Redis broker of this checkout."""
+    from signal4.console import console
+
+    m = manifest()
+    local = broker_mod.for_root(m.root, port)
+    try:
+        if stop:
+            if broker_mod.stop(local):
+                console().print(f"stopped the broker on port {port}")
+            else:
+                console().print(f"no broker of this checkout runs on port {port}")
+            return 0
+        started = broker_mod.start(local)
+    except broker_mod.BrokerError as exc:
+        raise UserError(str(exc)) from None
+    what = "started" if started else "already running:"
+    console().print(f"{what} {local.url} (127.0.0.1 only; log: {local.logfile})")
+    return 0
+
+
+def default_concurrency(m: Manifest, env: str) -> int:
+    """A worker's pool size: the smallest concurrency limit among the env's tasks."""
+    return min((t.concurrency for t in m.tasks_of(env)), default=1)
+
+
+def worker_command(
+    m: Manifest,
+    env: str,
+    *,
+    concurrency: int,
+    max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD,
+    loglevel: str = "INFO",
+) -> list[str]:
+    """The argument list of a Celery worker in ``env``'s own interpreter on its queue."""
+    spec = envs.spec(m, env)
+    queue = m.tasks_of(env)[0].queue if m.tasks_of(env) else f"signal4.{env}"
+    return [
+        str(spec.python),
+        "-m",
+        "celery",
+        "--workdir",
+        str(m.root),
+        "-A",
+        "signal4.workerapp",
+        "worker",
+        "--queues",
+        queue,
+        "--concurrency",
+        str(concurrency),
+        "--max-tasks-per-child",
+        str(max_tasks_per_child),
+        "--hostname",
+        f"{env}-{os.getpid()}@%h",
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def worker_environ(m: Manifest, env: str, *, concurrency: int, url: str) -> dict[str, str]:
+    """The environment of a worker process."""
+    from signal4.worker import CONCURRENCY_VAR, ENV_VAR
+
+    return dispatch.child_environ(
+        m, {ENV_VAR: env, CONCURRENCY_VAR: str(concurrency), "SIGNAL4_BROKER_URL": url}
+    )
+
+
+def worker(
+    env: str,
+    *,
+    concurrency: int = 0,
+    broker_url: str = "",
+    max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD,
+    loglevel: str = "INFO",
+) -> int:
+    """Replace this process with a Celery worker for ``env`` (returns only on a mistake)."""
+    from signal4 import celeryapp
+
+    m = manifest()
+    try:
+        m.env(env)
+        if not m.tasks_of(env):
+            raise UserError(f"env {env!r} has no task to serve")
+        envs.require_ready(m, envs.spec(m, env))
+    except UnknownNameError as exc:
+        raise UserError(str(exc)) from None
+    except envs.EnvError as exc:
+        raise UserError(str(exc)) from None
+    if concurrency < 0 or max_tasks_per_child < 1:
+        raise UserError("--concurrency must be >= 1 and --max-tasks-per-child >= 1")
+    n = concurrency or default_concurrency(m, env)
+    url = celeryapp.broker_url(broker_url or None)
+    cmd = worker_command(
+        m, env, concurrency=n, max_tasks_per_child=max_tasks_per_child, loglevel=loglevel
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(cmd[0], cmd, worker_environ(m, env, concurrency=n, url=url))
+    return 0  # pragma: no cover - execve does not return
+
+
+def _routing_error(exc: Exception) -> UserError:
+    from signal4.worker import WorkerError
+
+    if isinstance(exc, WorkerError):
+        return UserError(str(exc), code=exc.code)
+    return UserError(str(exc))
+
+
+def workers(broker_url: str = "") -> int:
+    """Print the live workers: host, env, lock hash, concurrency, tasks done."""
+    from rich.table import Table
+
+    from signal4 import celeryapp, worker
+    from signal4.console import console
+
+    m = manifest()
+    url = celeryapp.broker_url(broker_url or None)
+    try:
+        live = worker.live_workers(url)
+    except worker.WorkerError as exc:
+        raise _routing_error(exc) from None
+    lock = envs.lock_hash(m)
+    table = Table(title=f"workers on {url} (this checkout's lock: {lock})")
+    for col in ("host", "env", "lock hash", "concurrency", "tasks done", "worker"):
+        table.add_column(
+            col,
+            justify="right" if col in ("concurrency", "tasks done") else "left",
+            no_wrap=col in ("lock hash", "env"),
+        )
+    for w in sorted(live, key=lambda w: (w.env, w.host, w.node)):
+        style = "green" if w.lock == lock else "bold red"
+        table.add_row(w.host, w.env, f"[{style}]{w.lock}[/]", w.concurrency, str(w.done), w.node)
+    console().print(table)
+    if not live:
+        console().print("no live worker; start one: inv worker <env>")
+    return 0
+
+
+def result_line(result: dict[str, Any]) -> str:
+    """The JSON line printed for a result (the step's own line; timed_out is added here)."""
+    import json
+
+    if result.get("status") in protocol.STEP_STATUSES:
+        return protocol.encode(result)
+    return json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def submit(
+    task: str, args: Sequence[str], *, broker_url: str = "", timeout: float | None = None
+) -> int:
+    """Send one task to its env's queue, wait, print its JSON result line; return its code."""
+    from signal4 import worker
+
+    m = manifest()
+    try:
+        res = worker.submit(m, task, args, broker=broker_url or None, timeout=timeout)
+        outcome = worker.wait(m, task, res)
+    except UnknownNameError as exc:
+        raise UserError(str(exc)) from None
+    except (worker.WorkerError, envs.EnvError) as exc:
+        raise _routing_error(exc) from None
+    if outcome.status not in worker.OK_STATUSES:
+        print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
+    print(result_line(outcome.result), flush=True)
+    return outcome.exit_code

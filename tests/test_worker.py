@@ -1,0 +1,458 @@
+"""Warm workers on a real Redis with real worker processes in the light envs.
+
+A module fixture starts ``redis-server`` on a free loopback port (the code behind
+``inv broker``) and one worker per light env (``convert``, ``stitch``, ``cleanup``) with
+``inv worker``, in each env's own interpreter. Tests that disturb a worker (drift,
+SIGTERM, two machines) use their own Redis database on the same server, so they never
+steal work from the shared workers. Timeouts here are failure guards, never assertions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signal4 import broker as broker_mod
+from signal4 import celeryapp, diarization, dispatch, envs, manifest, protocol, settings, syncer
+from signal4 import worker as worker_mod
+from signal4.store import TMP_PREFIX
+from tests.conftest import ROOT
+from tests.helpers import speech
+from tests.helpers.steps import db, store
+
+pytestmark = pytest.mark.slow
+
+LIGHT_ENVS = ("convert", "stitch", "cleanup")
+GUARD = 120.0  # seconds: only ever a failure guard
+SAMPLE = ROOT / "samples" / "two_speakers" / "audio.wav"
+WORDS = [
+    {"word": "Hello", "start": 0.5, "end": 0.9, "probability": 0.9, "chunk": 0},
+    {"word": "there.", "start": 1.0, "end": 1.4, "probability": 0.9, "chunk": 0},
+    {"word": "Fine,", "start": 9.8, "end": 10.1, "probability": 0.9, "chunk": 0},
+    {"word": "thanks.", "start": 10.2, "end": 10.6, "probability": 0.9, "chunk": 0},
+]
+TURNS = [
+    {"start": 0.0, "end": 9.6, "speaker": "SPEAKER_00"},
+    {"start": 9.6, "end": 17.0, "speaker": "SPEAKER_01"},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(what: str, check: Callable[[], Any], guard: float = GUARD) -> Any:
+    deadline = time.monotonic() + guard
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@dataclass
+class Cluster:
+    """The Redis server and the workers started for this module."""
+
+    server: broker_mod.LocalBroker
+    data: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def url(self, db_index: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.server.port}/{db_index}"
+
+    def start_worker(
+        self,
+        env: str,
+        *,
+        root: Path = ROOT,
+        db_index: int = 0,
+        extra: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """``inv worker <env>`` of the checkout at ``root``; wait until it announces itself."""
+        environ = {
+            **os.environ,
+            "SIGNAL4_DATA_DIR": str(self.data),
+            "NO_COLOR": "1",
+            **(extra or {}),
+        }
+        log = self.data.parent / f"worker-{env}-{len(self.procs)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "invoke", "-r", str(root), "worker", env),
+                    *("--broker", self.url(db_index), "--concurrency", "1", "--loglevel", "INFO"),
+                ],
+                cwd=root,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append(proc)
+        node = f"{env}-{proc.pid}@"
+
+        def announced() -> bool:
+            assert proc.poll() is None, f"worker {env} exited: see {log}"
+            return any(w.node.startswith(node) for w in worker_mod.live_workers(self.url(db_index)))
+
+        _wait_for(f"worker {env} to announce itself", announced)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> int:
+        """SIGTERM (warm shutdown) and wait; SIGKILL only as a guard."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=GUARD)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return int(proc.returncode)
+
+
+def _sync(root: Path, names: tuple[str, ...]) -> None:
+    """Sync envs of the checkout at ``root`` with the project's own sync API."""
+    m = manifest.load(root)
+    results = syncer.sync_many(m, [envs.spec(m, n) for n in names], jobs=2)
+    assert all(r.ok for r in results), results
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    _sync(ROOT, LIGHT_ENVS)
+    base = tmp_path_factory.mktemp("cluster")
+    server = broker_mod.LocalBroker(base / "broker", _free_port())
+    broker_mod.start(server)
+    c = Cluster(server, base / "data")
+    try:
+        for env in LIGHT_ENVS:
+            c.start_worker(env)
+        yield c
+    finally:
+        for proc in c.procs:
+            c.stop(proc)
+        broker_mod.stop(server)
+
+
+@pytest.fixture(scope="module")
+def second_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another checkout of this project (its tracked files, as a clone has), no env synced."""
+    other = tmp_path_factory.mktemp("machine-b") / "signal4"
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():
+            (other / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, other / name)
+    return other
+
+
+@pytest.fixture
+def shared(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """Point this test's settings at the workers' data folder."""
+    monkeypatch.setenv("SIGNAL4_DATA_DIR", str(cluster.data))
+    settings.get.cache_clear()
+    return cluster
+
+
+@pytest.fixture
+def m() -> manifest.Manifest:
+    return manifest.load(ROOT)
+
+
+def _transcribed(cid: str) -> None:
+    """Register ``cid`` with words and turns as transcribe and diarize leave them."""
+    db().register(cid, kind="file")
+    store().folder(cid, create=True)
+    store().write_json(
+        store().path(cid, "transcript_words.json"), {"language": "en", "chunks": 1, "words": WORDS}
+    )
+    db().mark(cid, "transcribe", "done")
+    diarization.write(store(), cid, TURNS, method="test")
+    db().mark(cid, "diarize", "done")
+
+
+def _no_partial_output(folder: Path) -> None:
+    leftovers = [p for p in folder.rglob("*") if p.name.startswith(TMP_PREFIX)]
+    assert not leftovers, leftovers
+
+
+def _meta_once(res: Any, states: tuple[str, ...]) -> dict[str, Any] | None:
+    """The task's state and info read in one go, once it is in one of ``states``."""
+    meta: dict[str, Any] = res.backend.get_task_meta(res.id)
+    return meta if meta["status"] in states else None
+
+
+def _send(c: Cluster, name: str, args: tuple[Any, ...], queue: str, **options: Any) -> Any:
+    app = celeryapp.create(manifest.load(ROOT), c.url())
+    return app.send_task(name, args=args, queue=queue, **options)
+
+
+def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manifest) -> None:
+    _transcribed("talk")
+    rows = worker_mod.run_chain(
+        m,
+        [
+            ("convert", ["--input", str(SAMPLE), "--content", "talk"]),
+            ("stitch", []),
+            ("cleanup_and_compress", []),
+        ],
+        broker=shared.url(),
+    )
+    assert [r.state for r in rows] == ["completed"] * 3, [r.outcome for r in rows]
+    assert rows[0].outcome is not None and rows[0].outcome.result["chunks"] == 1
+    folder = store().folder("talk")
+    assert (folder / "transcript.vtt").read_text().startswith("WEBVTT")
+    assert (folder / "audio.opus").is_file() and (folder / "transcript.json.gz").is_file()
+    assert not (folder / "audio.wav").exists() and not (folder / "chunks").exists()
+    assert db().is_done("talk", "compress")
+    _no_partial_output(folder)
+
+
+def test_results_match_the_subprocess_path(shared: Cluster, m: manifest.Manifest) -> None:
+    speech.converted("same", speech.silence(12.0))
+    _transcribed("same")
+    local = dispatch.run(m, "stitch", ["--content", "same"])
+    assert local.status == protocol.COMPLETED, local
+    local_files = {p.name: p.read_bytes() for p in store().folder("same").glob("transcript.*")}
+    res = worker_mod.submit(m, "stitch", ["--content", "same", "--rewrite"], broker=shared.url())
+    warm = worker_mod.wait(m, "stitch", res)
+    assert (warm.status, warm.exit_code) == (local.status, local.exit_code)
+    assert {k: v for k, v in warm.result.items() if k != "seconds"} == {
+        k: v for k, v in local.result.items() if k != "seconds"
+    }
+    warm_files = {p.name: p.read_bytes() for p in store().folder("same").glob("transcript.*")}
+    assert warm_files == local_files and "transcript.vtt" in warm_files
+    # and a step that refuses its input is refused the same way
+    local_bad = dispatch.run(m, "stitch", ["--content", "nothing-here"])
+    warm_bad = worker_mod.wait(
+        m,
+        "stitch",
+        worker_mod.submit(m, "stitch", ["--content", "nothing-here"], broker=shared.url()),
+    )
+    assert (warm_bad.status, warm_bad.exit_code, warm_bad.error) == (
+        local_bad.status,
+        local_bad.exit_code,
+        local_bad.error,
+    )
+
+
+def test_malformed_payload_is_an_error_result_and_the_worker_lives_on(
+    shared: Cluster, m: manifest.Manifest
+) -> None:
+    bad = _send(shared, "signal4.stitch", (42,), "signal4.stitch").get(timeout=GUARD)
+    assert bad["status"] == protocol.INVALID_INPUT and "malformed task payload" in bad["error"]
+    flag = _send(
+        shared, "signal4.stitch", (["--content", "x", "--no-such-flag"],), "signal4.stitch"
+    ).get(timeout=GUARD)
+    assert flag["status"] == protocol.INVALID_INPUT and "--no-such-flag" in flag["error"]
+    # a task name no worker knows is dropped by the worker (submit refuses it up front)
+    _send(shared, "signal4.no_such_task", ([],), "signal4.stitch")
+    ping = _send(shared, celeryapp.PING, ("stitch",), "signal4.stitch").get(timeout=GUARD)
+    assert ping["ready"] is True
+    assert all(p.poll() is None for p in shared.procs[: len(LIGHT_ENVS)])
+
+
+def test_a_time_limit_is_enforced(shared: Cluster, m: manifest.Manifest) -> None:
+    task = m.task("stitch")
+    app = celeryapp.create(m, shared.url())
+    sig = app.signature(
+        celeryapp.PING, args=("stitch", 60), queue=task.queue, soft_time_limit=1, time_limit=30
+    )
+    res = sig.apply_async()
+    res.get(timeout=GUARD, propagate=False)
+    outcome = worker_mod.as_outcome(task, res.state, res.result, 0.0)
+    assert outcome.status == protocol.TIMED_OUT and outcome.exit_code == protocol.EXIT_TIMEOUT
+    # the manifest's timeout becomes the task's soft limit, plus a grace for the hard one
+    assert celeryapp.limits(task) == (task.timeout, task.timeout + celeryapp.HARD_LIMIT_GRACE)
+    assert celeryapp.limits(m.task("mlx_server")) == (None, None)
+
+
+def test_a_killed_worker_process_gets_its_task_again(shared: Cluster, m: manifest.Manifest) -> None:
+    # a nap: deterministic proof that the task is redelivered to a new pool process
+    res = _send(shared, celeryapp.PING, ("convert", 3), "signal4.convert")
+    info = _wait_for("the ping to start", lambda: res.state == "STARTED" and res.info)
+    os.kill(int(info["pid"]), signal.SIGKILL)
+    again = res.get(timeout=GUARD)
+    assert again["ready"] is True and again["pid"] != info["pid"]
+
+    # a real step killed mid-run: it runs again, and nothing partial is left behind
+    big = shared.data.parent / "long.wav"
+    with wave.open(str(big), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44_100)
+        w.writeframes(b"\x01\x00" * 2 * 44_100 * 600)
+    res = worker_mod.submit(
+        m, "convert", ["--input", str(big), "--content", "long"], broker=shared.url()
+    )
+    meta = _wait_for("convert to start", lambda: _meta_once(res, ("STARTED", "SUCCESS")))
+    if meta["status"] == "STARTED":  # (a very fast machine may be done already)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(meta["result"]["pid"]), signal.SIGKILL)
+    outcome = worker_mod.wait(m, "convert", res)
+    assert outcome.status == protocol.COMPLETED, outcome
+    folder = store().folder("long")
+    assert (folder / "audio.wav").is_file() and len(list((folder / "chunks").iterdir())) == 3
+    _no_partial_output(folder)
+
+
+def test_an_unknown_task_is_refused(shared: Cluster, m: manifest.Manifest) -> None:
+    with pytest.raises(manifest.UnknownNameError):
+        worker_mod.submit(m, "no_such_task", [], broker=shared.url())
+    got = _inv("submit", "no_such_task", "--broker", shared.url())
+    assert got.returncode == 2 and "unknown task 'no_such_task'" in got.stderr
+    assert "Traceback" not in got.stderr
+
+
+def test_broker_down_at_submit_is_one_clear_line(shared: Cluster) -> None:
+    down = f"redis://127.0.0.1:{_free_port()}/0"
+    got = _inv("submit", "convert", "--broker", down, "--", "--input", str(SAMPLE))
+    assert got.returncode == worker_mod.EXIT_BROKER, got.stderr
+    assert "does not answer" in got.stderr and "Traceback" not in got.stderr
+    assert len(got.stderr.strip().splitlines()) == 1
+    piped = _inv("pipeline", "--workers", "--broker", down)
+    assert piped.returncode == worker_mod.EXIT_BROKER and "Traceback" not in piped.stderr
+
+
+def test_the_pipeline_refuses_an_env_no_worker_serves(shared: Cluster) -> None:
+    # the light workers run, transcribe and diarize have none: refused before anything is sent
+    got = _inv("pipeline", "--workers", "--broker", shared.url())
+    assert got.returncode == 2 and "no live worker serves env" in got.stderr, got.stderr
+    assert "inv worker " in got.stderr and "Traceback" not in got.stderr
+    listed = _inv("workers", "--broker", shared.url())
+    assert listed.returncode == 0
+    assert all(env in listed.stdout for env in LIGHT_ENVS), listed.stdout
+
+
+def test_a_worker_synced_from_another_lock_is_refused(
+    shared: Cluster, m: manifest.Manifest
+) -> None:
+    proc = shared.start_worker(
+        "cleanup", db_index=1, extra={"SIGNAL4_WORKER_LOCK_HASH": "0123456789abcdef"}
+    )
+    with pytest.raises(worker_mod.DriftError) as err:
+        worker_mod.submit(m, "cleanup_and_compress", ["--content", "x"], broker=shared.url(1))
+    assert "0123456789abcdef" in str(err.value) and "'cleanup'" in str(err.value)
+    assert socket.gethostname() in str(err.value)
+    got = _inv("submit", "cleanup_and_compress", "--broker", shared.url(1), "--", "--content", "x")
+    assert got.returncode == 2 and "0123456789abcdef" in got.stderr
+    assert "Traceback" not in got.stderr
+    listed = _inv("workers", "--broker", shared.url(1))
+    assert listed.returncode == 0 and "cleanup" in listed.stdout
+    assert shared.stop(proc) == 0
+
+
+def test_sigterm_is_a_warm_shutdown(shared: Cluster, m: manifest.Manifest) -> None:
+    proc = shared.start_worker("stitch", db_index=2)
+    app = celeryapp.create(m, shared.url(2))
+    res = app.send_task(celeryapp.PING, args=("stitch", 2), queue="signal4.stitch")
+    _wait_for("the ping to start", lambda: res.state == "STARTED")
+    proc.send_signal(signal.SIGTERM)
+    assert res.get(timeout=GUARD)["ready"] is True  # the running task finished
+    assert proc.wait(timeout=GUARD) == 0
+    assert not [w for w in worker_mod.live_workers(shared.url(2)) if w.env == "stitch"]
+
+
+def test_an_env_that_is_not_synced_is_refused(second_checkout: Path) -> None:
+    got = subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(second_checkout), "worker", "convert"],
+        capture_output=True,
+        text=True,
+        cwd=second_checkout,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+        timeout=GUARD,
+    )
+    assert got.returncode == 2 and "inv sync convert" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr
+
+
+def test_two_machines_serve_one_pipeline(
+    shared: Cluster, m: manifest.Manifest, second_checkout: Path
+) -> None:
+    # machine B: a second checkout with its own synced envs
+    other = second_checkout
+    _sync(other, ("stitch", "cleanup"))
+    a = shared.start_worker("convert", db_index=3)
+    b_stitch = shared.start_worker("stitch", root=other, db_index=3)
+    b_cleanup = shared.start_worker("cleanup", root=other, db_index=3)
+    announced = {w.env: w for w in worker_mod.live_workers(shared.url(3))}
+    assert announced["stitch"].root == str(other) and announced["convert"].root == str(ROOT)
+
+    _transcribed("shared-talk")
+    rows = worker_mod.run_chain(
+        m,
+        [
+            ("convert", ["--input", str(SAMPLE), "--content", "shared-talk"]),
+            ("stitch", []),
+            ("cleanup_and_compress", []),
+        ],
+        broker=shared.url(3),
+    )
+    assert [r.state for r in rows] == ["completed"] * 3, [r.outcome for r in rows]
+    done = {w.env: w.done for w in worker_mod.live_workers(shared.url(3))}
+    assert done["convert"] >= 1 and done["stitch"] >= 1 and done["cleanup"] >= 1
+    folder = store().folder("shared-talk")
+    assert (folder / "transcript.vtt").is_file() and (folder / "audio.opus").is_file()
+    for proc in (a, b_stitch, b_cleanup):
+        assert shared.stop(proc) == 0
+
+
+def _inv(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        check=False,
+        timeout=GUARD,
+    )
+
+
+def test_workers_reconnect_when_redis_restarts(
+    cluster: Cluster, m: manifest.Manifest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    own = broker_mod.LocalBroker(tmp_path_factory.mktemp("restarted"), _free_port())
+    broker_mod.start(own)
+    c = Cluster(own, cluster.data)
+    try:
+        proc = c.start_worker("stitch")
+        app = celeryapp.create(m, c.url())
+        running = app.send_task(celeryapp.PING, args=("stitch", 2), queue="signal4.stitch")
+        queued = app.send_task(celeryapp.PING, args=("stitch",), queue="signal4.stitch")
+        _wait_for("the ping to start", lambda: running.state == "STARTED")
+        broker_mod.stop(own)  # Redis saves its append-only file and exits
+        broker_mod.start(own)
+        # the submitter polls result keys: a pub/sub subscription would not survive the restart
+        assert worker_mod.poll(running) == ("SUCCESS", running.result)
+        assert running.result["ready"] is True
+        assert worker_mod.poll(queued)[1]["ready"] is True  # not lost
+        after = app.send_task(celeryapp.PING, args=("stitch",), queue="signal4.stitch")
+        assert worker_mod.poll(after)[1]["ready"] is True
+        assert proc.poll() is None
+        assert c.stop(proc) == 0
+    finally:
+        for p in c.procs:
+            c.stop(p)
+        broker_mod.stop(own)
