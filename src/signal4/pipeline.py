@@ -298,6 +298,13 @@ def main(
     out.line()  # a non-terminal Live leaves its last frame without a newline
     folder = settings.get().content_root / cid
     out.print(f"done in {time.monotonic() - started:.1f} s: content {cid}")
-    for path in transcript_paths(folder):
+    found = transcript_paths(folder)
+    for path in found:
         out.print(f"  {path}")
+    if not found:
+        # The steps ran elsewhere (warm workers) and wrote to their own content folder.
+        out.print(
+            f"[yellow]note:[/] no transcript of {cid} in {folder}: the workers write to their "
+            "own SIGNAL4_DATA_DIR; give this machine and the workers the same one to see it here"
+        )
     return 0
