@@ -41,3 +41,12 @@ def test_readme_shows_the_committed_measurements() -> None:
 def test_measure_summary_names_a_missing_section() -> None:
     with pytest.raises(ValueError, match="environment sizes"):
         housekeeping.measure_summary("- Date: x\n### start-up to ready\n| a |\n")
+
+
+def test_measure_summary_shows_the_warm_table_only_when_measured() -> None:
+    cold = "- Date: d\n- Machine: m\n### start-up to ready\n| a |\n### environment sizes\n| b |\n"
+    assert "warm" not in housekeeping.measure_summary(cold)
+    warm = cold.replace("### environment", "### warm workers: submit\n| w |\n### environment")
+    summary = housekeeping.measure_summary(warm)
+    assert summary.index("#### start-up") < summary.index("#### warm") < summary.index("#### env")
+    assert "| w |" in summary

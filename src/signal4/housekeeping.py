@@ -144,7 +144,9 @@ def readme_with_env_table(readme: str, manifest: Manifest) -> str:
 MEASURE_RECORD = Path("benchmarks") / "startup.md"
 README_MEASURE_BEGIN = "<!-- measure:begin (copied from benchmarks/startup.md by `inv measure`) -->"
 README_MEASURE_END = "<!-- measure:end -->"
-_EMBEDDED_SECTIONS = ("### start-up to ready", "### environment sizes")
+_EMBEDDED_SECTIONS = ("### start-up to ready", "### warm workers", "### environment sizes")
+#: Shown when the record has it: a run with no live worker has no warm table.
+_OPTIONAL_SECTIONS = ("### warm workers",)
 
 
 def measure_summary(record: str) -> str:
@@ -154,6 +156,8 @@ def measure_summary(record: str) -> str:
     parts = ["\n".join(header)]
     for title in _EMBEDDED_SECTIONS:
         start = next((i for i, line in enumerate(lines) if line.startswith(title)), None)
+        if start is None and title in _OPTIONAL_SECTIONS:
+            continue
         if start is None:
             raise ValueError(f"the measurement record has no {title!r} section")
         end = next(

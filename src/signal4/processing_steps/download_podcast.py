@@ -61,11 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def ready() -> None:
     # rich is imported only when stderr is a terminal, so a worker run never loads it.
+    # httpx imports its transport (httpcore, certifi) in the first Client(), which a run
+    # makes: import them here, without building a client (that loads the CA bundle, work
+    # each run repeats, so a warm worker's ready probe would pay it too).
+    import certifi  # noqa: F401
     import feedparser  # noqa: F401
-    import httpx
+    import httpcore  # noqa: F401
+    import httpx  # noqa: F401
     import imageio_ffmpeg  # noqa: F401
 
-    httpx.Client().close()  # loads the transport (httpcore, h11, anyio, certifi) as a run does
     # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
     import signal4.settings
     import signal4.state  # noqa: F401
