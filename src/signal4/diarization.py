@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from signal4 import protocol
+from signal4.steprunner import InvalidInput
+
 JSON_NAME = "diarization.json"
 RTTM_NAME = "diarization.rttm"
 
@@ -66,3 +69,40 @@ def read(store: Any, content_id: str) -> dict[str, Any] | None:
         return None
     doc: dict[str, Any] = store.read_json(path)
     return doc
+
+
+# The steps' shared frame: what both diarizers check before their model and do after it.
+
+
+def require_registered(ctx: Any, cid: str) -> None:
+    """InvalidInput unless ``cid`` is a registered content item."""
+    if ctx.db.get(cid) is None:
+        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+
+
+def skipped(ctx: Any, cid: str, rewrite: bool) -> dict[str, Any] | None:
+    """The ``skipped`` result if ``cid`` is diarized already (and not ``rewrite``), else None."""
+    if not rewrite and ctx.db.is_done(cid, "diarize") and kept(ctx.store.path(cid, JSON_NAME)):
+        return {"status": protocol.SKIPPED, "content": cid, "diarization": JSON_NAME}
+    return None
+
+
+def audio(ctx: Any, cid: str) -> Path:
+    """The converted ``audio.wav`` of ``cid`` (InvalidInput if convert has not run)."""
+    wav: Path = ctx.store.path(cid, "audio.wav")
+    if not wav.is_file():
+        raise InvalidInput(f"content {cid!r} has no audio.wav; run convert first")
+    return wav
+
+
+def finish(ctx: Any, cid: str, turns: Sequence[dict[str, Any]], method: str) -> dict[str, Any]:
+    """Write the turns, record the stage as done, and return the step's result."""
+    doc = write(ctx.store, cid, turns, method)
+    ctx.db.mark(cid, "diarize", "done", info={"speakers": len(doc["speakers"]), "method": method})
+    return {
+        "status": protocol.COMPLETED,
+        "content": cid,
+        "diarization": JSON_NAME,
+        "speakers": len(doc["speakers"]),
+        "turns": len(doc["turns"]),
+    }

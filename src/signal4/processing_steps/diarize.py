@@ -7,7 +7,7 @@ import warnings
 import wave
 from typing import Any
 
-from signal4 import diarization, protocol
+from signal4 import diarization
 from signal4.steprunner import Context, InvalidInput, Step
 
 RATE = 16_000
@@ -146,29 +146,14 @@ def _resolve_overlaps(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     cid = options.content
-    store = ctx.store
-    if ctx.db.get(cid) is None:
-        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    diarization.require_registered(ctx, cid)
     if options.speakers is not None and options.speakers < 1:
         raise InvalidInput("--speakers must be 1 or more")
-    out = store.path(cid, diarization.JSON_NAME)
-    if not options.rewrite and ctx.db.is_done(cid, "diarize") and diarization.kept(out):
-        return {"status": protocol.SKIPPED, "content": cid, "diarization": diarization.JSON_NAME}
-    wav = store.path(cid, "audio.wav")
-    if not wav.is_file():
-        raise InvalidInput(f"content {cid!r} has no audio.wav; run convert first")
+    if done := diarization.skipped(ctx, cid, options.rewrite):
+        return done
+    wav = diarization.audio(ctx, cid)
     turns = diarize(str(wav), options.speakers, options.max_speakers)
-    doc = diarization.write(store, cid, turns, method="silero-resemblyzer")
-    ctx.db.mark(
-        cid, "diarize", "done", info={"speakers": len(doc["speakers"]), "method": doc["method"]}
-    )
-    return {
-        "status": protocol.COMPLETED,
-        "content": cid,
-        "diarization": diarization.JSON_NAME,
-        "speakers": len(doc["speakers"]),
-        "turns": len(doc["turns"]),
-    }
+    return diarization.finish(ctx, cid, turns, method="silero-resemblyzer")
 
 
 STEP = Step(

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from signal4 import diarization, protocol
+from signal4 import diarization
 from signal4.steprunner import Context, InvalidInput, Step, StepFailure
 
 HUB_PIPELINE = "pyannote/speaker-diarization-3.1"
@@ -55,16 +55,11 @@ def pipeline_source(model: str | None, token: str | None) -> tuple[str, str | No
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     cid = options.content
-    store = ctx.store
-    if ctx.db.get(cid) is None:
-        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    diarization.require_registered(ctx, cid)
     source, token = pipeline_source(ctx.settings.pyannote_model, ctx.settings.pyannote_token)
-    out = store.path(cid, diarization.JSON_NAME)
-    if not options.rewrite and ctx.db.is_done(cid, "diarize") and diarization.kept(out):
-        return {"status": protocol.SKIPPED, "content": cid, "diarization": diarization.JSON_NAME}
-    wav = store.path(cid, "audio.wav")
-    if not wav.is_file():
-        raise InvalidInput(f"content {cid!r} has no audio.wav; run convert first")
+    if done := diarization.skipped(ctx, cid, options.rewrite):
+        return done
+    wav = diarization.audio(ctx, cid)
     pipeline_cls = _import_pipeline()
     try:
         pipeline = pipeline_cls.from_pretrained(source, token=token)
@@ -79,17 +74,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         {"start": float(seg.start), "end": float(seg.end), "speaker": str(label)}
         for seg, _, label in annotation.itertracks(yield_label=True)
     ]
-    doc = diarization.write(store, cid, turns, method="pyannote")
-    ctx.db.mark(
-        cid, "diarize", "done", info={"speakers": len(doc["speakers"]), "method": "pyannote"}
-    )
-    return {
-        "status": protocol.COMPLETED,
-        "content": cid,
-        "diarization": diarization.JSON_NAME,
-        "speakers": len(doc["speakers"]),
-        "turns": len(doc["turns"]),
-    }
+    return diarization.finish(ctx, cid, turns, method="pyannote")
 
 
 STEP = Step(
