@@ -10,6 +10,7 @@ steal work from the shared workers. Timeouts here are failure guards, never asse
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -131,6 +133,19 @@ def _sync(root: Path, names: tuple[str, ...]) -> None:
     m = manifest.load(root)
     results = syncer.sync_many(m, [envs.spec(m, n) for n in names], jobs=2)
     assert all(r.ok for r in results), results
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_client_sockets() -> Iterator[None]:
+    """Collect the Celery apps these tests made, before pytest's own end-of-run collection.
+
+    Their Redis result-backend sockets would otherwise be closed by the garbage collector at
+    an arbitrary later point, as an unraisable ResourceWarning that fails the whole run.
+    """
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture(scope="module")

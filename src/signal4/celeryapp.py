@@ -95,6 +95,12 @@ def config(m: Manifest, broker: str) -> dict[str, Any]:
         "broker_connection_max_retries": None,
         "broker_transport_options": {"visibility_timeout": visibility_timeout(m)},
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        # A result written while Redis restarts is retried, not turned into a FAILURE that
+        # carries the ConnectionError (the step itself had completed).
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 20,
+        "result_backend_base_sleep_between_retries_ms": 50,
+        "result_backend_max_sleep_between_retries_ms": 2000,
         "redis_socket_connect_timeout": 5,
         "redis_backend_health_check_interval": 10,
         "task_publish_retry_policy": {

@@ -459,8 +459,16 @@ def check_route(
 
 
 def submitter(m: Manifest, broker: str | None = None) -> Any:
-    """A Celery app for sending work (registers no task)."""
+    """A Celery app for sending work (registers no task); :func:`close_app` it when done."""
     return celeryapp.create(m, broker)
+
+
+def close_app(app: Any) -> None:
+    """Close a submitter's connections: the broker pool and the Redis result backend's."""
+    with contextlib.suppress(Exception):
+        app.backend.client.connection_pool.disconnect()
+    with contextlib.suppress(Exception):
+        app.close()
 
 
 def preflight(m: Manifest, env_names: Iterable[str], broker: str) -> list[WorkerInfo]:
@@ -591,7 +599,10 @@ def wait(m: Manifest, task_name: str, result: Any, *, started: float | None = No
     """Wait for ``result`` and return its :class:`Outcome`."""
     task = m.task(task_name)
     started = time.monotonic() if started is None else started
-    state, value = poll(result)
+    try:
+        state, value = poll(result)
+    finally:
+        close_app(result.app)
     return as_outcome(task, state, value, time.monotonic() - started)
 
 
@@ -618,12 +629,27 @@ def run_chain(
     Each step after the first gets the previous one's result (its content id). A step that
     does not complete stops the chain; the steps after it stay ``not run``.
     """
-    from celery import chain
-
     tasks = [m.task(name) for name, _ in steps]
     url = celeryapp.broker_url(broker)
     preflight(m, [t.env for t in tasks], url)
     app = submitter(m, url)
+    try:
+        return _follow_chain(app, url, tasks, steps, on_update=on_update, poll=poll)
+    finally:
+        close_app(app)
+
+
+def _follow_chain(
+    app: Any,
+    url: str,
+    tasks: Sequence[Task],
+    steps: Sequence[tuple[str, Sequence[str]]],
+    *,
+    on_update: Callable[[list[ChainStep]], None],
+    poll: float,
+) -> list[ChainStep]:
+    from celery import chain
+
     rows = [ChainStep(t.name, list(argv)) for t, (_, argv) in zip(tasks, steps, strict=True)]
     sigs = [signature(app, t, r.argv) for t, r in zip(tasks, rows, strict=True)]
     last = _publish(lambda: chain(*sigs).apply_async(), url)
@@ -678,13 +704,18 @@ def warm_roundtrip(
     preflight(m, [task.env], url)
     app = submitter(m, url)
     samples: list[int] = []
-    for i in range(warmups + runs):
-        started = time.perf_counter_ns()
-        res = app.send_task(celeryapp.PING, args=(task.name,), queue=task.queue)
-        value = res.get(timeout=60)
-        elapsed = time.perf_counter_ns() - started
-        if not (isinstance(value, dict) and value.get("ready")):
-            raise WorkerError(f"{task.name}: the warm worker did not report ready: {value!r:.200}")
-        if i >= warmups:
-            samples.append(elapsed)
+    try:
+        for i in range(warmups + runs):
+            started = time.perf_counter_ns()
+            res = app.send_task(celeryapp.PING, args=(task.name,), queue=task.queue)
+            value = res.get(timeout=60)
+            elapsed = time.perf_counter_ns() - started
+            if not (isinstance(value, dict) and value.get("ready")):
+                raise WorkerError(
+                    f"{task.name}: the warm worker did not report ready: {value!r:.200}"
+                )
+            if i >= warmups:
+                samples.append(elapsed)
+    finally:
+        close_app(app)
     return samples
