@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -80,7 +79,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "src"))
     from signal4 import dispatch
     from signal4.manifest import load
 

@@ -321,9 +321,8 @@ def check_platforms(m: Manifest, lock: Mapping[str, Any]) -> CheckResult:
 
 _GRAPH_SCRIPT = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
 import grimp
-pkg = sys.argv[2]
+pkg = sys.argv[1]
 g = grimp.build_graph(pkg, include_external_packages=True,
                       exclude_type_checking_imports=True, cache_dir=None)
 print(json.dumps({
@@ -336,13 +335,16 @@ print(json.dumps({
 def import_graph(src: Path, package: str = PACKAGE) -> dict[str, set[str]]:
     """Return module -> directly imported modules for ``package`` under ``src`` (grimp).
 
-    Built in a child interpreter so a fixture project's package shadows the installed one.
+    Built in a child interpreter started in ``src``: ``python -c`` puts its working folder
+    first on the module path, so a fixture project's package shadows the installed one.
+    ``-E -s`` keep PYTHONPATH and the user's site-packages out, as ``-I`` would.
     """
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", _GRAPH_SCRIPT, str(src), package],
+        [sys.executable, "-E", "-s", "-c", _GRAPH_SCRIPT, package],
         capture_output=True,
         text=True,
         check=False,
+        cwd=src,
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
