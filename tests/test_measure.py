@@ -26,7 +26,7 @@ from signal4.measure import (
     SUB_UV,
     MeasureError,
 )
-from tests.helpers import probe
+from tests.helpers import demo, probe
 
 # --------------------------------------------------------------------------- statistics
 
@@ -229,29 +229,7 @@ def test_launch_commands_are_the_documented_ones(project_manifest: manifest.Mani
 
 # --------------------------------------------------------------------------- a real small project
 
-PYPROJECT = """
-[project]
-name = "mdemo"
-version = "0.1.0"
-requires-python = ">=3.11,<3.15"
-dependencies = []
-
-[project.optional-dependencies]
-alpha = ["pysbd>=0.3"]
-beta = ["typing-extensions>=4"]
-
-[build-system]
-requires = ["uv_build>=0.9,<0.14"]
-build-backend = "uv_build"
-
-[tool.uv]
-python-downloads = "never"
-environments = ["sys_platform == 'linux'", "sys_platform == 'darwin'"]
-
-[tool.signal4]
-[tool.signal4.envs.alpha]
-[tool.signal4.envs.beta]
-
+MDEMO_TASKS = """
 [[tool.signal4.tasks]]
 name = "split"
 env = "alpha"
@@ -309,17 +287,17 @@ import no_such_package_anywhere
 @pytest.fixture(scope="module")
 def mdemo(tmp_path_factory: pytest.TempPathFactory) -> manifest.Manifest:
     """A tiny locked project; env alpha synced for real, env beta left unsynced."""
-    root = tmp_path_factory.mktemp("mdemo")
-    (root / "pyproject.toml").write_text(PYPROJECT)
-    pkg = root / "src" / "mdemo"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "split.py").write_text(SPLIT)
-    (pkg / "broken.py").write_text(BROKEN)
-    (pkg / "typed.py").write_text("import typing_extensions\n")
-    (pkg / "typed_ready.py").write_text(FORGETFUL)
-    subprocess.run([envs.find_uv(), "lock", "--project", str(root), "-q"], check=True)
-    m = manifest.load(root)
+    m = demo.write_project(
+        tmp_path_factory.mktemp("mdemo"),
+        "mdemo",
+        MDEMO_TASKS,
+        {
+            "split": SPLIT,
+            "broken": BROKEN,
+            "typed": "import typing_extensions\n",
+            "typed_ready": FORGETFUL,
+        },
+    )
     result = syncer.sync_one(m, envs.spec(m, "alpha"))
     assert result.ok, result.error
     return m

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from signal4 import envs, manifest
 
-PYPROJECT = """
+# The two envs every demo project has; a project adds its own task map.
+_PYPROJECT = """
 [project]
-name = "demo"
+name = "{name}"
 version = "0.1.0"
 requires-python = ">=3.11,<3.15"
 dependencies = []
@@ -29,7 +30,9 @@ environments = ["sys_platform == 'linux'", "sys_platform == 'darwin'"]
 [tool.signal4]
 [tool.signal4.envs.alpha]
 [tool.signal4.envs.beta]
+"""
 
+DEMO_TASKS = """
 [[tool.signal4.tasks]]
 name = "hello"
 env = "alpha"
@@ -48,12 +51,18 @@ print(json.dumps({"status": "completed", "python": sys.executable, "args": args}
 """
 
 
-def make_demo(root: Path) -> manifest.Manifest:
-    """Write, lock and load the demo project under ``root``."""
-    (root / "pyproject.toml").write_text(PYPROJECT)
-    pkg = root / "src" / "demo"
+def write_project(root: Path, name: str, tasks: str, modules: dict[str, str]) -> manifest.Manifest:
+    """Write a two-env project ``name`` with ``tasks`` and ``modules``; lock and load it."""
+    (root / "pyproject.toml").write_text(_PYPROJECT.format(name=name) + tasks)
+    pkg = root / "src" / name
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "hello.py").write_text(HELLO)
+    for module, code in modules.items():
+        (pkg / f"{module}.py").write_text(code)
     subprocess.run([envs.find_uv(), "lock", "--project", str(root), "-q"], check=True)
     return manifest.load(root)
+
+
+def make_demo(root: Path) -> manifest.Manifest:
+    """Write, lock and load the demo project under ``root``."""
+    return write_project(root, "demo", DEMO_TASKS, {"hello": HELLO})
