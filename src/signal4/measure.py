@@ -265,28 +265,35 @@ def _tail(text: str) -> str:
     return "\n".join(lines)[-STDERR_TAIL_CHARS:].strip()
 
 
+def _timed_run(
+    argv: Sequence[str], environ: Mapping[str, str] | None, cwd: Path | None
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``argv`` to the end with its output captured; return it and its wall time (ns)."""
+    started = time.perf_counter_ns()
+    proc = subprocess.run(
+        list(argv),
+        env=dict(environ) if environ is not None else None,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return proc, time.perf_counter_ns() - started
+
+
 def launch(item: Launch, cwd: Path, *, extra_args: Sequence[str] = ()) -> tuple[int, str]:
     """Run ``item`` once; return (nanoseconds, stderr). Raise :class:`ProbeError` if it failed."""
     argv = list(item.argv)
     if extra_args:
         # Interpreter options go right after the interpreter (direct launches only).
         argv[1:1] = list(extra_args)
-    started = time.perf_counter_ns()
     try:
-        proc = subprocess.run(
-            argv,
-            env=dict(item.environ),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        proc, elapsed = _timed_run(argv, item.environ, cwd)
     except OSError as exc:
         raise ProbeError(f"cannot start {argv[0]}: {exc.strerror}") from None
-    elapsed = time.perf_counter_ns() - started
     if proc.returncode != 0:
         raise ProbeError(f"exit code {proc.returncode}; stderr tail:\n{_tail(proc.stderr)}")
     if item.expects_ready:
@@ -351,19 +358,7 @@ def profile(
 ) -> Profile:
     """Run ``python -m module args`` under ``-X importtime``, whatever its exit code."""
     argv = [str(python), "-X", "importtime", "-c", profile_code(module), *args]
-    started = time.perf_counter_ns()
-    proc = subprocess.run(
-        argv,
-        env=dict(environ) if environ is not None else None,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    elapsed = time.perf_counter_ns() - started
+    proc, elapsed = _timed_run(argv, environ, cwd)
     loaded: frozenset[str] = frozenset()
     for line in reversed(proc.stderr.splitlines()):
         if line.startswith(LOADED_MARK):
