@@ -7,7 +7,8 @@ from pathlib import Path
 
 import nox
 
-from signal4 import envs, manifest, noxsupport
+from signal4.envs import manifest, noxsupport
+from signal4.envs import venv as envs
 
 nox.needs_version = ">=2024.10.9"
 

@@ -1,4 +1,4 @@
-"""Invoke tasks: thin wrappers over signal4.cli. Run `inv --list` for the one-line help."""
+"""Invoke tasks: thin wrappers over signal4.commands.cli. Run `inv --list` for the one-line help."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from signal4 import cli
+from signal4.commands import cli
 
 
 def _call(fn: Callable[[], int]) -> None:
@@ -130,7 +130,7 @@ def measure(
     """Measure start-up per task and launch way, the import breakdown and env sizes."""
     from pathlib import Path
 
-    from signal4 import measure_report
+    from signal4.measure import report as measure_report
 
     _call(
         lambda: measure_report.run(
@@ -157,7 +157,7 @@ def measure(
 )
 def check(c: Context, strict: bool = False, sync: bool = False) -> None:
     """Check lock, drift, import coverage, unused packages, task map and platform markers."""
-    from signal4 import checks
+    from signal4.envs import checks
 
     _call(lambda: checks.main(strict=strict, sync=sync))
 
@@ -174,7 +174,7 @@ def pipeline(
     c: Context, source: str = "", sync: bool = False, workers: bool = False, broker: str = ""
 ) -> None:
     """Run download -> convert -> transcribe -> diarize -> stitch -> compress, resuming."""
-    from signal4 import pipeline as pipeline_mod
+    from signal4.run import pipeline as pipeline_mod
 
     _call(
         lambda: pipeline_mod.main(source or None, sync_first=sync, workers=workers, broker=broker)
@@ -189,7 +189,7 @@ def pipeline(
 )
 def broker(c: Context, port: int = 6379, stop: bool = False) -> None:
     """Start (or --stop) a local Redis broker for warm workers, on 127.0.0.1 only."""
-    from signal4 import workercli
+    from signal4.commands import workers as workercli
 
     _call(lambda: workercli.broker(port, stop=stop))
 
@@ -212,7 +212,7 @@ def worker(
     loglevel: str = "INFO",
 ) -> None:
     """Run a warm Celery worker for one env's queue (foreground; Ctrl-C stops it warmly)."""
-    from signal4 import workercli
+    from signal4.commands import workers as workercli
 
     _call(
         lambda: workercli.worker(
@@ -228,7 +228,7 @@ def worker(
 @task(help={"broker": "The broker URL (default: SIGNAL4_BROKER_URL or local Redis)."})
 def workers(c: Context, broker: str = "") -> None:
     """List the live workers: host, env, lock hash, concurrency, tasks done."""
-    from signal4 import workercli
+    from signal4.commands import workers as workercli
 
     _call(lambda: workercli.workers(broker))
 
@@ -242,7 +242,7 @@ def workers(c: Context, broker: str = "") -> None:
 )
 def submit(c: Context, task: str, broker: str = "", timeout: float = -1) -> None:
     """Send one task to a warm worker of its env, wait, print its JSON result line."""
-    from signal4 import workercli
+    from signal4.commands import workers as workercli
 
     args = cli.passthrough_args(sys.argv, c.remainder)
     _call(

@@ -79,8 +79,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    from signal4 import dispatch
-    from signal4.manifest import load
+    from signal4.envs.manifest import load
+    from signal4.run import dispatch
 
     m = load(ROOT)
     truth = json.loads((SAMPLE / "truth.json").read_text(encoding="utf-8"))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import manifest as manifest_mod
-from signal4 import settings
+from signal4.content import settings
+from signal4.envs import manifest as manifest_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_TESTS = ROOT / "tests" / "processing_steps"

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import broker, celeryapp, envs, protocol, workercli
-from signal4 import worker as worker_mod
-from signal4.manifest import Manifest
-from signal4.steprunner import InvalidInput
+from signal4.commands import workers as workercli
+from signal4.envs import venv as envs
+from signal4.envs.manifest import Manifest
+from signal4.run import protocol
+from signal4.run.steprunner import InvalidInput
+from signal4.workers import broker, celeryapp
+from signal4.workers import worker as worker_mod
 from tests.conftest import ROOT
 
 
@@ -28,7 +31,7 @@ def test_queues_routes_and_limits_come_from_the_manifest(project_manifest: Manif
 
 
 def test_broker_url_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from signal4 import settings
+    from signal4.content import settings
 
     assert celeryapp.broker_url() == celeryapp.DEFAULT_BROKER
     monkeypatch.setenv("SIGNAL4_BROKER_URL", "redis://elsewhere:1/2")

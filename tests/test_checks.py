@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import checks, envs, syncer
-from signal4.manifest import Manifest, load
+from signal4.envs import checks, syncer
+from signal4.envs import venv as envs
+from signal4.envs.manifest import Manifest, load
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "checkproj"

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import cli, envs, manifest, syncer
+from signal4.commands import cli
+from signal4.envs import manifest, syncer
+from signal4.envs import venv as envs
 from tests.helpers.demo import make_demo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import dispatch, protocol
+from signal4.run import dispatch, protocol
 
 
 def step(code: str) -> list[str]:
@@ -173,7 +173,7 @@ def test_unstartable_command() -> None:
 
 FORWARD_SCRIPT = """
 import json, os, signal, subprocess, sys, time
-from signal4 import dispatch
+from signal4.run import dispatch
 
 marker = sys.argv[1]
 child = '''

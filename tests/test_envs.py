@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import dispatch, envs, manifest, syncer
-from signal4.envs import EnvError, State
+from signal4.envs import manifest, syncer
+from signal4.envs import venv as envs
+from signal4.envs.venv import EnvError, State
+from signal4.run import dispatch
 from tests.helpers.demo import make_demo
 
 

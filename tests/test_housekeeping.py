@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import housekeeping
-from signal4.manifest import Manifest
+from signal4.envs import housekeeping
+from signal4.envs.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from signal4 import importtime
-from signal4.importtime import PROJECT, STDLIB, THIRD_PARTY
+from signal4.measure import importtime
+from signal4.measure.importtime import PROJECT, STDLIB, THIRD_PARTY
 
 # A trimmed real trace: children finish (and print) before their parents.
 SAMPLE = """\
@@ -17,10 +17,10 @@ some warning line that is not an import
 import time:       100 |        100 |       numpy._utils
 import time:       200 |        300 |     numpy._core
 import time:       400 |        700 |   numpy
-import time:        50 |         50 |   signal4.protocol
-import time:        30 |        780 | signal4.steprunner
+import time:        50 |         50 |   signal4.run.protocol
+import time:        30 |        780 | signal4.run.steprunner
 import time:      1000 |       1000 |   yaml
-import time:        10 |       1010 | signal4.settings
+import time:        10 |       1010 | signal4.content.settings
 """
 
 
@@ -32,15 +32,15 @@ def test_parse_reads_self_cumulative_and_depth() -> None:
         "numpy._utils",
         "numpy._core",
         "numpy",
-        "signal4.protocol",
-        "signal4.steprunner",
+        "signal4.run.protocol",
+        "signal4.run.steprunner",
         "yaml",
-        "signal4.settings",
+        "signal4.content.settings",
     ]
     by_name = {r.module: r for r in records}
     assert (by_name["numpy"].self_us, by_name["numpy"].cumulative_us) == (400, 700)
     assert [
-        by_name[m].depth for m in ("signal4.steprunner", "numpy", "numpy._core", "numpy._utils")
+        by_name[m].depth for m in ("signal4.run.steprunner", "numpy", "numpy._core", "numpy._utils")
     ] == [0, 1, 2, 3]
 
 
@@ -49,19 +49,19 @@ def test_start_order_puts_parents_before_children() -> None:
     assert ordered == [
         "_frozen_importlib_external",
         "_io",
-        "signal4.steprunner",
+        "signal4.run.steprunner",
         "numpy",
         "numpy._core",
         "numpy._utils",
-        "signal4.protocol",
-        "signal4.settings",
+        "signal4.run.protocol",
+        "signal4.content.settings",
         "yaml",
     ]
 
 
 def test_kinds_and_third_party_tops_in_start_order() -> None:
     records = importtime.parse(SAMPLE)
-    assert importtime.kind_of("signal4.state") == PROJECT
+    assert importtime.kind_of("signal4.content.state") == PROJECT
     assert importtime.kind_of("json.decoder") == STDLIB
     assert importtime.kind_of("sqlalchemy.orm") == THIRD_PARTY
     assert importtime.third_party_tops(records) == ["numpy", "yaml"]
@@ -73,13 +73,13 @@ def test_totals_split_by_kind_add_up() -> None:
     assert split == {PROJECT: 90, THIRD_PARTY: 1700, STDLIB: 463}
     assert importtime.total_us(records) == 463 + 780 + 1010 == sum(split.values())
     assert [r.module for r in importtime.top_cumulative(records, limit=2)] == [
-        "signal4.settings",
+        "signal4.content.settings",
         "yaml",
     ]
     assert [r.module for r in importtime.top_cumulative(records, limit=5, kind=PROJECT)] == [
-        "signal4.settings",
-        "signal4.steprunner",
-        "signal4.protocol",
+        "signal4.content.settings",
+        "signal4.run.steprunner",
+        "signal4.run.protocol",
     ]
     assert importtime.by_package(records)["numpy"] == 700
 
@@ -111,15 +111,15 @@ import time:       100 |        100 |     sqlalchemy.util
 import time:       200 |        300 |   sqlalchemy
 import time:       300 |        300 |     sqlalchemy.orm.base
 import time:       100 |        400 |   sqlalchemy.orm
-import time:        50 |        750 | signal4.state
+import time:        50 |        750 | signal4.content.state
 import time:        10 |         10 |     yaml.reader
 import time:        20 |         30 |   yaml
 import time:         5 |         35 | logging.config
 """
     records = importtime.parse(trace)
     pairs = {r.module: (p.module if p else None) for r, p in importtime.with_parents(records)}
-    assert pairs["sqlalchemy.orm"] == "signal4.state"
+    assert pairs["sqlalchemy.orm"] == "signal4.content.state"
     assert pairs["sqlalchemy.orm.base"] == "sqlalchemy.orm"
-    assert pairs["signal4.state"] is None
+    assert pairs["signal4.content.state"] is None
     assert importtime.third_party_roots(records) == ["sqlalchemy", "sqlalchemy.orm", "yaml"]
     assert importtime.third_party_tops(records) == ["sqlalchemy", "yaml"]

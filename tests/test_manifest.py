@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from signal4 import manifest
-from signal4.manifest import ManifestError, UnknownNameError
+from signal4.envs import manifest
+from signal4.envs.manifest import ManifestError, UnknownNameError
 
 GOOD: dict[str, Any] = {
     "project": {

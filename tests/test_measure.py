@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 
-from signal4 import dispatch, envs, manifest, measure, measure_report, syncer
-from signal4.cli import UserError
-from signal4.measure import (
+from signal4.commands.cli import UserError
+from signal4.envs import manifest, syncer
+from signal4.envs import venv as envs
+from signal4.measure import core as measure
+from signal4.measure import report as measure_report
+from signal4.measure.core import (
     FLOOR_IMPORTS,
     FLOOR_PASS,
     FULL_DIRECT,
@@ -26,6 +29,7 @@ from signal4.measure import (
     SUB_UV,
     MeasureError,
 )
+from signal4.run import dispatch
 from tests.helpers import demo, probe
 
 # --------------------------------------------------------------------------- statistics

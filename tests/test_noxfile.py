@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import noxsupport
-from signal4.manifest import Manifest
+from signal4.envs import noxsupport
+from signal4.envs.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOX = ROOT / ".venv" / "bin" / "nox"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from signal4.state import DONE, STEP_STATES, StateDB
+from signal4.content.state import DONE, STEP_STATES, StateDB
 
 
 @pytest.fixture

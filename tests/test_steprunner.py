@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from signal4 import protocol, settings
-from signal4.state import StateDB
-from signal4.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.content import settings
+from signal4.content.state import StateDB
+from signal4.run import protocol
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
 
 CALLS: list[str] = []
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import store as store_mod
-from signal4.store import ContentStore, InvalidContentId, check_id
+from signal4.content import store as store_mod
+from signal4.content.store import ContentStore, InvalidContentId, check_id
 
 
 @pytest.fixture

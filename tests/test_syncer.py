@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from signal4 import envs, syncer
-from signal4.manifest import Manifest
+from signal4.envs import syncer
+from signal4.envs import venv as envs
+from signal4.envs.manifest import Manifest
 
 
 def test_check_names_why_an_unsupported_env_is_skipped(project_manifest: Manifest) -> None:

@@ -27,10 +27,15 @@ from typing import Any
 
 import pytest
 
-from signal4 import broker as broker_mod
-from signal4 import celeryapp, diarization, dispatch, envs, manifest, protocol, settings, syncer
-from signal4 import worker as worker_mod
-from signal4.store import TMP_PREFIX
+from signal4.content import settings
+from signal4.content.store import TMP_PREFIX
+from signal4.envs import manifest, syncer
+from signal4.envs import venv as envs
+from signal4.run import dispatch, protocol
+from signal4.stepkit import diarization
+from signal4.workers import broker as broker_mod
+from signal4.workers import celeryapp
+from signal4.workers import worker as worker_mod
 from tests.conftest import ROOT
 from tests.helpers import speech
 from tests.helpers.steps import db, store

@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from signal4.manifest import Manifest
+from signal4.envs.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from signal4 import envs, manifest
+from signal4.envs import manifest
+from signal4.envs import venv as envs
 
 # The two envs every demo project has; a project adds its own task map.
 _PYPROJECT = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from signal4 import media
+from signal4.stepkit import media
 
 
 def _ffmpeg(*args: str) -> None:

@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from signal4 import manifest, measure
+from signal4.envs import manifest
+from signal4.measure import core as measure
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,10 +6,11 @@ import contextlib
 import io
 from typing import Any
 
-from signal4 import protocol, settings
-from signal4.state import StateDB
-from signal4.steprunner import Step
-from signal4.store import ContentStore
+from signal4.content import settings
+from signal4.content.state import StateDB
+from signal4.content.store import ContentStore
+from signal4.run import protocol
+from signal4.run.steprunner import Step
 
 
 def run_step(step: Step, *args: str) -> tuple[int, dict[str, Any]]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import media as media_mod
-from signal4 import protocol
 from signal4.processing_steps import convert
 from signal4.processing_steps.cleanup_and_compress import STEP
+from signal4.run import protocol
+from signal4.stepkit import media as media_mod
 from tests.helpers import media, probe
 from tests.helpers.steps import db, run_step, store
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import pipeline, protocol
 from signal4.processing_steps.convert import STEP, plan_chunks
-from signal4.steprunner import InvalidInput
+from signal4.run import pipeline, protocol
+from signal4.run.steprunner import InvalidInput
 from tests.helpers import media, probe
 from tests.helpers.steps import db, run_step, store
 

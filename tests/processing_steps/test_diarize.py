@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from signal4 import diarization
 from signal4.processing_steps.diarize import STEP
+from signal4.stepkit import diarization
 from tests.helpers import probe, speech
 from tests.helpers.steps import db, run_step
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import diarization
 from signal4.processing_steps import diarize_pyannote
 from signal4.processing_steps.diarize_pyannote import STEP
+from signal4.stepkit import diarization
 from tests.helpers import speech
 from tests.helpers.steps import db, run_step, store
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import protocol
 from signal4.processing_steps.download_podcast import STEP
+from signal4.run import protocol
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
 from tests.helpers.steps import db, run_step, store
@@ -234,7 +234,7 @@ def test_every_request_and_redirect_hop_is_checked(mp3: bytes) -> None:
     from types import SimpleNamespace
 
     from signal4.processing_steps.download_podcast import fetch_feed, http_client
-    from signal4.steprunner import InvalidInput
+    from signal4.run.steprunner import InvalidInput
 
     strict = SimpleNamespace(allow_loopback=False, http_timeout=10.0)
     with httpserver.serve() as srv:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from signal4 import media as media_mod
-from signal4 import protocol
 from signal4.processing_steps import download_rumble, download_youtube
-from signal4.steprunner import Step
+from signal4.run import protocol
+from signal4.run.steprunner import Step
+from signal4.stepkit import media as media_mod
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
 from tests.helpers.steps import db, run_step, store

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-from signal4 import diarization
 from signal4.processing_steps.stitch import (
     STEP,
     assign_speakers,
@@ -14,6 +13,7 @@ from signal4.processing_steps.stitch import (
     to_srt,
     to_vtt,
 )
+from signal4.stepkit import diarization
 from tests.helpers import probe, speech
 from tests.helpers.steps import db, run_step, store
 

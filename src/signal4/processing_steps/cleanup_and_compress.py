@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from signal4 import protocol
-from signal4.steprunner import Context, InvalidInput, Step
-from signal4.store import TMP_PREFIX
+from signal4.content.store import TMP_PREFIX
+from signal4.run import protocol
+from signal4.run.steprunner import Context, InvalidInput, Step
 
 AUDIO = "audio.wav"
 OPUS = "audio.opus"
@@ -36,8 +36,8 @@ def ready() -> None:
     import imageio_ffmpeg  # noqa: F401
 
     # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 def _size(path: Path) -> int:
@@ -58,7 +58,7 @@ def _json_files(folder: Path) -> list[Path]:
 
 def encode_opus(ctx: Context, cid: str, bitrate: str) -> dict[str, Any]:
     """Encode audio.wav to audio.opus atomically, checking the Opus decodes to the same length."""
-    from signal4 import media
+    from signal4.stepkit import media
 
     wav, opus = ctx.store.path(cid, AUDIO), ctx.store.path(cid, OPUS)
     want = media.wav_info(wav).duration
@@ -78,7 +78,7 @@ def encode_opus(ctx: Context, cid: str, bitrate: str) -> dict[str, Any]:
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    from signal4 import media
+    from signal4.stepkit import media
 
     cid = options.content
     db, store = ctx.db, ctx.store

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from signal4 import protocol
-from signal4.steprunner import Context, InvalidInput, Step
-from signal4.store import TMP_PREFIX, check_id, dir_mode
+from signal4.content.store import TMP_PREFIX, check_id, dir_mode
+from signal4.run import protocol
+from signal4.run.steprunner import Context, InvalidInput, Step
 
 AUDIO = "audio.wav"
 PLAN = "chunks.json"
@@ -47,8 +47,8 @@ def ready() -> None:
     import imageio_ffmpeg  # noqa: F401
 
     # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 def plan_chunks(duration: float, chunk: float, overlap: float) -> list[tuple[float, float]]:
@@ -75,14 +75,14 @@ def _file_digest(path: Path) -> str:
 
 def input_content_id(src: Path) -> str:
     """The content id ``--input src`` registers (from the file's name and bytes)."""
-    from signal4.fetch import content_id
+    from signal4.stepkit.fetch import content_id
 
     return content_id("file", src.stem, _file_digest(src))
 
 
 def _register_input(options: argparse.Namespace, ctx: Context) -> str:
     """Copy ``--input`` into its content folder and register it as kind 'file'; return the id."""
-    from signal4.fetch import safe_filename
+    from signal4.stepkit.fetch import safe_filename
 
     src: Path = options.input.expanduser()
     if not src.is_file():
@@ -117,7 +117,7 @@ def source_media(ctx: Context, cid: str) -> Path:
 
 def _probe_audio(src: Path) -> Any:
     """Probe ``src``; InvalidInput if it is missing, not media, or has no audio stream."""
-    from signal4 import media
+    from signal4.stepkit import media
 
     if not src.is_file():
         raise InvalidInput(f"--input {src}: no such file")
@@ -134,7 +134,7 @@ def _probe_audio(src: Path) -> Any:
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    from signal4 import media
+    from signal4.stepkit import media
 
     if options.input is None and not options.content:
         raise InvalidInput("give --content ID (downloaded content) or --input FILE")
@@ -216,7 +216,7 @@ def _write_chunks(
     wav: Path, chunk_dir: Path, spans: list[tuple[float, float]], rate: int
 ) -> list[dict[str, Any]]:
     """Write the chunk WAVs into a temporary folder, then swap it in for ``chunk_dir``."""
-    from signal4 import media
+    from signal4.stepkit import media
 
     tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "chunks-", dir=chunk_dir.parent))
     try:

@@ -7,8 +7,8 @@ import warnings
 import wave
 from typing import Any
 
-from signal4 import diarization
-from signal4.steprunner import Context, InvalidInput, Step
+from signal4.run.steprunner import Context, InvalidInput, Step
+from signal4.stepkit import diarization
 
 RATE = 16_000
 WINDOW = 1.5  # seconds of speech per embedding
@@ -43,8 +43,8 @@ def ready() -> None:
     # for them, so the probe must too.
     from librosa.feature import melspectrogram  # noqa: F401
 
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 def choose_k(embeddings: Any, max_k: int) -> tuple[int, Any]:

@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from signal4 import diarization
-from signal4.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.stepkit import diarization
 
 HUB_PIPELINE = "pyannote/speaker-diarization-3.1"
 
@@ -31,8 +31,8 @@ def _import_pipeline() -> Any:
 def ready() -> None:
     _import_pipeline()
 
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 def pipeline_source(model: str | None, token: str | None) -> tuple[str, str | None]:

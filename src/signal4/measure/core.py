@@ -2,7 +2,7 @@
 
 What is timed is a task's **ready probe**, ``python -m <task module> --ready``: it imports
 exactly what a real run imports, prints one result line and exits (see
-:mod:`signal4.steprunner`). Each task is launched these ways (``--ways``):
+:mod:`signal4.run.steprunner`). Each task is launched these ways (``--ways``):
 
 ``full-uv``
     The original way: ``uv run --project <root> --locked --all-extras --no-default-groups
@@ -18,14 +18,14 @@ exactly what a real run imports, prints one result line and exits (see
     --no-default-groups python -m <module> --ready`` with
     ``UV_PROJECT_ENVIRONMENT=envs/<env>/.venv``.
 ``sub-direct``
-    The dispatcher's way (:func:`signal4.dispatch.command`): the sub-env's interpreter.
+    The dispatcher's way (:func:`signal4.run.dispatch.command`): the sub-env's interpreter.
     Every ratio is taken against this way.
 ``floor-pass``
     The sub-env's interpreter running ``-c pass``: Python's own start-up.
 ``warm``
     Not a launch: the time from submitting ``signal4.ping`` for the task to an idle warm
     worker of its env (``inv worker <env>``) to its "step ready" reply, over the broker
-    (:func:`signal4.worker.warm_roundtrip`). Skipped with a note when no broker or worker
+    (:func:`signal4.workers.worker.warm_roundtrip`). Skipped with a note when no broker or worker
     answers. Target: a p50 of :data:`WARM_TARGET_MS` ms or less.
 ``floor-imports``
     The *necessary floor*: the sub-env's interpreter importing nothing but the third-party
@@ -65,8 +65,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signal4 import dispatch, envs, importtime, protocol
-from signal4.manifest import FULL_ENV, PACKAGE, Manifest, Task, UnknownNameError
+from signal4.envs import venv as envs
+from signal4.envs.manifest import FULL_ENV, PACKAGE, Manifest, Task, UnknownNameError
+from signal4.measure import importtime
+from signal4.run import dispatch, protocol
 
 SCHEMA_VERSION = 1
 
@@ -599,7 +601,7 @@ def warm_way(
     manifest: Manifest, task: Task, *, runs: int, broker: str | None
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Time the warm way of ``task``: (raw entry, None), or (None, why it was skipped)."""
-    from signal4 import celeryapp, worker
+    from signal4.workers import celeryapp, worker
 
     url = celeryapp.broker_url(broker)
     try:

@@ -2,9 +2,9 @@
 
 The same configuration is used by a worker (inside its env's interpreter) and by a
 submitter (the dev env): queue names, routes and time limits all come from
-:mod:`signal4.manifest`, never from a copy.
+:mod:`signal4.envs.manifest`, never from a copy.
 
-* Queue of a task: ``signal4.<env>`` (:attr:`signal4.manifest.Task.queue`).
+* Queue of a task: ``signal4.<env>`` (:attr:`signal4.envs.manifest.Task.queue`).
 * Task name on the wire: ``signal4.<task>``; ``signal4.ping`` answers on every queue.
 * ``acks_late`` + ``task_reject_on_worker_lost``: a task whose worker process dies is put
   back on its queue and runs again (steps are idempotent and write atomically).
@@ -23,7 +23,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
-from signal4.manifest import PACKAGE, Manifest, Task
+from signal4.envs.manifest import PACKAGE, Manifest, Task
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 #: Seconds between the soft time limit (the step is told) and the hard one (it is killed).
@@ -39,7 +39,7 @@ def broker_url(explicit: str | None = None) -> str:
     """The broker URL: ``explicit`` (``--broker``), else ``SIGNAL4_BROKER_URL``, else local."""
     if explicit:
         return explicit
-    from signal4 import settings
+    from signal4.content import settings
 
     return settings.get().broker_url or DEFAULT_BROKER
 

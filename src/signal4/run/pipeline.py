@@ -1,6 +1,6 @@
 """`inv pipeline`: download -> convert -> transcribe -> diarize -> stitch -> compress, resumable.
 
-Each step runs in its own env through :func:`signal4.dispatch.run`; a step whose stage the
+Each step runs in its own env through :func:`signal4.run.dispatch.run`; a step whose stage the
 state DB records as done is skipped without being launched.
 
 With ``--workers`` the same steps go to warm Celery workers instead, as one chain routed
@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signal4 import dispatch, envs, protocol
-from signal4.fetch import on_site
-from signal4.manifest import Manifest
+from signal4.envs import venv as envs
+from signal4.envs.manifest import Manifest
+from signal4.run import dispatch, protocol
+from signal4.stepkit.fetch import on_site
 
 SAMPLE = Path("samples") / "two_speakers" / "audio.wav"
 #: The steps after the content id is known: (task, stage it records).
@@ -88,8 +89,8 @@ def run(
     env_vars: dict[str, str] | None = None,
 ) -> tuple[str, list[StepRow]]:
     """Run the pipeline on ``source``; return the content id and the step rows."""
-    from signal4 import settings
-    from signal4.state import StateDB
+    from signal4.content import settings
+    from signal4.content.state import StateDB
 
     download = download_task(source)
     if download is None and not Path(source).expanduser().is_file():
@@ -149,11 +150,12 @@ def run_workers(
 ) -> tuple[str, list[StepRow]]:
     """Run the pipeline on warm workers as one Celery chain; return the content id and rows.
 
-    Raises :class:`~signal4.worker.WorkerError` when no live worker can take a step.
+    Raises :class:`~signal4.workers.worker.WorkerError` when no live worker can take a step.
     """
-    from signal4 import settings, worker
+    from signal4.content import settings
+    from signal4.content.state import StateDB
     from signal4.processing_steps.convert import input_content_id
-    from signal4.state import StateDB
+    from signal4.workers import worker
 
     download = download_task(source)
     if download is None and not Path(source).expanduser().is_file():
@@ -232,8 +234,9 @@ def main(
     from rich.live import Live
     from rich.table import Table
 
-    from signal4 import cli, settings
+    from signal4.commands import cli
     from signal4.console import console
+    from signal4.content import settings
 
     m = cli.manifest()
     # the steps default to <root>/data (dispatch.child_environ); read the same state DB here
@@ -289,7 +292,7 @@ def main(
             live.stop()
             raise cli.UserError(str(exc)) from None
         except Exception as exc:
-            from signal4.worker import WorkerError
+            from signal4.workers.worker import WorkerError
 
             if not isinstance(exc, WorkerError):
                 raise

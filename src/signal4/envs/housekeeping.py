@@ -8,8 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from signal4.envs import EnvSpec, State, disk_usage, package_count, spec, status
-from signal4.manifest import FULL_ENV, Manifest, requirement_name
+from signal4.envs.manifest import FULL_ENV, Manifest, requirement_name
+from signal4.envs.venv import EnvSpec, State, disk_usage, package_count, spec, status
 
 #: Build, cache and measurement outputs removed by a full `inv clean` (relative to the root).
 BUILD_OUTPUTS = (

@@ -15,10 +15,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from signal4 import protocol
-from signal4.fetch import UnsafeURL, check_url, content_id, host_of, is_local_host, on_site, slug
-from signal4.steprunner import Context, InvalidInput, StepFailure
-from signal4.store import TMP_PREFIX, InvalidContentId, check_id
+from signal4.content.store import TMP_PREFIX, InvalidContentId, check_id
+from signal4.run import protocol
+from signal4.run.steprunner import Context, InvalidInput, StepFailure
+from signal4.stepkit.fetch import (
+    UnsafeURL,
+    check_url,
+    content_id,
+    host_of,
+    is_local_host,
+    on_site,
+    slug,
+)
 
 META = "meta.json"
 #: Bulky parts of yt-dlp's info dict that meta.json leaves out.
@@ -53,8 +61,8 @@ def ready() -> None:
     import yt_dlp  # noqa: F401
 
     # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.settings
-    import signal4.state  # noqa: F401
+    import signal4.content.settings
+    import signal4.content.state  # noqa: F401
 
 
 class _StderrLogger:
@@ -78,7 +86,7 @@ class _StderrLogger:
 
 
 def _base_options(ctx: Context, cookies: Path | None) -> dict[str, Any]:
-    from signal4 import media
+    from signal4.stepkit import media
 
     tty = sys.stderr.isatty()
     opts: dict[str, Any] = {
@@ -122,7 +130,7 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
     """Download ``options.url`` with yt-dlp into its content folder and record it."""
     import yt_dlp
 
-    from signal4 import media
+    from signal4.stepkit import media
 
     try:
         url = check_url(options.url, allow_loopback=ctx.settings.allow_loopback)

@@ -1,6 +1,6 @@
 """The bodies of ``inv broker``, ``inv worker``, ``inv workers`` and ``inv submit``.
 
-Typed functions called by tasks.py; they raise :class:`signal4.cli.UserError` for what a
+Typed functions called by tasks.py; they raise :class:`signal4.commands.cli.UserError` for what a
 user can fix. Celery is imported only inside them.
 
 Exit codes: 0 done; 1 the step failed; 2 a usage or routing mistake (unknown task, env
@@ -15,10 +15,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from signal4 import broker as broker_mod
-from signal4 import dispatch, envs, protocol
-from signal4.cli import UserError, manifest
-from signal4.manifest import Manifest, UnknownNameError
+from signal4.commands.cli import UserError, manifest
+from signal4.envs import venv as envs
+from signal4.envs.manifest import Manifest, UnknownNameError
+from signal4.run import dispatch, protocol
+from signal4.workers import broker as broker_mod
 
 #: A pool process is replaced after this many tasks (memory held by a library is returned).
 DEFAULT_MAX_TASKS_PER_CHILD = 100
@@ -68,7 +69,7 @@ def worker_command(
         "--workdir",
         str(m.root),
         "-A",
-        "signal4.workerapp",
+        "signal4.workers.workerapp",
         "worker",
         "--queues",
         queue,
@@ -87,7 +88,7 @@ def worker_command(
 
 def worker_environ(m: Manifest, env: str, *, concurrency: int, url: str) -> dict[str, str]:
     """The environment of a worker process."""
-    from signal4.worker import CONCURRENCY_VAR, ENV_VAR
+    from signal4.workers.worker import CONCURRENCY_VAR, ENV_VAR
 
     return dispatch.child_environ(
         m, {ENV_VAR: env, CONCURRENCY_VAR: str(concurrency), "SIGNAL4_BROKER_URL": url}
@@ -103,7 +104,7 @@ def worker(
     loglevel: str = "INFO",
 ) -> int:
     """Replace this process with a Celery worker for ``env`` (returns only on a mistake)."""
-    from signal4 import celeryapp
+    from signal4.workers import celeryapp
 
     m = manifest()
     try:
@@ -129,7 +130,7 @@ def worker(
 
 
 def _routing_error(exc: Exception) -> UserError:
-    from signal4.worker import WorkerError
+    from signal4.workers.worker import WorkerError
 
     if isinstance(exc, WorkerError):
         return UserError(str(exc), code=exc.code)
@@ -140,8 +141,8 @@ def workers(broker_url: str = "") -> int:
     """Print the live workers: host, env, lock hash, concurrency, tasks done."""
     from rich.table import Table
 
-    from signal4 import celeryapp, worker
     from signal4.console import console
+    from signal4.workers import celeryapp, worker
 
     m = manifest()
     url = celeryapp.broker_url(broker_url or None)
@@ -179,7 +180,7 @@ def submit(
     task: str, args: Sequence[str], *, broker_url: str = "", timeout: float | None = None
 ) -> int:
     """Send one task to its env's queue, wait, print its JSON result line; return its code."""
-    from signal4 import worker
+    from signal4.workers import worker
 
     m = manifest()
     try:

@@ -25,9 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from signal4 import protocol
-from signal4.envs import EnvSpec, require_ready, spec
-from signal4.manifest import Manifest, Task
+from signal4.envs.manifest import Manifest, Task
+from signal4.envs.venv import EnvSpec, require_ready, spec
+from signal4.run import protocol
 
 DEFAULT_GRACE = 10.0
 STDERR_TAIL_LINES = 40
@@ -302,8 +302,8 @@ def run(
 ) -> Outcome:
     """Run ``task_name`` in its env with the manifest's timeout (or ``timeout``).
 
-    Raises :class:`~signal4.manifest.UnknownNameError` for an unknown task and
-    :class:`~signal4.envs.EnvError` when the env is not ready to use.
+    Raises :class:`~signal4.envs.manifest.UnknownNameError` for an unknown task and
+    :class:`~signal4.envs.venv.EnvError` when the env is not ready to use.
     """
     task = manifest.task(task_name)
     env = env or spec(manifest, task.env)

@@ -12,8 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from signal4 import dispatch, envs, housekeeping, protocol, syncer
-from signal4.manifest import FULL_ENV, Manifest, ManifestError, UnknownNameError, load
+from signal4.envs import housekeeping, syncer
+from signal4.envs import venv as envs
+from signal4.envs.manifest import FULL_ENV, Manifest, ManifestError, UnknownNameError, load
+from signal4.run import dispatch, protocol
 
 #: Exit code for a usage or configuration mistake (unknown name, env not synced...).
 EXIT_USAGE = 2

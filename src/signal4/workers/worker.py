@@ -16,7 +16,7 @@
   lock hash, concurrency, tasks done), refreshed every :data:`HEARTBEAT_INTERVAL` s.
 
 **Submitter** (the dev env): :func:`submit`, :func:`run_chain`, :func:`as_outcome` (the
-same :class:`~signal4.dispatch.Outcome` and JSON result as the subprocess path),
+same :class:`~signal4.run.dispatch.Outcome` and JSON result as the subprocess path),
 :func:`live_workers` and :func:`check_route` (refuse a queue served by a worker synced
 from another lock), :func:`warm_roundtrip` (``inv measure``).
 
@@ -39,10 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signal4 import celeryapp, envs, protocol
-from signal4.dispatch import Outcome
-from signal4.manifest import Manifest, Task
-from signal4.steprunner import InvalidInput, Step
+from signal4.envs import venv as envs
+from signal4.envs.manifest import Manifest, Task
+from signal4.run import protocol
+from signal4.run.dispatch import Outcome
+from signal4.run.steprunner import InvalidInput, Step
+from signal4.workers import celeryapp
 
 #: Environment variables ``inv worker`` hands to the worker process.
 ENV_VAR = "SIGNAL4_WORKER_ENV"
@@ -126,8 +128,8 @@ def content_guard(cid: str | None) -> Iterator[list[Path]]:
     on the same item at the same moment does not take the lock). Two worker steps on one
     content item take turns. Yields the paths removed.
     """
-    from signal4 import settings
-    from signal4.store import ContentStore, InvalidContentId, check_id
+    from signal4.content import settings
+    from signal4.content.store import ContentStore, InvalidContentId, check_id
 
     try:
         check_id(cid or "")
@@ -229,7 +231,7 @@ def ping(
 
 def announced_lock(m: Manifest, env: str) -> str:
     """The lock hash a worker of ``env`` announces: its env's sync stamp (or the override)."""
-    from signal4 import settings
+    from signal4.content import settings
 
     override = settings.get().worker_lock_hash
     if override:
@@ -288,7 +290,7 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
     from celery import signals
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from signal4 import manifest
+    from signal4.envs import manifest
 
     m = m or manifest.load()
     env = env or os.environ.get(ENV_VAR) or ""
@@ -513,7 +515,7 @@ def submit(
 ) -> Any:
     """Send one task to its env's queue after the drift check; return its AsyncResult.
 
-    Raises :class:`~signal4.manifest.UnknownNameError` for a task the manifest does not
+    Raises :class:`~signal4.envs.manifest.UnknownNameError` for a task the manifest does not
     know (nothing is sent), and :class:`WorkerError` subclasses for routing faults.
     """
     task = m.task(task_name)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signal4 import housekeeping
-from signal4.housekeeping import human_bytes
-from signal4.manifest import FULL_ENV
-from signal4.measure import (
+from signal4.envs import housekeeping
+from signal4.envs.housekeeping import human_bytes
+from signal4.envs.manifest import FULL_ENV
+from signal4.measure.core import (
     DEFAULT_TOLERANCE,
     DEFAULT_WARMUPS,
     FLOOR_IMPORTS,
@@ -482,7 +482,7 @@ def run(
     broker: str | None = None,
 ) -> int:
     """The body of ``inv measure``: measure, print, write JSON and Markdown, check; exit code."""
-    from signal4.cli import UserError, manifest
+    from signal4.commands.cli import UserError, manifest
     from signal4.console import banner, console, err_console
 
     m = manifest()

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from signal4.envs import (
+from signal4.envs.manifest import FULL_ENV, Manifest
+from signal4.envs.venv import (
     EnvError,
     EnvSpec,
     State,
@@ -25,7 +26,6 @@ from signal4.envs import (
     sync_environ,
     sync_lock,
 )
-from signal4.manifest import FULL_ENV, Manifest
 
 #: Lines of uv's output kept to explain a failed sync.
 ERROR_TAIL = 12

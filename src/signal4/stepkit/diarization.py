@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from signal4 import protocol
-from signal4.steprunner import InvalidInput
+from signal4.run import protocol
+from signal4.run.steprunner import InvalidInput
 
 JSON_NAME = "diarization.json"
 RTTM_NAME = "diarization.rttm"

@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signal4 import envs
-from signal4.manifest import PACKAGE, STEP_PACKAGE, Env, Manifest
+from signal4.envs import venv as envs
+from signal4.envs.manifest import PACKAGE, STEP_PACKAGE, Env, Manifest
 
 #: The platforms the lock must install on, as (name, sys_platform, platform_machine).
 PLATFORMS: tuple[tuple[str, str, str], ...] = (
@@ -443,7 +443,7 @@ def check_imports(
 
     Envs with a task whose module does not exist are left out of the returned usage.
     """
-    from signal4.manifest import current_platform
+    from signal4.envs.manifest import current_platform
 
     plat = plat or current_platform()
     usage = _Usage()
@@ -622,8 +622,8 @@ def report_lines(results: Sequence[CheckResult], *, strict: bool = False) -> lis
 
 def main(*, strict: bool = False, sync: bool = False, root: Path | None = None) -> int:
     """Run every check, print one line each, and return 1 if any failed (the ``inv check`` body)."""
-    from signal4 import syncer
     from signal4.console import console
+    from signal4.envs import syncer
 
     m = envs_manifest(root)
     out = console()
@@ -647,6 +647,6 @@ def main(*, strict: bool = False, sync: bool = False, root: Path | None = None) 
 
 def envs_manifest(root: Path | None) -> Manifest:
     """Load the manifest (the cli turns its faults into a one-line message)."""
-    from signal4 import cli
+    from signal4.commands import cli
 
     return cli.manifest(root)

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from signal4.manifest import PACKAGE
+from signal4.envs.manifest import PACKAGE
 
 PROJECT = "project"
 STDLIB = "stdlib"

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from signal4 import envs, syncer
-from signal4.manifest import Manifest
+from signal4.envs import syncer
+from signal4.envs import venv as envs
+from signal4.envs.manifest import Manifest
 
 #: Where each env's test venv lives (the env's packages plus the ``test`` group).
 NOX_DIR = ".nox"
@@ -69,7 +70,7 @@ def prepare_env(m: Manifest, env: str) -> Path:
 
 def envs_platform() -> str:
     """This machine's platform tag."""
-    from signal4.manifest import current_platform
+    from signal4.envs.manifest import current_platform
 
     return current_platform()
 

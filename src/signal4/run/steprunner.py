@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from signal4 import protocol
+from signal4.run import protocol
 
 
 class InvalidInput(Exception):
@@ -54,7 +54,7 @@ class Context:
     @property
     def settings(self) -> Any:
         if self._settings is None:
-            from signal4 import settings
+            from signal4.content import settings
 
             self._settings = settings.get()
         return self._settings
@@ -62,7 +62,7 @@ class Context:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from signal4.store import ContentStore
+            from signal4.content.store import ContentStore
 
             self._store = ContentStore(self.settings.content_root)
         return self._store
@@ -70,7 +70,7 @@ class Context:
     @property
     def db(self) -> Any:
         if self._db is None:
-            from signal4.state import StateDB
+            from signal4.content.state import StateDB
 
             self._db = StateDB(self.settings.db_url)
         return self._db

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from signal4.manifest import FULL_ENV, Manifest
+from signal4.envs.manifest import FULL_ENV, Manifest
 
 STAMP_NAME = ".signal4-sync.json"
 LOCK_FILE = "uv.lock"

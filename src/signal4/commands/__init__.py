@@ -1,0 +1,1 @@
+"""The bodies of the Invoke tasks: one module per group, called by tasks.py."""

@@ -1,0 +1,1 @@
+"""Content and its state: settings, the content store, the state database."""

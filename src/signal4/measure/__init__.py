@@ -1,0 +1,1 @@
+"""`inv measure`: start-up per launch way, import profiles, disk, the report."""

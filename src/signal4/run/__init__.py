@@ -1,0 +1,1 @@
+"""Running steps: the result protocol, the dispatcher, the step runner, the pipeline."""

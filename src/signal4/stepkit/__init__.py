@@ -1,0 +1,1 @@
+"""What the processing steps share: ffmpeg, safe fetching, yt-dlp, speaker turns."""

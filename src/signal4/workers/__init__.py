@@ -1,0 +1,1 @@
+"""Warm workers: the Celery app, the worker, the submitter, the local broker."""
