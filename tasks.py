@@ -1,4 +1,4 @@
-"""Invoke tasks: thin wrappers over signal4.commands.cli. Run `inv --list` for the one-line help."""
+"""Invoke tasks: thin wrappers over signal4.commands. Run `inv --list` for the one-line help."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from signal4.commands import cli
+from signal4.commands import envs as env_cmd
+from signal4.errors import EXIT_INTERRUPTED, Signal4Error
 
 
 def _call(fn: Callable[[], int]) -> None:
-    """Run a task body; turn a user mistake into a one-line message and its exit code."""
+    """Run a task body; the one place a user mistake becomes a one-line message and exit code."""
     try:
         code = fn()
-    except cli.UserError as exc:
+    except Signal4Error as exc:
         raise Exit(f"error: {exc}", code=exc.code) from None
     except KeyboardInterrupt:
-        raise Exit("interrupted", code=130) from None
+        raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
     if code:
         raise Exit(code=code)
 
@@ -36,7 +37,7 @@ def sync_all(
     c: Context, check: bool = False, full: bool = False, force: bool = False, jobs: int = 2
 ) -> None:
     """Create or update every env from uv.lock, in parallel."""
-    _call(lambda: cli.sync((), full=full, check=check, force=force, jobs=jobs))
+    _call(lambda: env_cmd.sync((), full=full, check=check, force=force, jobs=jobs))
 
 
 @task(
@@ -48,7 +49,7 @@ def sync_all(
 )
 def sync(c: Context, env: str, check: bool = False, force: bool = False) -> None:
     """Create or update one env from uv.lock."""
-    _call(lambda: cli.sync([env], check=check, force=force, jobs=1))
+    _call(lambda: env_cmd.sync([env], check=check, force=force, jobs=1))
 
 
 @task(
@@ -60,8 +61,12 @@ def sync(c: Context, env: str, check: bool = False, force: bool = False) -> None
 )
 def run(c: Context, task: str, sync: bool = False, timeout: float = -1) -> None:
     """Run one task in its own env (args after -- pass through)."""
-    args = cli.passthrough_args(sys.argv, c.remainder)
-    _call(lambda: cli.run(task, args, sync_first=sync, timeout=None if timeout < 0 else timeout))
+    from signal4.commands import run as run_cmd
+
+    args = run_cmd.passthrough_args(sys.argv, c.remainder)
+    _call(
+        lambda: run_cmd.run(task, args, sync_first=sync, timeout=None if timeout < 0 else timeout)
+    )
 
 
 @task(
@@ -73,7 +78,7 @@ def run(c: Context, task: str, sync: bool = False, timeout: float = -1) -> None:
 )
 def clean(c: Context, env: list[str] | None = None, dry_run: bool = False) -> None:
     """Remove env venvs, __pycache__ and build outputs (never the lock or data)."""
-    _call(lambda: cli.clean(env or [], dry_run=dry_run))
+    _call(lambda: env_cmd.clean(env or [], dry_run=dry_run))
 
 
 @task(
@@ -84,7 +89,7 @@ def clean(c: Context, env: list[str] | None = None, dry_run: bool = False) -> No
 )
 def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
     """Resolve every env together into the one uv.lock."""
-    _call(lambda: cli.lock(check=check, upgrade=upgrade))
+    _call(lambda: env_cmd.lock(check=check, upgrade=upgrade))
 
 
 @task(
@@ -95,7 +100,7 @@ def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
 )
 def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     """Show every env: its tasks, packages, sync state and size."""
-    _call(lambda: cli.show_envs(sizes=not no_sizes, markdown=markdown))
+    _call(lambda: env_cmd.show_envs(sizes=not no_sizes, markdown=markdown))
 
 
 @task(
@@ -157,9 +162,9 @@ def measure(
 )
 def check(c: Context, strict: bool = False, sync: bool = False) -> None:
     """Check lock, drift, import coverage, unused packages, task map and platform markers."""
-    from signal4.envs import checks
+    from signal4.commands import check as check_cmd
 
-    _call(lambda: checks.main(strict=strict, sync=sync))
+    _call(lambda: check_cmd.main(strict=strict, sync=sync))
 
 
 @task(
@@ -174,7 +179,7 @@ def pipeline(
     c: Context, source: str = "", sync: bool = False, workers: bool = False, broker: str = ""
 ) -> None:
     """Run download -> convert -> transcribe -> diarize -> stitch -> compress, resuming."""
-    from signal4.run import pipeline as pipeline_mod
+    from signal4.commands import pipeline as pipeline_mod
 
     _call(
         lambda: pipeline_mod.main(source or None, sync_first=sync, workers=workers, broker=broker)
@@ -243,8 +248,9 @@ def workers(c: Context, broker: str = "") -> None:
 def submit(c: Context, task: str, broker: str = "", timeout: float = -1) -> None:
     """Send one task to a warm worker of its env, wait, print its JSON result line."""
     from signal4.commands import workers as workercli
+    from signal4.commands.run import passthrough_args
 
-    args = cli.passthrough_args(sys.argv, c.remainder)
+    args = passthrough_args(sys.argv, c.remainder)
     _call(
         lambda: workercli.submit(
             task, args, broker_url=broker, timeout=None if timeout < 0 else timeout

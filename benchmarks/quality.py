@@ -89,7 +89,7 @@ def main() -> int:
         os.environ.update(env)
 
         def run(task: str, *a: str) -> dict[str, Any]:
-            outcome = dispatch.run(m, task, list(a), env_vars=env)
+            outcome = dispatch.run(m, m.task(task), list(a), env_vars=env)
             if not outcome.ok:
                 raise SystemExit(f"{task} {outcome.status}: {outcome.error}")
             print(f"{task}: {outcome.status} in {outcome.duration:.1f} s")

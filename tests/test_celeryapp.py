@@ -13,7 +13,8 @@ from signal4.envs import venv as envs
 from signal4.envs.manifest import Manifest
 from signal4.run import protocol
 from signal4.run.steprunner import InvalidInput
-from signal4.workers import broker, celeryapp
+from signal4.workers import broker, celeryapp, wire
+from signal4.workers import submit as submit_mod
 from signal4.workers import worker as worker_mod
 from tests.conftest import ROOT
 
@@ -49,7 +50,7 @@ def test_payloads() -> None:
             worker_mod.split_payload(bad, {})
     with pytest.raises(InvalidInput, match="keyword"):
         worker_mod.split_payload([[]], {"x": 1})
-    assert worker_mod.content_of({"contents": ["b", "c"]}) == "b"
+    assert protocol.content_of({"contents": ["b", "c"]}) == "b"
 
 
 def test_a_malformed_payload_is_an_invalid_input_result(project_manifest: Manifest) -> None:
@@ -63,29 +64,29 @@ def test_a_malformed_payload_is_an_invalid_input_result(project_manifest: Manife
 
 def test_results_map_to_the_dispatchers_outcome(project_manifest: Manifest) -> None:
     task = project_manifest.task("stitch")
-    ok = worker_mod.as_outcome(task, "SUCCESS", {"status": "completed", "step": "stitch"}, 1.0)
+    ok = submit_mod.as_outcome(task, "SUCCESS", {"status": "completed", "step": "stitch"}, 1.0)
     assert (ok.status, ok.exit_code, ok.ok) == ("completed", 0, True)
-    bad = worker_mod.as_outcome(task, "SUCCESS", {"status": "invalid_input", "error": "no"}, 1.0)
+    bad = submit_mod.as_outcome(task, "SUCCESS", {"status": "invalid_input", "error": "no"}, 1.0)
     assert (bad.status, bad.exit_code, bad.error) == ("invalid_input", 2, "no")
 
     class TimeLimitExceeded(Exception):
         pass
 
-    hard = worker_mod.as_outcome(task, "FAILURE", TimeLimitExceeded(610), 1.0)
+    hard = submit_mod.as_outcome(task, "FAILURE", TimeLimitExceeded(610), 1.0)
     assert (hard.status, hard.exit_code) == (protocol.TIMED_OUT, protocol.EXIT_TIMEOUT)
-    odd = worker_mod.as_outcome(task, "SUCCESS", "not a dict", 1.0)
+    odd = submit_mod.as_outcome(task, "SUCCESS", "not a dict", 1.0)
     assert odd.status == protocol.FAILED and odd.result["status"] == protocol.FAILED
 
 
 def test_drift_and_missing_workers_are_refused() -> None:
-    def info(env: str, lock: str) -> worker_mod.WorkerInfo:
-        return worker_mod.WorkerInfo("n@box", "box", env, lock, "1", 0)
+    def info(env: str, lock: str) -> submit_mod.WorkerInfo:
+        return submit_mod.WorkerInfo("n@box", "box", env, lock, "1", 0)
 
-    worker_mod.check_route("stitch", [info("stitch", "aaa")], "aaa")
-    with pytest.raises(worker_mod.DriftError, match=r"host box serves env 'stitch'"):
-        worker_mod.check_route("stitch", [info("stitch", "aaa"), info("stitch", "bbb")], "aaa")
-    with pytest.raises(worker_mod.NoWorkerError, match="inv worker convert"):
-        worker_mod.check_route("convert", [info("stitch", "aaa")], "aaa")
+    submit_mod.check_route("stitch", [info("stitch", "aaa")], "aaa")
+    with pytest.raises(wire.DriftError, match=r"host box serves env 'stitch'"):
+        submit_mod.check_route("stitch", [info("stitch", "aaa"), info("stitch", "bbb")], "aaa")
+    with pytest.raises(wire.NoWorkerError, match="inv worker convert"):
+        submit_mod.check_route("convert", [info("stitch", "aaa")], "aaa")
 
 
 def test_worker_command_uses_the_envs_interpreter(project_manifest: Manifest) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from signal4.envs import checks, syncer
+from signal4.envs import checks, lockgraph, syncer
 from signal4.envs import venv as envs
 from signal4.envs.manifest import Manifest, load
 
@@ -133,7 +133,7 @@ def test_report_has_one_line_per_check_or_culprit(
 
 
 def test_wheel_tags() -> None:
-    fits = checks._wheel_fits
+    fits = lockgraph.wheel_fits
     assert fits("a-1-cp311-abi3-manylinux_2_17_x86_64.whl", "linux", "x86_64", 13)
     assert not fits("a-1-cp313-cp313-manylinux_2_17_x86_64.whl", "linux", "x86_64", 12)
     assert fits("a-1-cp312-cp312-macosx_11_0_universal2.whl", "darwin", "arm64", 12)

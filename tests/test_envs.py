@@ -36,7 +36,7 @@ def test_sync_two_envs_and_isolation(demo: manifest.Manifest) -> None:
     assert all(envs.status(demo, s) is State.UP_TO_DATE for s in specs)
 
     # The task runs under alpha's own interpreter.
-    out = dispatch.run(demo, "hello")
+    out = dispatch.run(demo, demo.task("hello"))
     assert out.status == "completed"
     assert out.result["python"] == str(specs[0].python)
 
@@ -65,9 +65,9 @@ def test_interrupted_sync_is_never_used(demo: manifest.Manifest) -> None:
     envs.begin_sync(env)  # what an interrupted sync leaves behind: no stamp
     assert envs.status(demo, env) is State.STALE
     with pytest.raises(EnvError, match="stale"):
-        dispatch.run(demo, "hello")
+        dispatch.run(demo, demo.task("hello"))
     assert syncer.sync_one(demo, env).action == "synced"
-    assert dispatch.run(demo, "hello").status == "completed"
+    assert dispatch.run(demo, demo.task("hello")).status == "completed"
 
 
 def test_broken_env_is_rebuilt(demo: manifest.Manifest) -> None:
@@ -76,7 +76,7 @@ def test_broken_env_is_rebuilt(demo: manifest.Manifest) -> None:
     env.python.unlink()
     assert envs.status(demo, env) is State.BROKEN
     with pytest.raises(EnvError, match=r"broken .*run: inv sync alpha"):
-        dispatch.run(demo, "hello")
+        dispatch.run(demo, demo.task("hello"))
     result = syncer.sync_one(demo, env)
     assert (result.before, result.action) == (State.BROKEN, "synced")
     assert env.python.exists()

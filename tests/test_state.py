@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from signal4.content.state import DONE, STEP_STATES, StateDB
+from signal4.content.state import DONE, StateDB
 
 
 @pytest.fixture
@@ -52,24 +52,17 @@ def test_mark_and_read_states(db: StateDB) -> None:
     assert (row.status, row.error, row.info) == (DONE, None, {"chunks": 3})  # error cleared
     assert db.is_done("c", "convert")
     db.mark("c", "download", DONE)
-    assert db.states("c") == {"convert": DONE, "download": DONE}
-    assert db.states("missing") == {}
+    item = db.get("c")
+    assert item is not None
+    assert {s.stage: s.status for s in item.steps} == {"convert": DONE, "download": DONE}
 
 
-def test_mark_refuses_unknown_stage_and_content(db: StateDB) -> None:
+def test_mark_takes_any_stage_but_refuses_unknown_content(db: StateDB) -> None:
     db.register("c", kind="file")
-    with pytest.raises(ValueError, match="unknown stage"):
-        db.mark("c", "nonsense", DONE)
+    db.mark("c", "a_new_stage", DONE)  # stage names come from the manifest, not from here
+    assert db.is_done("c", "a_new_stage")
     with pytest.raises(KeyError):
         db.mark("ghost", "convert", DONE)
-    assert set(STEP_STATES) >= {
-        "download",
-        "convert",
-        "transcribe",
-        "diarize",
-        "stitch",
-        "compress",
-    }
 
 
 def test_two_handles_share_one_file(tmp_path: Path) -> None:

@@ -34,8 +34,8 @@ from signal4.envs import venv as envs
 from signal4.run import dispatch, protocol
 from signal4.stepkit import diarization
 from signal4.workers import broker as broker_mod
-from signal4.workers import celeryapp
-from signal4.workers import worker as worker_mod
+from signal4.workers import celeryapp, wire
+from signal4.workers import submit as submit_mod
 from tests.conftest import ROOT
 from tests.helpers import speech
 from tests.helpers.steps import db, store
@@ -116,7 +116,7 @@ class Cluster:
 
         def announced() -> bool:
             assert proc.poll() is None, f"worker {env} exited: see {log}"
-            return any(w.node.startswith(node) for w in worker_mod.live_workers(self.url(db_index)))
+            return any(w.node.startswith(node) for w in submit_mod.live_workers(self.url(db_index)))
 
         _wait_for(f"worker {env} to announce itself", announced)
         return proc
@@ -229,12 +229,12 @@ def _send(c: Cluster, name: str, args: tuple[Any, ...], queue: str, **options: A
 
 def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manifest) -> None:
     _transcribed("talk")
-    rows = worker_mod.run_chain(
+    rows = submit_mod.run_chain(
         m,
         [
-            ("convert", ["--input", str(SAMPLE), "--content", "talk"]),
-            ("stitch", []),
-            ("cleanup_and_compress", []),
+            (m.task("convert"), ["--input", str(SAMPLE), "--content", "talk"]),
+            (m.task("stitch"), []),
+            (m.task("cleanup_and_compress"), []),
         ],
         broker=shared.url(),
     )
@@ -251,11 +251,13 @@ def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manife
 def test_results_match_the_subprocess_path(shared: Cluster, m: manifest.Manifest) -> None:
     speech.converted("same", speech.silence(12.0))
     _transcribed("same")
-    local = dispatch.run(m, "stitch", ["--content", "same"])
+    local = dispatch.run(m, m.task("stitch"), ["--content", "same"])
     assert local.status == protocol.COMPLETED, local
     local_files = {p.name: p.read_bytes() for p in store().folder("same").glob("transcript.*")}
-    res = worker_mod.submit(m, "stitch", ["--content", "same", "--rewrite"], broker=shared.url())
-    warm = worker_mod.wait(m, "stitch", res)
+    res = submit_mod.submit(
+        m, m.task("stitch"), ["--content", "same", "--rewrite"], broker=shared.url()
+    )
+    warm = submit_mod.wait(m.task("stitch"), res)
     assert (warm.status, warm.exit_code) == (local.status, local.exit_code)
     assert {k: v for k, v in warm.result.items() if k != "seconds"} == {
         k: v for k, v in local.result.items() if k != "seconds"
@@ -263,11 +265,10 @@ def test_results_match_the_subprocess_path(shared: Cluster, m: manifest.Manifest
     warm_files = {p.name: p.read_bytes() for p in store().folder("same").glob("transcript.*")}
     assert warm_files == local_files and "transcript.vtt" in warm_files
     # and a step that refuses its input is refused the same way
-    local_bad = dispatch.run(m, "stitch", ["--content", "nothing-here"])
-    warm_bad = worker_mod.wait(
-        m,
-        "stitch",
-        worker_mod.submit(m, "stitch", ["--content", "nothing-here"], broker=shared.url()),
+    local_bad = dispatch.run(m, m.task("stitch"), ["--content", "nothing-here"])
+    warm_bad = submit_mod.wait(
+        m.task("stitch"),
+        submit_mod.submit(m, m.task("stitch"), ["--content", "nothing-here"], broker=shared.url()),
     )
     assert (warm_bad.status, warm_bad.exit_code, warm_bad.error) == (
         local_bad.status,
@@ -300,7 +301,7 @@ def test_a_time_limit_is_enforced(shared: Cluster, m: manifest.Manifest) -> None
     )
     res = sig.apply_async()
     res.get(timeout=GUARD, propagate=False)
-    outcome = worker_mod.as_outcome(task, res.state, res.result, 0.0)
+    outcome = submit_mod.as_outcome(task, res.state, res.result, 0.0)
     assert outcome.status == protocol.TIMED_OUT and outcome.exit_code == protocol.EXIT_TIMEOUT
     # the manifest's timeout becomes the task's soft limit, plus a grace for the hard one
     assert celeryapp.limits(task) == (task.timeout, task.timeout + celeryapp.HARD_LIMIT_GRACE)
@@ -322,14 +323,14 @@ def test_a_killed_worker_process_gets_its_task_again(shared: Cluster, m: manifes
         w.setsampwidth(2)
         w.setframerate(44_100)
         w.writeframes(b"\x01\x00" * 2 * 44_100 * 600)
-    res = worker_mod.submit(
-        m, "convert", ["--input", str(big), "--content", "long"], broker=shared.url()
+    res = submit_mod.submit(
+        m, m.task("convert"), ["--input", str(big), "--content", "long"], broker=shared.url()
     )
     meta = _wait_for("convert to start", lambda: _meta_once(res, ("STARTED", "SUCCESS")))
     if meta["status"] == "STARTED":  # (a very fast machine may be done already)
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(meta["result"]["pid"]), signal.SIGKILL)
-    outcome = worker_mod.wait(m, "convert", res)
+    outcome = submit_mod.wait(m.task("convert"), res)
     assert outcome.status == protocol.COMPLETED, outcome
     folder = store().folder("long")
     assert (folder / "audio.wav").is_file() and len(list((folder / "chunks").iterdir())) == 3
@@ -338,7 +339,7 @@ def test_a_killed_worker_process_gets_its_task_again(shared: Cluster, m: manifes
 
 def test_an_unknown_task_is_refused(shared: Cluster, m: manifest.Manifest) -> None:
     with pytest.raises(manifest.UnknownNameError):
-        worker_mod.submit(m, "no_such_task", [], broker=shared.url())
+        submit_mod.submit(m, m.task("no_such_task"), [], broker=shared.url())
     got = _inv("submit", "no_such_task", "--broker", shared.url())
     assert got.returncode == 2 and "unknown task 'no_such_task'" in got.stderr
     assert "Traceback" not in got.stderr
@@ -347,11 +348,11 @@ def test_an_unknown_task_is_refused(shared: Cluster, m: manifest.Manifest) -> No
 def test_broker_down_at_submit_is_one_clear_line(shared: Cluster) -> None:
     down = f"redis://127.0.0.1:{_free_port()}/0"
     got = _inv("submit", "convert", "--broker", down, "--", "--input", str(SAMPLE))
-    assert got.returncode == worker_mod.EXIT_BROKER, got.stderr
+    assert got.returncode == wire.EXIT_BROKER, got.stderr
     assert "does not answer" in got.stderr and "Traceback" not in got.stderr
     assert len(got.stderr.strip().splitlines()) == 1
     piped = _inv("pipeline", "--workers", "--broker", down)
-    assert piped.returncode == worker_mod.EXIT_BROKER and "Traceback" not in piped.stderr
+    assert piped.returncode == wire.EXIT_BROKER and "Traceback" not in piped.stderr
 
 
 def test_the_pipeline_refuses_an_env_no_worker_serves(shared: Cluster) -> None:
@@ -370,8 +371,10 @@ def test_a_worker_synced_from_another_lock_is_refused(
     proc = shared.start_worker(
         "cleanup", db_index=1, extra={"SIGNAL4_WORKER_LOCK_HASH": "0123456789abcdef"}
     )
-    with pytest.raises(worker_mod.DriftError) as err:
-        worker_mod.submit(m, "cleanup_and_compress", ["--content", "x"], broker=shared.url(1))
+    with pytest.raises(wire.DriftError) as err:
+        submit_mod.submit(
+            m, m.task("cleanup_and_compress"), ["--content", "x"], broker=shared.url(1)
+        )
     assert "0123456789abcdef" in str(err.value) and "'cleanup'" in str(err.value)
     assert socket.gethostname() in str(err.value)
     got = _inv("submit", "cleanup_and_compress", "--broker", shared.url(1), "--", "--content", "x")
@@ -390,7 +393,7 @@ def test_sigterm_is_a_warm_shutdown(shared: Cluster, m: manifest.Manifest) -> No
     proc.send_signal(signal.SIGTERM)
     assert res.get(timeout=GUARD)["ready"] is True  # the running task finished
     assert proc.wait(timeout=GUARD) == 0
-    assert not [w for w in worker_mod.live_workers(shared.url(2)) if w.env == "stitch"]
+    assert not [w for w in submit_mod.live_workers(shared.url(2)) if w.env == "stitch"]
 
 
 def test_an_env_that_is_not_synced_is_refused(second_checkout: Path) -> None:
@@ -416,21 +419,21 @@ def test_two_machines_serve_one_pipeline(
     a = shared.start_worker("convert", db_index=3)
     b_stitch = shared.start_worker("stitch", root=other, db_index=3)
     b_cleanup = shared.start_worker("cleanup", root=other, db_index=3)
-    announced = {w.env: w for w in worker_mod.live_workers(shared.url(3))}
+    announced = {w.env: w for w in submit_mod.live_workers(shared.url(3))}
     assert announced["stitch"].root == str(other) and announced["convert"].root == str(ROOT)
 
     _transcribed("shared-talk")
-    rows = worker_mod.run_chain(
+    rows = submit_mod.run_chain(
         m,
         [
-            ("convert", ["--input", str(SAMPLE), "--content", "shared-talk"]),
-            ("stitch", []),
-            ("cleanup_and_compress", []),
+            (m.task("convert"), ["--input", str(SAMPLE), "--content", "shared-talk"]),
+            (m.task("stitch"), []),
+            (m.task("cleanup_and_compress"), []),
         ],
         broker=shared.url(3),
     )
     assert [r.state for r in rows] == ["completed"] * 3, [r.outcome for r in rows]
-    done = {w.env: w.done for w in worker_mod.live_workers(shared.url(3))}
+    done = {w.env: w.done for w in submit_mod.live_workers(shared.url(3))}
     assert done["convert"] >= 1 and done["stitch"] >= 1 and done["cleanup"] >= 1
     folder = store().folder("shared-talk")
     assert (folder / "transcript.vtt").is_file() and (folder / "audio.opus").is_file()
@@ -465,11 +468,11 @@ def test_workers_reconnect_when_redis_restarts(
         broker_mod.stop(own)  # Redis saves its append-only file and exits
         broker_mod.start(own)
         # the submitter polls result keys: a pub/sub subscription would not survive the restart
-        assert worker_mod.poll(running) == ("SUCCESS", running.result)
+        assert submit_mod.poll(running) == ("SUCCESS", running.result)
         assert running.result["ready"] is True
-        assert worker_mod.poll(queued)[1]["ready"] is True  # not lost
+        assert submit_mod.poll(queued)[1]["ready"] is True  # not lost
         after = app.send_task(celeryapp.PING, args=("stitch",), queue="signal4.stitch")
-        assert worker_mod.poll(after)[1]["ready"] is True
+        assert submit_mod.poll(after)[1]["ready"] is True
         assert proc.poll() is None
         assert c.stop(proc) == 0
     finally:

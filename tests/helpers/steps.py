@@ -32,3 +32,9 @@ def store() -> ContentStore:
 def db() -> StateDB:
     """The state DB of the current (isolated) settings."""
     return StateDB(settings.get().db_url)
+
+
+def states(content_id: str) -> dict[str, str]:
+    """Stage -> status of ``content_id`` in the test's state DB."""
+    item = db().get(content_id)
+    return {row.stage: row.status for row in item.steps} if item else {}

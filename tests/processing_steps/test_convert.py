@@ -14,7 +14,7 @@ from signal4.processing_steps.convert import STEP, plan_chunks
 from signal4.run import pipeline, protocol
 from signal4.run.steprunner import InvalidInput
 from tests.helpers import media, probe
-from tests.helpers.steps import db, run_step, store
+from tests.helpers.steps import db, run_step, states, store
 
 
 def _wav(path: Path) -> tuple[int, int, int, float]:
@@ -73,7 +73,7 @@ def test_input_file_to_wav_and_chunks(tmp_path: Path) -> None:
     assert item is not None
     assert item.kind == "file"
     assert item.duration == pytest.approx(10.0, abs=0.1)
-    assert db().states(cid) == {"convert": "done"}
+    assert states(cid) == {"convert": "done"}
     _no_leftovers(cid)
 
     code, again = run_step(STEP, "--content", cid, "--chunk-seconds", "4", "--overlap", "1")
@@ -154,7 +154,7 @@ def test_bad_downloaded_media_is_recorded(tmp_path: Path) -> None:
     code, result = run_step(STEP, "--content", "dl")
     assert code == protocol.EXIT_INVALID
     assert "not a media file" in result["error"]
-    assert db().states("dl") == {"convert": "invalid_input"}
+    assert states("dl") == {"convert": "invalid_input"}
 
 
 def test_unknown_content_and_missing_args() -> None:

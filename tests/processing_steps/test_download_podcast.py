@@ -12,7 +12,7 @@ from signal4.processing_steps.download_podcast import STEP
 from signal4.run import protocol
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
-from tests.helpers.steps import db, run_step, store
+from tests.helpers.steps import db, run_step, states, store
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +57,7 @@ def test_rss_newest_episode_downloaded_and_recorded(mp3: bytes) -> None:
         assert item.title == "Second Episode"
         assert item.source_url == srv.url("/ep2.mp3")
         assert item.duration == pytest.approx(3.0, abs=0.2)
-        assert db().states(cid) == {"download": "done"}
+        assert states(cid) == {"download": "done"}
         assert "GET /ep1.mp3" not in srv.requests
 
         # idempotent: a re-run is skipped and fetches no media; --rewrite downloads again
@@ -264,7 +264,7 @@ def test_connection_reset_leaves_nothing_and_rerun_completes(mp3: bytes) -> None
         assert code == 0, result
         assert result["contents"] == [item.id]
         assert store().path(item.id, "flaky.mp3").read_bytes() == mp3
-        assert db().states(item.id) == {"download": "done"}
+        assert states(item.id) == {"download": "done"}
     _no_leftovers()
 
 

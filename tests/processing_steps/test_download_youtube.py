@@ -14,7 +14,7 @@ from signal4.run.steprunner import Step
 from signal4.stepkit import media as media_mod
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
-from tests.helpers.steps import db, run_step, store
+from tests.helpers.steps import db, run_step, states, store
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def test_audio_download_recorded(step: Step, server: httpserver.Server) -> None:
     assert item is not None
     assert (item.kind, item.source_url) == (kind, server.url("/tone.mp3"))
     assert item.duration == pytest.approx(3.0, abs=0.2)
-    assert db().states(cid) == {"download": "done"}
+    assert states(cid) == {"download": "done"}
     assert sorted(p.name for p in folder.iterdir()) == ["media.mp3", "meta.json"]
 
     code, again = run_step(step, "--url", server.url("/tone.mp3"))

@@ -1,7 +1,7 @@
 """The bodies of ``inv broker``, ``inv worker``, ``inv workers`` and ``inv submit``.
 
-Typed functions called by tasks.py; they raise :class:`signal4.commands.cli.UserError` for what a
-user can fix. Celery is imported only inside them.
+Typed functions called by tasks.py; they raise :class:`~signal4.errors.Signal4Error`
+subclasses for what a user can fix. Celery is imported only inside them.
 
 Exit codes: 0 done; 1 the step failed; 2 a usage or routing mistake (unknown task, env
 not synced, no live worker, a worker synced from another lock); 3 the broker does not
@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from signal4.commands.cli import UserError, manifest
 from signal4.envs import venv as envs
-from signal4.envs.manifest import Manifest, UnknownNameError
+from signal4.envs.manifest import Manifest, load
+from signal4.errors import UsageError
 from signal4.run import dispatch, protocol
 from signal4.workers import broker as broker_mod
 
@@ -29,18 +29,15 @@ def broker(port: int = broker_mod.DEFAULT_PORT, *, stop: bool = False) -> int:
     """Start (or stop) the local Redis broker of this checkout."""
     from signal4.console import console
 
-    m = manifest()
+    m = load()
     local = broker_mod.for_root(m.root, port)
-    try:
-        if stop:
-            if broker_mod.stop(local):
-                console().print(f"stopped the broker on port {port}")
-            else:
-                console().print(f"no broker of this checkout runs on port {port}")
-            return 0
-        started = broker_mod.start(local)
-    except broker_mod.BrokerError as exc:
-        raise UserError(str(exc)) from None
+    if stop:
+        if broker_mod.stop(local):
+            console().print(f"stopped the broker on port {port}")
+        else:
+            console().print(f"no broker of this checkout runs on port {port}")
+        return 0
+    started = broker_mod.start(local)
     what = "started" if started else "already running:"
     console().print(f"{what} {local.url} (127.0.0.1 only; log: {local.logfile})")
     return 0
@@ -61,7 +58,7 @@ def worker_command(
 ) -> list[str]:
     """The argument list of a Celery worker in ``env``'s own interpreter on its queue."""
     spec = envs.spec(m, env)
-    queue = m.tasks_of(env)[0].queue if m.tasks_of(env) else f"signal4.{env}"
+    queue = m.env(env).queue
     return [
         str(spec.python),
         "-m",
@@ -88,7 +85,7 @@ def worker_command(
 
 def worker_environ(m: Manifest, env: str, *, concurrency: int, url: str) -> dict[str, str]:
     """The environment of a worker process."""
-    from signal4.workers.worker import CONCURRENCY_VAR, ENV_VAR
+    from signal4.workers.wire import CONCURRENCY_VAR, ENV_VAR
 
     return dispatch.child_environ(
         m, {ENV_VAR: env, CONCURRENCY_VAR: str(concurrency), "SIGNAL4_BROKER_URL": url}
@@ -106,18 +103,19 @@ def worker(
     """Replace this process with a Celery worker for ``env`` (returns only on a mistake)."""
     from signal4.workers import celeryapp
 
-    m = manifest()
-    try:
-        m.env(env)
-        if not m.tasks_of(env):
-            raise UserError(f"env {env!r} has no task to serve")
-        envs.require_ready(m, envs.spec(m, env))
-    except UnknownNameError as exc:
-        raise UserError(str(exc)) from None
-    except envs.EnvError as exc:
-        raise UserError(str(exc)) from None
+    m = load()
+    tasks = m.tasks_of(env)
+    if not tasks:
+        raise UsageError(f"env {env!r} has no task to serve")
+    for task in tasks:
+        if not _is_step(task.module):
+            raise UsageError(
+                f"env {env!r} cannot have a warm worker: its task {task.name!r} is a service "
+                f"({task.module}), not a step; run it with: inv run {task.name}"
+            )
+    envs.require_ready(m, envs.spec(m, env))
     if concurrency < 0 or max_tasks_per_child < 1:
-        raise UserError("--concurrency must be >= 1 and --max-tasks-per-child >= 1")
+        raise UsageError("--concurrency must be >= 1 and --max-tasks-per-child >= 1")
     n = concurrency or default_concurrency(m, env)
     url = celeryapp.broker_url(broker_url or None)
     cmd = worker_command(
@@ -129,12 +127,13 @@ def worker(
     return 0  # pragma: no cover - execve does not return
 
 
-def _routing_error(exc: Exception) -> UserError:
-    from signal4.workers.worker import WorkerError
+def _is_step(module: str) -> bool:
+    """Whether ``module`` defines a ``STEP`` (a service such as mlx_server does not)."""
+    import importlib
 
-    if isinstance(exc, WorkerError):
-        return UserError(str(exc), code=exc.code)
-    return UserError(str(exc))
+    from signal4.run.steprunner import Step
+
+    return isinstance(getattr(importlib.import_module(module), "STEP", None), Step)
 
 
 def workers(broker_url: str = "") -> int:
@@ -142,14 +141,12 @@ def workers(broker_url: str = "") -> int:
     from rich.table import Table
 
     from signal4.console import console
-    from signal4.workers import celeryapp, worker
+    from signal4.workers import celeryapp
+    from signal4.workers import submit as submit_mod
 
-    m = manifest()
+    m = load()
     url = celeryapp.broker_url(broker_url or None)
-    try:
-        live = worker.live_workers(url)
-    except worker.WorkerError as exc:
-        raise _routing_error(exc) from None
+    live = submit_mod.live_workers(url)
     lock = envs.lock_hash(m)
     table = Table(title=f"workers on {url} (this checkout's lock: {lock})")
     for col in ("host", "env", "lock hash", "concurrency", "tasks done", "worker"):
@@ -180,17 +177,13 @@ def submit(
     task: str, args: Sequence[str], *, broker_url: str = "", timeout: float | None = None
 ) -> int:
     """Send one task to its env's queue, wait, print its JSON result line; return its code."""
-    from signal4.workers import worker
+    from signal4.workers import submit as submit_mod
 
-    m = manifest()
-    try:
-        res = worker.submit(m, task, args, broker=broker_url or None, timeout=timeout)
-        outcome = worker.wait(m, task, res)
-    except UnknownNameError as exc:
-        raise UserError(str(exc)) from None
-    except (worker.WorkerError, envs.EnvError) as exc:
-        raise _routing_error(exc) from None
-    if outcome.status not in worker.OK_STATUSES:
+    m = load()
+    t = m.task(task)
+    res = submit_mod.submit(m, t, args, broker=broker_url or None, timeout=timeout)
+    outcome = submit_mod.wait(t, res)
+    if not outcome.ok:
         print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
     print(result_line(outcome.result), flush=True)
     return outcome.exit_code

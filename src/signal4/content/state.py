@@ -17,15 +17,6 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, String, Text, create_e
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-#: The step -> state it records when it completes.
-STEP_STATES = {
-    "download": "downloaded",
-    "convert": "converted",
-    "transcribe": "transcribed",
-    "diarize": "diarized",
-    "stitch": "stitched",
-    "compress": "compressed",
-}
 DONE = "done"
 FAILED = "failed"
 INVALID = "invalid_input"
@@ -143,9 +134,10 @@ class StateDB:
         error: str | None = None,
         info: dict[str, Any] | None = None,
     ) -> None:
-        """Record ``stage``'s state for ``content_id`` (the error of the last failure too)."""
-        if stage not in STEP_STATES:
-            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STEP_STATES)}")
+        """Record ``stage``'s state for ``content_id`` (the error of the last failure too).
+
+        Stage names come from the manifest (``Task.stage``); the DB takes any of them.
+        """
         with self.session() as s:
             if s.get(Content, content_id) is None:
                 raise KeyError(content_id)
@@ -168,8 +160,3 @@ class StateDB:
     def is_done(self, content_id: str, stage: str) -> bool:
         """Whether ``stage`` completed for ``content_id``."""
         return self.stage_status(content_id, stage) == DONE
-
-    def states(self, content_id: str) -> dict[str, str]:
-        """Return stage -> status for ``content_id``."""
-        item = self.get(content_id)
-        return {row.stage: row.status for row in item.steps} if item else {}

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from signal4.errors import Signal4Error
+
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TMP_PREFIX = ".tmp-"
 
@@ -40,7 +42,7 @@ def dir_mode() -> int:
     return 0o777 & ~_umask()
 
 
-class InvalidContentId(ValueError):
+class InvalidContentId(Signal4Error, ValueError):
     """A content id that is not a safe folder name."""
 
 
@@ -51,6 +53,11 @@ def check_id(content_id: str) -> str:
             f"invalid content id {content_id!r}: use letters, digits, '.', '_' or '-' (max 128)"
         )
     return content_id
+
+
+def kept(path: Path) -> bool:
+    """Whether ``path`` exists, plain or gzipped by cleanup_and_compress."""
+    return path.is_file() or path.with_name(path.name + ".gz").is_file()
 
 
 class ContentStore:

@@ -40,24 +40,24 @@ returning :class:`EnvInfo`, so tests use small fixture projects without syncing 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from signal4.envs import venv as envs
-from signal4.envs.manifest import PACKAGE, STEP_PACKAGE, Env, Manifest
-
-#: The platforms the lock must install on, as (name, sys_platform, platform_machine).
-PLATFORMS: tuple[tuple[str, str, str], ...] = (
-    ("linux-x86_64", "linux", "x86_64"),
-    ("linux-aarch64", "linux", "aarch64"),
-    ("darwin-arm64", "darwin", "arm64"),
+from signal4.envs.lockgraph import (
+    PLATFORMS,
+    LockGraph,
+    marker_environment,
+    normalize,
+    read_lock,
+    targets,
+    wheel_fits,
 )
+from signal4.envs.manifest import PACKAGE, STEP_PACKAGE, Env, Manifest
 
 CHECK_NAMES = ("lock", "drift", "imports", "unused", "taskmap", "platforms")
 TITLES = {
@@ -98,120 +98,9 @@ class EnvInfo:
     installed: frozenset[str]
 
 
-def normalize(name: str) -> str:
-    """Return the PEP 503 normalised form of a distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 # ---------------------------------------------------------------------------
-# The lock walk (checks 2 and 6)
+# The lock walk (checks 2 and 6): signal4.envs.lockgraph
 # ---------------------------------------------------------------------------
-
-
-def marker_environment(sys_platform: str, machine: str, minor: int) -> dict[str, str]:
-    """Return a PEP 508 marker environment for CPython 3.``minor`` on the platform."""
-    return {
-        "implementation_name": "cpython",
-        "implementation_version": f"3.{minor}.0",
-        "os_name": "posix",
-        "platform_machine": machine,
-        "platform_python_implementation": "CPython",
-        "platform_release": "",
-        "platform_system": {"linux": "Linux", "darwin": "Darwin"}[sys_platform],
-        "platform_version": "",
-        "python_full_version": f"3.{minor}.0",
-        "python_version": f"3.{minor}",
-        "sys_platform": sys_platform,
-    }
-
-
-def _holds(marker: str | None, environment: Mapping[str, str]) -> bool:
-    if not marker:
-        return True
-    from packaging.markers import Marker, UndefinedEnvironmentName
-
-    try:
-        return bool(Marker(marker).evaluate(dict(environment)))
-    except UndefinedEnvironmentName:  # a marker variable we do not model: keep the edge
-        return True
-
-
-def python_minors(lock: Mapping[str, Any]) -> list[int]:
-    """Return the python 3 minors allowed by the lock's ``requires-python``."""
-    from packaging.specifiers import SpecifierSet
-
-    spec = SpecifierSet(str(lock.get("requires-python", ">=3.11")))
-    return [m for m in range(8, 20) if spec.contains(f"3.{m}.0")]
-
-
-def read_lock(root: Path) -> dict[str, Any]:
-    """Parse ``uv.lock`` under ``root``."""
-    with (root / envs.LOCK_FILE).open("rb") as fh:
-        return tomllib.load(fh)
-
-
-class LockGraph:
-    """uv.lock's packages, walkable for one env and one marker environment."""
-
-    def __init__(self, lock: Mapping[str, Any], project: str = PACKAGE) -> None:
-        self.project = normalize(project)
-        self.by_name: dict[str, list[Mapping[str, Any]]] = {}
-        for pkg in lock.get("package", []):
-            self.by_name.setdefault(normalize(pkg["name"]), []).append(pkg)
-        if self.project not in self.by_name:
-            raise ValueError(f"uv.lock has no package {project!r}; run: inv lock")
-
-    def _pick(self, dep: Mapping[str, Any], environment: Mapping[str, str]) -> Mapping[str, Any]:
-        candidates = self.by_name.get(normalize(dep["name"]), [])
-        if "version" in dep:
-            candidates = [c for c in candidates if c["version"] == dep["version"]]
-        if len(candidates) > 1:
-            candidates = [
-                c
-                for c in candidates
-                if any(_holds(m, environment) for m in c.get("resolution-markers", [""]))
-            ]
-        if not candidates:
-            raise ValueError(f"uv.lock names {dep['name']!r} but holds no matching package")
-        return candidates[0]
-
-    def reachable(self, extra: str, environment: Mapping[str, str]) -> dict[str, set[str]]:
-        """Return package -> versions reachable from the base plus ``extra`` (not the project)."""
-        env = dict(environment)
-        env["extra"] = f"extra-{len(self.project)}-{self.project}-{extra}"
-        root = self.by_name[self.project][0]
-        todo: list[Mapping[str, Any]] = [
-            *root.get("dependencies", []),
-            *root.get("optional-dependencies", {}).get(extra, []),
-        ]
-        seen: set[tuple[str, str, tuple[str, ...]]] = set()
-        found: dict[str, set[str]] = {}
-        while todo:
-            dep = todo.pop()
-            if not _holds(dep.get("marker"), env):
-                continue
-            pkg = self._pick(dep, env)
-            name = normalize(pkg["name"])
-            extras = tuple(dep.get("extra", ()))
-            key = (name, str(pkg["version"]), extras)
-            if key in seen:
-                continue
-            seen.add(key)
-            found.setdefault(name, set()).add(str(pkg["version"]))
-            todo.extend(pkg.get("dependencies", []))
-            for e in extras:
-                todo.extend(pkg.get("optional-dependencies", {}).get(e, []))
-        return found
-
-    def package(self, name: str, version: str) -> Mapping[str, Any]:
-        """Return the lock entry of ``name`` at ``version``."""
-        return next(p for p in self.by_name[name] if str(p["version"]) == version)
-
-
-def _targets(m: Manifest, lock: Mapping[str, Any]) -> Iterable[tuple[str, int, dict[str, str]]]:
-    for plat, sys_platform, machine in PLATFORMS:
-        for minor in python_minors(lock):
-            yield plat, minor, marker_environment(sys_platform, machine, minor)
 
 
 def _conflicting(m: Manifest, a: str, b: str) -> bool:
@@ -222,7 +111,7 @@ def check_drift(m: Manifest, lock: Mapping[str, Any]) -> CheckResult:
     """Report packages reachable at two versions for one platform and python."""
     graph = LockGraph(lock)
     errors: dict[str, str] = {}
-    for plat, minor, environment in _targets(m, lock):
+    for plat, minor, environment in targets(lock):
         versions: dict[str, dict[str, set[str]]] = {}  # package -> version -> envs
         for env in m.envs.values():
             if not env.supported(plat):
@@ -257,42 +146,12 @@ def check_drift(m: Manifest, lock: Mapping[str, Any]) -> CheckResult:
     return CheckResult("drift", errors=tuple(errors[k] for k in sorted(errors)))
 
 
-def _wheel_fits(filename: str, sys_platform: str, machine: str, minor: int) -> bool:
-    parts = filename.removesuffix(".whl").split("-")
-    if len(parts) < 5:
-        return False
-    py_tags, abi_tags, plat_tags = (set(p.split(".")) for p in parts[-3:])
-    py_ok = any(
-        t in ("py3", f"py3{minor}", f"cp3{minor}")
-        or (t.startswith("cp3") and t[3:].isdigit() and "abi3" in abi_tags and int(t[3:]) <= minor)
-        for t in py_tags
-    )
-    if not py_ok:
-        return False
-    for tag in plat_tags:
-        if tag == "any":
-            return True
-        if (
-            sys_platform == "linux"
-            and tag.startswith(("manylinux", "linux"))
-            and tag.endswith(f"_{machine}")
-        ):
-            return True
-        if (
-            sys_platform == "darwin"
-            and tag.startswith("macosx")
-            and tag.endswith((f"_{machine}", "_universal2"))
-        ):
-            return True
-    return False
-
-
 def check_platforms(m: Manifest, lock: Mapping[str, Any]) -> CheckResult:
     """Report packages reachable on a platform that have no sdist or wheel for it."""
     graph = LockGraph(lock)
     errors: dict[tuple[str, str], str] = {}
     machines = {p: (s, mach) for p, s, mach in PLATFORMS}
-    for plat, minor, environment in _targets(m, lock):
+    for plat, minor, environment in targets(lock):
         sys_platform, machine = machines[plat]
         for env in m.envs.values():
             if not env.supported(plat):
@@ -304,7 +163,7 @@ def check_platforms(m: Manifest, lock: Mapping[str, Any]) -> CheckResult:
                     if "registry" not in source or "sdist" in pkg:
                         continue
                     wheels = [w["url"].rsplit("/", 1)[-1] for w in pkg.get("wheels", [])]
-                    if any(_wheel_fits(w, sys_platform, machine, minor) for w in wheels):
+                    if any(wheel_fits(w, sys_platform, machine, minor) for w in wheels):
                         continue
                     errors.setdefault(
                         (name, plat),
@@ -618,35 +477,3 @@ def report_lines(results: Sequence[CheckResult], *, strict: bool = False) -> lis
             lines.append(f"{'✘' if strict else '!'} {r.title}: {w}")
         lines.extend(f"  note: {n}" for n in r.notes)
     return lines
-
-
-def main(*, strict: bool = False, sync: bool = False, root: Path | None = None) -> int:
-    """Run every check, print one line each, and return 1 if any failed (the ``inv check`` body)."""
-    from signal4.console import console
-    from signal4.envs import syncer
-
-    m = envs_manifest(root)
-    out = console()
-    if sync:
-        specs = [envs.spec(m, e.name) for e in m.supported_envs()]
-        out.print(f"syncing {', '.join(s.name for s in specs)} from uv.lock…")
-        failed = [r for r in syncer.sync_many(m, specs) if not r.ok]
-        for r in failed:
-            out.print(f"✘ sync {r.env}: {r.error}")
-        if failed:
-            return 1
-    results = run_checks(m)
-    for line in report_lines(results, strict=strict):
-        out.print(line, markup=False, soft_wrap=True)
-    bad = [r.name for r in results if r.failed(strict)]
-    out.print(
-        f"{len(results) - len(bad)} of {len(results)} checks passed", markup=False, soft_wrap=True
-    )
-    return 1 if bad else 0
-
-
-def envs_manifest(root: Path | None) -> Manifest:
-    """Load the manifest (the cli turns its faults into a one-line message)."""
-    from signal4.commands import cli
-
-    return cli.manifest(root)

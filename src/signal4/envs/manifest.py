@@ -13,6 +13,7 @@ Only the standard library is imported here: this module is on every start-up pat
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from signal4.errors import Signal4Error
+
 PACKAGE = "signal4"
 FULL_ENV = "full"
 STEP_PACKAGE = f"{PACKAGE}.processing_steps"
@@ -29,11 +32,14 @@ STEP_PACKAGE = f"{PACKAGE}.processing_steps"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class ManifestError(ValueError):
+class ManifestError(Signal4Error, ValueError):
     """The manifest is malformed; the message names the fault."""
 
+    def __str__(self) -> str:
+        return f"manifest error: {super().__str__()}"
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(Signal4Error, KeyError):
     """An env or task name that the manifest does not know."""
 
     def __init__(self, kind: str, name: str, valid: Sequence[str]) -> None:
@@ -51,6 +57,11 @@ def current_platform() -> str:
     machine = platform.machine().lower()
     machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
     return f"{sys.platform}-{machine}"
+
+
+def queue_name(env: str) -> str:
+    """The queue of env ``env``: the one place its name is built."""
+    return f"{PACKAGE}.{env}"
 
 
 def requirement_name(requirement: str) -> str:
@@ -77,6 +88,11 @@ class Env:
         """Normalised names of the env's own packages (not the base)."""
         return tuple(requirement_name(r) for r in self.requirements)
 
+    @property
+    def queue(self) -> str:
+        """The warm workers' queue of this env (every task of the env is sent there)."""
+        return queue_name(self.name)
+
     def supported(self, plat: str | None = None) -> bool:
         """Whether the env can be built on ``plat`` (this machine by default)."""
         return not self.platforms or (plat or current_platform()) in self.platforms
@@ -90,12 +106,15 @@ class Task:
     env: str
     module: str
     timeout: float
+    #: The most copies of this task that run at once; a warm worker's pool size comes from it.
     concurrency: int
+    #: The stage it records in the state DB (tasks of one family share one: ``download``).
+    stage: str = ""
 
     @property
     def queue(self) -> str:
-        """The work queue for this task's env."""
-        return f"{PACKAGE}.{self.env}"
+        """The work queue of this task's env (:attr:`Env.queue`)."""
+        return queue_name(self.env)
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,8 @@ class Manifest:
     envs: Mapping[str, Env]
     tasks: Mapping[str, Task]
     conflicts: tuple[frozenset[str], ...] = field(default=())
+    #: The tasks ``inv pipeline`` runs after a download (or on a local file), in order.
+    pipeline: tuple[str, ...] = ()
 
     def env(self, name: str) -> Env:
         """Return the env called ``name`` or raise :class:`UnknownNameError`."""
@@ -130,6 +151,18 @@ class Manifest:
     def supported_envs(self, plat: str | None = None) -> Iterator[Env]:
         """Yield the envs buildable on ``plat`` (this machine by default)."""
         return (e for e in self.envs.values() if e.supported(plat))
+
+    @property
+    def data_dir(self) -> Path:
+        """Where content and the state DB live: $SIGNAL4_DATA_DIR, else ``<root>/data``.
+
+        The one place the default is decided; the dispatcher hands it to every step.
+        """
+        return Path(os.environ.get("SIGNAL4_DATA_DIR") or self.root / "data")
+
+    def pipeline_tasks(self) -> tuple[Task, ...]:
+        """The tasks of ``inv pipeline`` after the download, in order."""
+        return tuple(self.tasks[name] for name in self.pipeline)
 
     @property
     def base_packages(self) -> tuple[str, ...]:
@@ -258,10 +291,19 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
             module=str(entry.get("module", f"{STEP_PACKAGE}.{name}")),
             timeout=timeout,
             concurrency=concurrency,
+            stage=str(entry.get("stage", name)),
         )
 
     conflicts = tuple(
         frozenset(item.get("extra", "") for item in group)
         for group in data.get("tool", {}).get("uv", {}).get("conflicts", [])
     )
-    return Manifest(root=root, base=base, envs=envs, tasks=tasks, conflicts=conflicts)
+    pipeline = tuple(tool.get("pipeline", ()))
+    for name in pipeline:
+        if name not in tasks:
+            raise ManifestError(f"[tool.signal4] pipeline names unknown task {name!r}")
+    if len(set(pipeline)) != len(pipeline):
+        raise ManifestError("[tool.signal4] pipeline names a task twice")
+    return Manifest(
+        root=root, base=base, envs=envs, tasks=tasks, conflicts=conflicts, pipeline=pipeline
+    )

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signal4.envs.manifest import FULL_ENV, Manifest
+from signal4.errors import Signal4Error
 
 STAMP_NAME = ".signal4-sync.json"
 LOCK_FILE = "uv.lock"
 
 
-class EnvError(RuntimeError):
+class EnvError(Signal4Error, RuntimeError):
     """An env cannot be used or built; the message says what to run next."""
 
 

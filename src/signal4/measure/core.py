@@ -67,6 +67,7 @@ from typing import Any
 
 from signal4.envs import venv as envs
 from signal4.envs.manifest import FULL_ENV, PACKAGE, Manifest, Task, UnknownNameError
+from signal4.errors import Signal4Error
 from signal4.measure import importtime
 from signal4.run import dispatch, protocol
 
@@ -119,7 +120,7 @@ SEED_SIZES: Mapping[str, str] = {
 }
 
 
-class MeasureError(ValueError):
+class MeasureError(Signal4Error, ValueError):
     """A bad option or baseline; the message says what to do."""
 
 

@@ -126,7 +126,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if ctx.db.get(cid) is None:
         raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
     out = store.path(cid, "transcript.json")
-    if not options.rewrite and ctx.db.is_done(cid, "stitch") and diarization.kept(out):
+    if not options.rewrite and ctx.is_done(cid, "stitch", out.name):
         return {"status": protocol.SKIPPED, "content": cid, "transcript": out.name}
     words_path = store.path(cid, WORDS)
     if not (words_path.exists() or words_path.with_name(WORDS + ".gz").exists()):

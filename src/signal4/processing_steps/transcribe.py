@@ -142,11 +142,6 @@ def load_backend(backend: str, setting: str | None) -> FasterWhisper | MlxWhispe
     return FasterWhisper(model_source(setting))
 
 
-def _kept(path: Path) -> bool:
-    """Whether ``path`` exists, plain or gzipped by cleanup_and_compress."""
-    return path.is_file() or path.with_name(path.name + ".gz").is_file()
-
-
 def _seconds(path: Path) -> float:
     try:
         with wave.open(str(path), "rb") as w:
@@ -183,7 +178,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if ctx.db.get(cid) is None:
         raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
     words_path = store.path(cid, WORDS)
-    if not options.rewrite and ctx.db.is_done(cid, "transcribe") and _kept(words_path):
+    if not options.rewrite and ctx.is_done(cid, "transcribe", WORDS):
         return {"status": protocol.SKIPPED, "content": cid, "transcript": WORDS}
     chunks = load_plan(folder, store)
     total = max(float(c["end"]) for c in chunks)

@@ -84,7 +84,7 @@ def child_environ(manifest: Manifest, extra: Mapping[str, str] | None = None) ->
     environ.pop("VIRTUAL_ENV", None)
     environ.pop("PYTHONHOME", None)
     environ["PYTHONUNBUFFERED"] = "1"
-    environ.setdefault("SIGNAL4_DATA_DIR", str(manifest.root / "data"))
+    environ.setdefault("SIGNAL4_DATA_DIR", str(manifest.data_dir))
     if extra:
         environ.update(extra)
     return environ
@@ -101,8 +101,7 @@ def classify(returncode: int, stdout_last: str) -> tuple[str, int, dict[str, Any
         if returncode < 0:
             error = f"the step was killed by signal {signal.Signals(-returncode).name}"
         return protocol.FAILED, returncode if returncode > 0 else protocol.EXIT_FAILED, {}, error
-    status = result["status"]
-    expected = protocol.EXIT_CODES[status]
+    status, expected, reported = protocol.verdict(result)
     if returncode != expected:
         error = (
             f"the step reported {status!r} but exited with code {returncode} (expected {expected})"
@@ -113,7 +112,6 @@ def classify(returncode: int, stdout_last: str) -> tuple[str, int, dict[str, Any
             result,
             error,
         )
-    reported = result.get("error") if status in (protocol.FAILED, protocol.INVALID_INPUT) else None
     return status, expected, result, reported
 
 
@@ -290,7 +288,7 @@ def run_command(
 
 def run(
     manifest: Manifest,
-    task_name: str,
+    task: Task,
     args: Sequence[str] = (),
     *,
     timeout: float | None = None,
@@ -300,12 +298,10 @@ def run(
     on_stderr: Callable[[str], None] | None = None,
     env: EnvSpec | None = None,
 ) -> Outcome:
-    """Run ``task_name`` in its env with the manifest's timeout (or ``timeout``).
+    """Run ``task`` in its env with the manifest's timeout (or ``timeout``).
 
-    Raises :class:`~signal4.envs.manifest.UnknownNameError` for an unknown task and
-    :class:`~signal4.envs.venv.EnvError` when the env is not ready to use.
+    Raises :class:`~signal4.envs.venv.EnvError` when the env is not ready to use.
     """
-    task = manifest.task(task_name)
     env = env or spec(manifest, task.env)
     require_ready(manifest, env)
     return run_command(

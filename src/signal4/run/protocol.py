@@ -20,6 +20,7 @@ as ``failed``. Standard library only.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 COMPLETED: Final = "completed"
@@ -76,3 +77,24 @@ def parse_line(line: str) -> dict[str, Any]:
     if value.get("status") not in STEP_STATUSES:
         raise ProtocolError(f"the result has no valid status: {line[:120]!r}")
     return value
+
+
+def content_of(result: Mapping[str, Any]) -> str | None:
+    """The content id a step's result names (a download may name several: the first)."""
+    if result.get("content"):
+        return str(result["content"])
+    contents = result.get("contents") or []
+    return str(contents[0]) if contents else None
+
+
+def verdict(result: Mapping[str, Any]) -> tuple[str, int, str | None]:
+    """(status, exit code, error) of a well-formed result: the one result -> outcome rule.
+
+    The dispatcher (a step's last stdout line) and the submitter (a warm worker's return
+    value) both use it; ``error`` is the step's own message for a failure, else None.
+    """
+    status = str(result["status"])
+    if status not in ALL_STATUSES:
+        raise ProtocolError(f"the result has no valid status: {status!r}")
+    error = result.get("error") if status not in (COMPLETED, SKIPPED) else None
+    return status, EXIT_CODES[status], None if error is None else str(error)

@@ -75,6 +75,15 @@ class Context:
             self._db = StateDB(self.settings.db_url)
         return self._db
 
+    def is_done(self, content_id: str, stage: str, output: str) -> bool:
+        """Whether ``stage`` is recorded done for the item and its ``output`` file is kept.
+
+        The one "is this stage done" test of the steps (a compressed output counts).
+        """
+        from signal4.content.store import kept
+
+        return self.db.is_done(content_id, stage) and kept(self.store.path(content_id, output))
+
 
 @dataclass
 class Step:
@@ -162,6 +171,29 @@ class Step:
         except Exception as exc:  # the step's own error matters more than this one
             print(f"warning: could not record the error: {exc}", file=sys.stderr)
 
+    def run_argv(
+        self,
+        argv: Sequence[str],
+        ctx: Context | None = None,
+        *,
+        reraise: tuple[type[BaseException], ...] = (),
+    ) -> dict[str, Any]:
+        """argv -> result: parse, take the content's lock, run; the CLI and the worker share it.
+
+        A parse error is an ``invalid_input`` result, never an exception.
+        """
+        try:
+            options = self.parser().parse_args(list(argv))
+        except InvalidInput as exc:
+            return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
+        from signal4.content.guard import content_guard
+
+        with content_guard(getattr(options, "content", None)) as swept:
+            if swept:
+                names = ", ".join(p.name for p in swept)
+                print(f"{self.name}: removed what a killed run left: {names}", file=sys.stderr)
+            return self.call(options, ctx, reraise=reraise)
+
     def main(self, argv: Sequence[str] | None = None) -> int:
         """The CLI: parse, run, print the result line last, return the exit code."""
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -175,16 +207,7 @@ class Step:
             }
             print(protocol.encode(ready))
             return protocol.EXIT_OK
-        try:
-            options = self.parser().parse_args(argv)
-        except InvalidInput as exc:
-            result: dict[str, Any] = {
-                "status": protocol.INVALID_INPUT,
-                "step": self.name,
-                "error": str(exc),
-            }
-        else:
-            result = self.call(options)
+        result = self.run_argv(argv)
         if result["status"] in (protocol.INVALID_INPUT, protocol.FAILED):
             print(f"{self.name}: {result['status']}: {result.get('error')}", file=sys.stderr)
         sys.stdout.flush()

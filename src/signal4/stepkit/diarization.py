@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from signal4.content.store import kept
 from signal4.run import protocol
 from signal4.run.steprunner import InvalidInput
 
@@ -57,11 +58,6 @@ def write(
     return doc
 
 
-def kept(path: Path) -> bool:
-    """Whether ``path`` exists, plain or gzipped by cleanup_and_compress."""
-    return path.is_file() or path.with_name(path.name + ".gz").is_file()
-
-
 def read(store: Any, content_id: str) -> dict[str, Any] | None:
     """The diarization of ``content_id``, or None if there is none yet."""
     path: Path = store.path(content_id, JSON_NAME)
@@ -82,7 +78,7 @@ def require_registered(ctx: Any, cid: str) -> None:
 
 def skipped(ctx: Any, cid: str, rewrite: bool) -> dict[str, Any] | None:
     """The ``skipped`` result if ``cid`` is diarized already (and not ``rewrite``), else None."""
-    if not rewrite and ctx.db.is_done(cid, "diarize") and kept(ctx.store.path(cid, JSON_NAME)):
+    if not rewrite and ctx.is_done(cid, "diarize", JSON_NAME):
         return {"status": protocol.SKIPPED, "content": cid, "diarization": JSON_NAME}
     return None
 

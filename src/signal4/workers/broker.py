@@ -20,12 +20,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from signal4.errors import Signal4Error
+
 DEFAULT_PORT = 6379
 HOST = "127.0.0.1"
 FOLDER = ".broker"
 
 
-class BrokerError(RuntimeError):
+class BrokerError(Signal4Error, RuntimeError):
     """The local broker cannot be started or stopped; the message says what to do."""
 
 

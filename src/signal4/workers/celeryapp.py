@@ -58,7 +58,7 @@ def limits(task: Task) -> tuple[float | None, float | None]:
 
 def queues(m: Manifest) -> list[str]:
     """Every env's queue, in manifest order."""
-    return [f"{PACKAGE}.{env}" for env in m.envs]
+    return [env.queue for env in m.envs.values()]
 
 
 def visibility_timeout(m: Manifest) -> int:

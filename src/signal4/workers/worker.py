@@ -1,83 +1,48 @@
-"""Warm workers: the Celery side of a step (worker) and the side that sends it work (submitter).
+"""The warm worker: one env's steps as Celery tasks, inside that env's own interpreter.
 
-**Worker** (runs inside an env's own interpreter, started by ``inv worker <env>``):
+Started by ``inv worker <env>`` (``python -m celery -A signal4.workers.workerapp worker``).
 
 * one Celery task per manifest task of the env, ``signal4.<task>``; its payload is the
   step's argv (a list of strings), optionally preceded by the previous step's result in a
-  chain. It parses the argv with the step's own parser and calls :meth:`Step.call`, the
-  same entry point as the step's CLI, so a step has one implementation;
+  chain. :meth:`Step.run_argv` parses it and runs the step, the same entry point as the
+  step's CLI, so a step has one implementation and one argv -> result mapping;
 * ``signal4.ping``: "is this task's step ready here?", the probe of ``inv measure``'s
   ``warm`` way;
 * pool processes import their steps' heavy modules when they start (``Step.ready``), so
   even the first task is warm;
 * a malformed payload gives an ``invalid_input`` result; the worker keeps running;
 * the soft time limit ends the step as ``timed_out``;
-* every worker announces itself on Redis (:data:`HEARTBEAT_PREFIX` ``<node>``: host, env,
-  lock hash, concurrency, tasks done), refreshed every :data:`HEARTBEAT_INTERVAL` s.
-
-**Submitter** (the dev env): :func:`submit`, :func:`run_chain`, :func:`as_outcome` (the
-same :class:`~signal4.run.dispatch.Outcome` and JSON result as the subprocess path),
-:func:`live_workers` and :func:`check_route` (refuse a queue served by a worker synced
-from another lock), :func:`warm_roundtrip` (``inv measure``).
+* every worker announces itself on Redis (:data:`~signal4.workers.wire.HEARTBEAT_PREFIX`
+  ``<node>``: host, env, lock hash, concurrency, tasks done).
 
 Celery is imported inside functions: nothing here is on a step's ``--help`` path.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib
 import os
-import shutil
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from signal4.envs import venv as envs
 from signal4.envs.manifest import Manifest, Task
 from signal4.run import protocol
-from signal4.run.dispatch import Outcome
 from signal4.run.steprunner import InvalidInput, Step
 from signal4.workers import celeryapp
-
-#: Environment variables ``inv worker`` hands to the worker process.
-ENV_VAR = "SIGNAL4_WORKER_ENV"
-CONCURRENCY_VAR = "SIGNAL4_WORKER_CONCURRENCY"
-HEARTBEAT_PREFIX = "signal4:worker:"
-HEARTBEAT_INTERVAL = 5.0
-HEARTBEAT_TTL = 3 * HEARTBEAT_INTERVAL
-#: Exit code when the broker cannot be reached.
-EXIT_BROKER = 3
-OK_STATUSES = (protocol.COMPLETED, protocol.SKIPPED)
-
-
-class WorkerError(Exception):
-    """Work cannot be routed; ``code`` is the exit code, ``str()`` the one-line message."""
-
-    code = protocol.EXIT_INVALID
-
-
-class BrokerUnavailable(WorkerError):
-    """The broker does not answer."""
-
-    code = EXIT_BROKER
-
-
-class DriftError(WorkerError):
-    """A live worker was synced from another lock than the submitter's."""
-
-
-class NoWorkerError(WorkerError):
-    """No live worker serves the queue."""
-
-
-# --------------------------------------------------------------------------- worker side
+from signal4.workers.wire import (
+    CONCURRENCY_VAR,
+    ENV_VAR,
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_PREFIX,
+    HEARTBEAT_TTL,
+    OK_STATUSES,
+    redis_client,
+)
 
 
 def load_step(task: Task) -> Step:
@@ -109,52 +74,6 @@ def split_payload(payload: Sequence[Any], extra: Mapping[str, Any]) -> tuple[Any
     return previous, list(argv)
 
 
-def content_of(result: Mapping[str, Any]) -> str | None:
-    """The content id a step's result names (a download may name several: the first)."""
-    if result.get("content"):
-        return str(result["content"])
-    contents = result.get("contents") or []
-    return str(contents[0]) if contents else None
-
-
-@contextlib.contextmanager
-def content_guard(cid: str | None) -> Iterator[list[Path]]:
-    """Hold ``cid``'s worker lock while a step works on it; sweep what a killed run left.
-
-    A pool process killed mid-write (SIGKILL, OOM) leaves its temporary files behind
-    (never a partial output: steps write atomically). The lock is a ``flock`` that dies
-    with its holder, so whoever holds it knows that every temporary file in the content
-    folder belongs to a dead writer, and removes them (a step run by hand with ``inv run``
-    on the same item at the same moment does not take the lock). Two worker steps on one
-    content item take turns. Yields the paths removed.
-    """
-    from signal4.content import settings
-    from signal4.content.store import ContentStore, InvalidContentId, check_id
-
-    try:
-        check_id(cid or "")
-    except InvalidContentId:
-        yield []
-        return
-    assert cid is not None
-    conf = settings.get()
-    locks = Path(conf.data_dir) / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with (locks / f"{cid}.lock").open("a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            swept = ContentStore(conf.content_root).leftovers(cid)
-            for path in swept:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
-            yield swept
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def run_payload(
     task: Task,
     payload: Sequence[Any],
@@ -178,19 +97,10 @@ def run_payload(
                 "step": task.name,
                 "error": f"not run: {previous.get('step')} ended {previous.get('status')}",
             }
-        cid = content_of(previous)
+        cid = protocol.content_of(previous)
         if cid and "--content" not in argv:
             argv = ["--content", cid, *argv]
-    step = load_step(task)
-    try:
-        options = step.parser().parse_args(argv)
-    except InvalidInput as exc:
-        return {"status": protocol.INVALID_INPUT, "step": task.name, "error": str(exc)}
-    with content_guard(getattr(options, "content", None)) as swept:
-        if swept:
-            names = ", ".join(p.name for p in swept)
-            print(f"{task.name}: removed what a killed run left: {names}", file=sys.stderr)
-        return step.call(options, reraise=reraise)
+    return load_step(task).run_argv(argv, reraise=reraise)
 
 
 def timed_out(task: Task, limit: float | None) -> dict[str, Any]:
@@ -238,15 +148,6 @@ def announced_lock(m: Manifest, env: str) -> str:
         return override
     stamp = envs.read_stamp(envs.spec(m, env)) or {}
     return str(stamp.get("lock") or envs.lock_hash(m))
-
-
-def redis_client(url: str, timeout: float = 2.0) -> Any:
-    """A Redis client on ``url`` that gives up quickly when it is down."""
-    import redis
-
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True
-    )
 
 
 class Heartbeat:
@@ -364,7 +265,7 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
                 "node": node,
                 "host": socket.gethostname(),
                 "env": env,
-                "queue": f"{manifest.PACKAGE}.{env}",
+                "queue": m.env(env).queue,
                 "lock": announced_lock(m, env),
                 "concurrency": os.environ.get(CONCURRENCY_VAR, "?"),
                 "pid": str(os.getpid()),
@@ -384,340 +285,3 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
     signals.worker_ready.connect(announce, weak=False)
     signals.worker_shutdown.connect(farewell, weak=False)
     return app
-
-
-# --------------------------------------------------------------------------- submitter side
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """One live worker as it announces itself."""
-
-    node: str
-    host: str
-    env: str
-    lock: str
-    concurrency: str
-    done: int
-    root: str = ""
-
-    @classmethod
-    def from_fields(cls, fields: Mapping[str, str]) -> WorkerInfo:
-        return cls(
-            node=fields.get("node", "?"),
-            host=fields.get("host", "?"),
-            env=fields.get("env", "?"),
-            lock=fields.get("lock", "?"),
-            concurrency=fields.get("concurrency", "?"),
-            done=int(fields.get("done", "0") or 0),
-            root=fields.get("root", ""),
-        )
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    import kombu.exceptions
-    import redis
-
-    return (
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        OSError,
-        kombu.exceptions.OperationalError,
-    )
-
-
-def live_workers(broker: str) -> list[WorkerInfo]:
-    """Every worker announced on ``broker``; :class:`BrokerUnavailable` if it does not answer."""
-    client = redis_client(broker)
-    try:
-        keys = sorted(client.scan_iter(match=HEARTBEAT_PREFIX + "*", count=200))
-        pipe = client.pipeline()
-        for key in keys:
-            pipe.hgetall(key)
-        rows = pipe.execute()
-    except _connection_errors() as exc:
-        raise BrokerUnavailable(
-            f"the broker at {broker} does not answer ({exc}); start one with: inv broker"
-        ) from None
-    finally:
-        client.close()
-    return [WorkerInfo.from_fields(r) for r in rows if r and "env" in r]
-
-
-def check_route(
-    env: str, workers: Iterable[WorkerInfo], lock: str, *, require_worker: bool = True
-) -> None:
-    """Refuse ``env``'s queue if a live worker there drifted from ``lock`` (or none is live)."""
-    serving = [w for w in workers if w.env == env]
-    for w in serving:
-        if w.lock != lock:
-            raise DriftError(
-                f"worker {w.node} on host {w.host} serves env {env!r} from lock {w.lock}, "
-                f"but this checkout's uv.lock is {lock}; on {w.host} run: git pull && "
-                f"inv sync {env}, then restart the worker"
-            )
-    if require_worker and not serving:
-        raise NoWorkerError(f"no live worker serves env {env!r}; start one: inv worker {env}")
-
-
-def submitter(m: Manifest, broker: str | None = None) -> Any:
-    """A Celery app for sending work (registers no task); :func:`close_app` it when done."""
-    return celeryapp.create(m, broker)
-
-
-def close_app(app: Any) -> None:
-    """Close a submitter's connections: the broker pool and the Redis result backend's."""
-    with contextlib.suppress(Exception):
-        app.backend.client.connection_pool.disconnect()
-    with contextlib.suppress(Exception):
-        app.close()
-
-
-def preflight(m: Manifest, env_names: Iterable[str], broker: str) -> list[WorkerInfo]:
-    """Check the broker answers and every env has a live worker on our lock; return them."""
-    workers = live_workers(broker)
-    lock = envs.lock_hash(m)
-    for env in sorted(set(env_names)):
-        check_route(env, workers, lock)
-    return workers
-
-
-def signature(app: Any, task: Task, argv: Sequence[str], *, timeout: float | None = None) -> Any:
-    """The Celery signature running ``task`` with ``argv`` on its env's queue."""
-    soft, hard = celeryapp.limits(task)
-    if timeout is not None:
-        soft, hard = (timeout, timeout + celeryapp.HARD_LIMIT_GRACE) if timeout else (None, None)
-    return app.signature(
-        celeryapp.task_name(task),
-        args=(list(argv),),
-        queue=task.queue,
-        soft_time_limit=soft,
-        time_limit=hard,
-    )
-
-
-def _publish(send: Callable[[], Any], broker: str) -> Any:
-    try:
-        return send()
-    except _connection_errors() as exc:
-        raise BrokerUnavailable(
-            f"the broker at {broker} does not answer ({exc}); start one with: inv broker"
-        ) from None
-
-
-def submit(
-    m: Manifest,
-    task_name: str,
-    argv: Sequence[str],
-    *,
-    broker: str | None = None,
-    timeout: float | None = None,
-) -> Any:
-    """Send one task to its env's queue after the drift check; return its AsyncResult.
-
-    Raises :class:`~signal4.envs.manifest.UnknownNameError` for a task the manifest does not
-    know (nothing is sent), and :class:`WorkerError` subclasses for routing faults.
-    """
-    task = m.task(task_name)
-    url = celeryapp.broker_url(broker)
-    preflight(m, [task.env], url)
-    app = submitter(m, url)
-    sig = signature(app, task, argv, timeout=timeout)
-    return _publish(sig.apply_async, url)
-
-
-def as_outcome(task: Task, state: str, value: Any, duration: float) -> Outcome:
-    """Map a finished Celery result to the :class:`Outcome` the subprocess path gives."""
-    if (
-        state == "SUCCESS"
-        and isinstance(value, dict)
-        and value.get("status") in protocol.ALL_STATUSES
-    ):
-        status = str(value["status"])
-        error = value.get("error") if status not in OK_STATUSES else None
-        return Outcome(
-            task=task.name,
-            env=task.env,
-            status=status,
-            exit_code=protocol.EXIT_CODES[status],
-            returncode=protocol.EXIT_CODES[status],
-            duration=duration,
-            result=value,
-            error=error,
-        )
-    if state == "FAILURE" and type(value).__name__ == "TimeLimitExceeded":
-        status, error = protocol.TIMED_OUT, f"timed out: killed at the hard time limit ({value})"
-    elif state == "SUCCESS":
-        status, error = protocol.FAILED, f"the worker returned no result object: {value!r:.120}"
-    else:
-        status, error = protocol.FAILED, f"{state}: {type(value).__name__}: {value}"
-    return Outcome(
-        task=task.name,
-        env=task.env,
-        status=status,
-        exit_code=protocol.EXIT_CODES[status],
-        returncode=None,
-        duration=duration,
-        result={"status": status, "step": task.name, "error": error},
-        error=error,
-    )
-
-
-#: How long a submitter waiting for results tolerates a broker that does not answer.
-OUTAGE_SECONDS = 60.0
-
-
-def state_of(result: Any, outage: dict[str, float]) -> str | None:
-    """``result``'s state, or None while the broker does not answer (it may be restarting).
-
-    Polls the result key (no pub/sub subscription, which does not survive a Redis restart);
-    raises :class:`BrokerUnavailable` once the broker has been silent for
-    :data:`OUTAGE_SECONDS`.
-    """
-    try:
-        state = str(result.state)
-    except _connection_errors() as exc:
-        since = outage.setdefault("since", time.monotonic())
-        if time.monotonic() - since > OUTAGE_SECONDS:
-            raise BrokerUnavailable(
-                f"the broker stopped answering for {OUTAGE_SECONDS:g} s ({exc})"
-            ) from None
-        return None
-    outage.pop("since", None)
-    return state
-
-
-def poll(result: Any, *, every: float = 0.05) -> tuple[str, Any]:
-    """Wait until ``result`` is ready, riding out broker restarts; return (state, value)."""
-    outage: dict[str, float] = {}
-    while True:
-        state = state_of(result, outage)
-        if state in ("SUCCESS", "FAILURE", "REVOKED"):
-            return state, result.result
-        time.sleep(every)
-
-
-def wait(m: Manifest, task_name: str, result: Any, *, started: float | None = None) -> Outcome:
-    """Wait for ``result`` and return its :class:`Outcome`."""
-    task = m.task(task_name)
-    started = time.monotonic() if started is None else started
-    try:
-        state, value = poll(result)
-    finally:
-        close_app(result.app)
-    return as_outcome(task, state, value, time.monotonic() - started)
-
-
-@dataclass
-class ChainStep:
-    """One step of a chain as it is being followed."""
-
-    task: str
-    argv: list[str]
-    state: str = "waiting"
-    outcome: Outcome | None = None
-
-
-def run_chain(
-    m: Manifest,
-    steps: Sequence[tuple[str, Sequence[str]]],
-    *,
-    broker: str | None = None,
-    on_update: Callable[[list[ChainStep]], None] = lambda rows: None,
-    poll: float = 0.1,
-) -> list[ChainStep]:
-    """Send ``steps`` as one Celery chain across the env queues and follow it to the end.
-
-    Each step after the first gets the previous one's result (its content id). A step that
-    does not complete stops the chain; the steps after it stay ``not run``.
-    """
-    tasks = [m.task(name) for name, _ in steps]
-    url = celeryapp.broker_url(broker)
-    preflight(m, [t.env for t in tasks], url)
-    app = submitter(m, url)
-    try:
-        return _follow_chain(app, url, tasks, steps, on_update=on_update, poll=poll)
-    finally:
-        close_app(app)
-
-
-def _follow_chain(
-    app: Any,
-    url: str,
-    tasks: Sequence[Task],
-    steps: Sequence[tuple[str, Sequence[str]]],
-    *,
-    on_update: Callable[[list[ChainStep]], None],
-    poll: float,
-) -> list[ChainStep]:
-    from celery import chain
-
-    rows = [ChainStep(t.name, list(argv)) for t, (_, argv) in zip(tasks, steps, strict=True)]
-    sigs = [signature(app, t, r.argv) for t, r in zip(tasks, rows, strict=True)]
-    last = _publish(lambda: chain(*sigs).apply_async(), url)
-    results: list[Any] = []
-    node = last
-    while node is not None:
-        results.append(node)
-        node = node.parent
-    results.reverse()
-    on_update(rows)
-    begun: dict[int, float] = {}
-    outage: dict[str, float] = {}
-    i = 0
-    while i < len(rows):
-        res, row, task = results[i], rows[i], tasks[i]
-        state = state_of(res, outage)
-        if state == "STARTED" and i not in begun:
-            begun[i] = time.monotonic()
-            row.state = "running"
-            on_update(rows)
-        if state in ("SUCCESS", "FAILURE", "REVOKED"):
-            start = begun.get(i, time.monotonic())
-            row.outcome = as_outcome(task, state, res.result, time.monotonic() - start)
-            seconds = row.outcome.result.get("seconds")
-            if isinstance(seconds, (int, float)):
-                row.outcome = _with_duration(row.outcome, float(seconds))
-            row.state = row.outcome.status
-            on_update(rows)
-            if not row.outcome.ok:
-                for rest in rows[i + 1 :]:
-                    rest.state = "not run"
-                on_update(rows)
-                return rows
-            i += 1
-            continue
-        time.sleep(poll)
-    return rows
-
-
-def _with_duration(outcome: Outcome, seconds: float) -> Outcome:
-    from dataclasses import replace
-
-    return replace(outcome, duration=seconds)
-
-
-def warm_roundtrip(
-    m: Manifest, task_name: str, *, runs: int, warmups: int = 1, broker: str | None = None
-) -> list[int]:
-    """Time ``runs`` pings of an idle warm worker for ``task_name``: submit to "step ready" (ns)."""
-    task = m.task(task_name)
-    url = celeryapp.broker_url(broker)
-    preflight(m, [task.env], url)
-    app = submitter(m, url)
-    samples: list[int] = []
-    try:
-        for i in range(warmups + runs):
-            started = time.perf_counter_ns()
-            res = app.send_task(celeryapp.PING, args=(task.name,), queue=task.queue)
-            value = res.get(timeout=60)
-            elapsed = time.perf_counter_ns() - started
-            if not (isinstance(value, dict) and value.get("ready")):
-                raise WorkerError(
-                    f"{task.name}: the warm worker did not report ready: {value!r:.200}"
-                )
-            if i >= warmups:
-                samples.append(elapsed)
-    finally:
-        close_app(app)
-    return samples

@@ -1,48 +1,17 @@
-"""The bodies of the Invoke tasks: typed functions that tasks.py calls with parsed flags.
+"""The bodies of ``inv sync-all``, ``inv sync``, ``inv clean``, ``inv envs`` and ``inv lock``.
 
-They print through the rich console and raise :class:`UserError` (turned into a one-line
-message and an exit code by tasks.py) for anything a user can fix.
+Typed functions that tasks.py calls with parsed flags; they print through the rich console
+and raise :class:`~signal4.errors.Signal4Error` subclasses for what a user can fix.
 """
 
 from __future__ import annotations
 
-import shlex
 import subprocess
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from signal4.envs import housekeeping, syncer
 from signal4.envs import venv as envs
-from signal4.envs.manifest import FULL_ENV, Manifest, ManifestError, UnknownNameError, load
-from signal4.run import dispatch, protocol
-
-#: Exit code for a usage or configuration mistake (unknown name, env not synced...).
-EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """A mistake the user can fix; ``str()`` is the one-line message."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def manifest(root: Path | None = None) -> Manifest:
-    """Load the manifest, turning its faults into :class:`UserError`."""
-    try:
-        return load(root)
-    except ManifestError as exc:
-        raise UserError(f"manifest error: {exc}") from None
-
-
-def passthrough_args(argv: Sequence[str], remainder: str) -> list[str]:
-    """Return the arguments after ``--``, quoting intact (invoke only keeps a joined string)."""
-    argv = list(argv)
-    if "--" in argv:
-        return argv[argv.index("--") + 1 :]
-    return shlex.split(remainder)
+from signal4.envs.manifest import FULL_ENV, Manifest, load
 
 
 def _states_style(action: str) -> str:
@@ -69,20 +38,14 @@ def sync(
 
     from signal4.console import console
 
-    m = manifest()
-    try:
-        chosen = syncer.select(m, names, full=full)
-    except UnknownNameError as exc:
-        raise UserError(str(exc)) from None
+    m = load()
+    chosen = syncer.select(m, names, full=full)
     specs = [envs.spec(m, name) for name in chosen]
     out = console()
-    try:
-        if check:
-            results = syncer.check_all(m, specs)
-        else:
-            results = _sync_with_progress(m, specs, force=force, jobs=jobs, live_cls=Live)
-    except envs.EnvError as exc:
-        raise UserError(str(exc)) from None
+    if check:
+        results = syncer.check_all(m, specs)
+    else:
+        results = _sync_with_progress(m, specs, force=force, jobs=jobs, live_cls=Live)
 
     table = Table(title="sync check" if check else "sync summary")
     for col in ("env", "state before", "result", "packages", "time"):
@@ -159,44 +122,14 @@ def _sync_with_progress(
         )
 
 
-def run(
-    task: str, args: Sequence[str], *, sync_first: bool = False, timeout: float | None = None
-) -> int:
-    """Run ``task`` in its env via the dispatcher, echoing its output; return its exit code."""
-    m = manifest()
-    try:
-        t = m.task(task)
-        env = envs.spec(m, t.env)
-        if sync_first and envs.status(m, env) is not envs.State.UP_TO_DATE:
-            code = sync([t.env])
-            if code:
-                return code
-        outcome = dispatch.run(
-            m,
-            task,
-            args,
-            timeout=timeout,
-            on_stdout=dispatch.echo_stdout,
-            on_stderr=dispatch.echo_stderr,
-        )
-    except (UnknownNameError, envs.EnvError) as exc:
-        raise UserError(str(exc)) from None
-    if outcome.status == protocol.TIMED_OUT or (outcome.error and not outcome.result):
-        print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
-    return outcome.exit_code
-
-
 def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
     """Remove env venvs (and, with no names, caches and build outputs); print each path."""
     from signal4.console import console
 
-    m = manifest()
+    m = load()
     for name in names:
         if name != FULL_ENV:
-            try:
-                m.env(name)
-            except UnknownNameError as exc:
-                raise UserError(str(exc)) from None
+            m.env(name)
     out = console()
     plan = housekeeping.clean_plan(m, names)
     if not plan:
@@ -217,7 +150,7 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
 
     from signal4.console import console
 
-    m = manifest()
+    m = load()
     if markdown:
         readme = m.root / "README.md"
         readme.write_text(
@@ -247,11 +180,8 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
 
 def lock(*, check: bool = False, upgrade: bool = False) -> int:
     """Refresh uv.lock from pyproject.toml (or only check that it matches)."""
-    m = manifest()
-    try:
-        cmd = [envs.find_uv(), "lock", "--project", str(m.root)]
-    except envs.EnvError as exc:
-        raise UserError(str(exc)) from None
+    m = load()
+    cmd = [envs.find_uv(), "lock", "--project", str(m.root)]
     if check:
         cmd.append("--check")
     if upgrade:
