@@ -79,7 +79,7 @@ def test_drifted_version_names_package_versions_and_envs(
 def test_declared_conflict_is_not_drift() -> None:
     m = load(FIXTURE)
     m = Manifest(m.root, m.base, m.envs, m.tasks, conflicts=(frozenset({"alpha", "beta"}),))
-    assert checks.check_drift(m, checks.read_lock(FIXTURE)).errors == ()
+    assert checks.check_drift(m, lockgraph.read_lock(FIXTURE)).errors == ()
 
 
 def test_unmapped_module_is_named_and_private_modules_are_not(
@@ -144,22 +144,22 @@ def test_wheel_tags() -> None:
 def test_real_lock_has_no_drift_and_fits_every_platform(
     project_manifest: Manifest,
 ) -> None:
-    lock = checks.read_lock(ROOT)
+    lock = lockgraph.read_lock(ROOT)
     assert checks.check_drift(project_manifest, lock).errors == ()
     assert checks.check_platforms(project_manifest, lock).errors == ()
     # numpy is forked by python version in the lock: that is not drift, and the walk sees it.
-    graph = checks.LockGraph(lock)
-    low = graph.reachable("diarize", checks.marker_environment("linux", "x86_64", 11))
-    high = graph.reachable("diarize", checks.marker_environment("linux", "x86_64", 13))
+    graph = lockgraph.LockGraph(lock)
+    low = graph.reachable("diarize", lockgraph.marker_environment("linux", "x86_64", 11))
+    high = graph.reachable("diarize", lockgraph.marker_environment("linux", "x86_64", 13))
     assert low["numpy"] != high["numpy"]
     assert "mlx" not in graph.reachable(
-        "transcribe", checks.marker_environment("linux", "x86_64", 11)
+        "transcribe", lockgraph.marker_environment("linux", "x86_64", 11)
     )
-    assert "mlx" in graph.reachable("transcribe", checks.marker_environment("darwin", "arm64", 12))
+    assert "mlx" in graph.reachable("transcribe", lockgraph.marker_environment("darwin", "arm64", 12))
 
 
 def test_mlx_without_its_marker_is_caught(project_manifest: Manifest) -> None:
-    lock = checks.read_lock(ROOT)
+    lock = lockgraph.read_lock(ROOT)
     root = next(p for p in lock["package"] if p["name"] == "signal4")
     for dep in root["optional-dependencies"]["transcribe"]:
         dep.pop("marker", None)

@@ -160,15 +160,19 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
         console().print(f"updated the env table in {readme}")
         return 0
     table = Table(title="sub-environments")
-    for col in ("env", "tasks", "state", "packages", "size", "unique size"):
+    rows = housekeeping.env_rows(m, sizes=sizes)
+    widest = max((len(t) for row in rows for t in row.tasks), default=5)
+    for col in ("env", "tasks", "state", "packages", "size", "unique"):
         table.add_column(
-            col, justify="right" if col in ("packages", "size", "unique size") else "left"
+            col,
+            justify="right" if col in ("packages", "size", "unique") else "left",
+            min_width=widest if col == "tasks" else None,
         )
-    for row in housekeeping.env_rows(m, sizes=sizes):
+    for row in rows:
         style = "green" if row.state is envs.State.UP_TO_DATE else "yellow"
         table.add_row(
             row.env,
-            ", ".join(row.tasks) or "—",
+            "\n".join(row.tasks) or "—",  # one per line: a narrow terminal cuts none off
             f"[{style}]{row.state.value}[/]",
             str(row.packages) if row.packages else "—",
             housekeeping.human_bytes(row.apparent_bytes) if row.apparent_bytes else "—",
