@@ -105,3 +105,8 @@ def test_passthrough_keeps_quoting() -> None:
     argv = ["inv", "run", "convert", "--", "--input", "my file.mp3"]
     assert run_cmd.passthrough_args(argv, "--input my file.mp3") == ["--input", "my file.mp3"]
     assert run_cmd.passthrough_args(["inv", "run", "x"], "") == []
+
+
+def test_a_worker_for_a_service_env_is_refused_in_one_line() -> None:
+    proc = inv("worker", "mlx-server")
+    assert_one_line_error(proc, 2, "task 'mlx_server' is a service")

@@ -156,3 +156,44 @@ def test_project_manifest_is_valid_and_covers_the_nine_steps(
     assert all(t.stage for t in project_manifest.pipeline_tasks())
     # torch belongs to diarize alone.
     assert [e.name for e in project_manifest.envs.values() if "torch" in e.packages] == ["diarize"]
+
+
+def test_stages_and_the_pipeline_come_from_the_manifest() -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"][0]["stage"] = "download"
+    data["tool"]["signal4"]["pipeline"] = ["stitch"]
+    m = parse(data)
+    assert m.task("download_podcast").stage == "download"
+    assert m.task("stitch").stage == "stitch"  # default: the task's name
+    assert [t.name for t in m.pipeline_tasks()] == ["stitch"]
+    assert m.env("stitch").queue == m.task("stitch").queue == "signal4.stitch"
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "message"),
+    [(["nope"], "unknown task 'nope'"), (["stitch", "stitch"], "names a task twice")],
+)
+def test_a_bad_pipeline_is_refused(pipeline: list[str], message: str) -> None:
+    data = variant()
+    data["tool"]["signal4"]["pipeline"] = pipeline
+    with pytest.raises(ManifestError, match=message):
+        parse(data)
+
+
+def test_manifest_errors_carry_the_usage_exit_code() -> None:
+    from signal4.errors import EXIT_USAGE, Signal4Error
+
+    with pytest.raises(Signal4Error) as info:
+        parse({"project": {}})
+    assert info.value.code == EXIT_USAGE
+    assert str(info.value).startswith("manifest error: ")
+    with pytest.raises(Signal4Error):
+        parse(GOOD).env("nope")
+
+
+def test_the_data_dir_is_decided_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = parse(GOOD)
+    monkeypatch.delenv("SIGNAL4_DATA_DIR")
+    assert m.data_dir == Path("/nowhere/data")
+    monkeypatch.setenv("SIGNAL4_DATA_DIR", "/elsewhere")
+    assert m.data_dir == Path("/elsewhere")
