@@ -94,7 +94,7 @@ def test_worker_command_uses_the_envs_interpreter(project_manifest: Manifest) ->
     assert cmd[0] == str(envs.spec(project_manifest, "diarize").python)
     assert cmd[1:3] == ["-m", "celery"]
     assert cmd[cmd.index("--queues") + 1] == "signal4.diarize"
-    assert workercli.default_concurrency(project_manifest, "download") == 2
+    assert project_manifest.pool_size("download") == 2
 
 
 def test_the_local_broker_listens_on_loopback_only(tmp_path: Path) -> None:

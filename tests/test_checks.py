@@ -155,7 +155,9 @@ def test_real_lock_has_no_drift_and_fits_every_platform(
     assert "mlx" not in graph.reachable(
         "transcribe", lockgraph.marker_environment("linux", "x86_64", 11)
     )
-    assert "mlx" in graph.reachable("transcribe", lockgraph.marker_environment("darwin", "arm64", 12))
+    assert "mlx" in graph.reachable(
+        "transcribe", lockgraph.marker_environment("darwin", "arm64", 12)
+    )
 
 
 def test_mlx_without_its_marker_is_caught(project_manifest: Manifest) -> None:

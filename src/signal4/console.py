@@ -30,9 +30,6 @@ def err_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def banner(title: str, uv_version: str | None = None) -> None:
-    """Print a one-line banner with the interpreter and tool versions."""
-    parts = [f"[bold]{title}[/]", f"python {platform.python_version()} ({sys.executable})"]
-    if uv_version:
-        parts.append(uv_version)
-    console().print(" · ".join(parts))
+def banner(title: str) -> None:
+    """Print a one-line banner with the interpreter that runs the tool."""
+    console().print(f"[bold]{title}[/] · python {platform.python_version()} ({sys.executable})")

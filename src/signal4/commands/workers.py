@@ -43,11 +43,6 @@ def broker(port: int = broker_mod.DEFAULT_PORT, *, stop: bool = False) -> int:
     return 0
 
 
-def default_concurrency(m: Manifest, env: str) -> int:
-    """A worker's pool size: the smallest concurrency limit among the env's tasks."""
-    return min((t.concurrency for t in m.tasks_of(env)), default=1)
-
-
 def worker_command(
     m: Manifest,
     env: str,
@@ -116,7 +111,7 @@ def worker(
     envs.require_ready(m, envs.spec(m, env))
     if concurrency < 0 or max_tasks_per_child < 1:
         raise UsageError("--concurrency must be >= 1 and --max-tasks-per-child >= 1")
-    n = concurrency or default_concurrency(m, env)
+    n = concurrency or m.pool_size(env)
     url = celeryapp.broker_url(broker_url or None)
     cmd = worker_command(
         m, env, concurrency=n, max_tasks_per_child=max_tasks_per_child, loglevel=loglevel

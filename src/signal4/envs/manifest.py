@@ -148,6 +148,14 @@ class Manifest:
         self.env(env)
         return tuple(t for t in self.tasks.values() if t.env == env)
 
+    def pool_size(self, env: str) -> int:
+        """A warm worker's default pool size for ``env``: its tasks' smallest concurrency.
+
+        A task's ``concurrency`` is how many copies of it may run at once; a pool serves
+        every task of its env, so it takes the strictest of them.
+        """
+        return min((t.concurrency for t in self.tasks_of(env)), default=1)
+
     def supported_envs(self, plat: str | None = None) -> Iterator[Env]:
         """Yield the envs buildable on ``plat`` (this machine by default)."""
         return (e for e in self.envs.values() if e.supported(plat))

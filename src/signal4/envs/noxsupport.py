@@ -11,7 +11,7 @@ from pathlib import Path
 
 from signal4.envs import syncer
 from signal4.envs import venv as envs
-from signal4.envs.manifest import Manifest
+from signal4.envs.manifest import Manifest, current_platform
 
 #: Where each env's test venv lives (the env's packages plus the ``test`` group).
 NOX_DIR = ".nox"
@@ -54,7 +54,7 @@ def prepare_env(m: Manifest, env: str) -> Path:
     if not definition.supported():
         raise SessionSkip(
             f"env {env!r} is only built on {', '.join(definition.platforms)}; "
-            f"this machine is {envs_platform()}"
+            f"this machine is {current_platform()}"
         )
     if not has_tests(m, env):
         raise SessionSkip(
@@ -66,13 +66,6 @@ def prepare_env(m: Manifest, env: str) -> Path:
     if not result.ok:
         raise envs.EnvError(f"cannot sync {spec.venv}: {result.error}")
     return spec.python
-
-
-def envs_platform() -> str:
-    """This machine's platform tag."""
-    from signal4.envs.manifest import current_platform
-
-    return current_platform()
 
 
 def pytest_args(env: str, posargs: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -243,47 +244,33 @@ def run_command(
     returncode = proc.returncode
     stderr_tail = "".join(tail)
 
+    ended = functools.partial(
+        Outcome,
+        task=task,
+        env=env,
+        returncode=returncode,
+        duration=duration,
+        stderr_tail=stderr_tail,
+        command=tuple(cmd),
+    )
     if timed_out:
-        return Outcome(
-            task=task,
-            env=env,
+        killed = " then SIGKILL" if returncode == -signal.SIGKILL else ""
+        return ended(
             status=protocol.TIMED_OUT,
             exit_code=protocol.EXIT_TIMEOUT,
-            returncode=returncode,
-            duration=duration,
-            error=f"timed out after {timeout:g} s; stopped with SIGTERM"
-            + (" then SIGKILL" if returncode == -signal.SIGKILL else ""),
-            stderr_tail=stderr_tail,
-            command=tuple(cmd),
+            error=f"timed out after {timeout:g} s; stopped with SIGTERM{killed}",
         )
     status, exit_code, result, error = classify(returncode, last_line[0])
     if signals and status not in (protocol.COMPLETED, protocol.SKIPPED):
         sig = signal.Signals(signals[0])
-        return Outcome(
-            task=task,
-            env=env,
+        return ended(
             status=protocol.FAILED,
             exit_code=128 + sig.value,
-            returncode=returncode,
-            duration=duration,
             result=result,
             error=f"interrupted by {sig.name}",
-            stderr_tail=stderr_tail,
-            command=tuple(cmd),
             interrupted=True,
         )
-    return Outcome(
-        task=task,
-        env=env,
-        status=status,
-        exit_code=exit_code,
-        returncode=returncode,
-        duration=duration,
-        result=result,
-        error=error,
-        stderr_tail=stderr_tail,
-        command=tuple(cmd),
-    )
+    return ended(status=status, exit_code=exit_code, result=result, error=error)
 
 
 def run(
