@@ -116,24 +116,48 @@ def classify(returncode: int, stdout_last: str) -> tuple[str, int, dict[str, Any
     return status, expected, result, reported
 
 
-@contextlib.contextmanager
-def _forward_signals(proc: subprocess.Popen[str], seen: list[int]) -> Iterator[None]:
-    """Forward SIGINT and SIGTERM to ``proc``'s process group while it runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Forwarder:
+    """SIGINT and SIGTERM to the step's process group, including any that came early.
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        seen.append(signum)
+    Its handlers are installed *before* the step is started: a signal that lands while the
+    child is being created is recorded, and sent to it as soon as it exists
+    (:meth:`started`); later ones are sent at once.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.seen: list[int] = []
+        self._early: list[int] = []
+
+    def handler(self, signum: int, _frame: FrameType | None) -> None:
+        self.seen.append(signum)
+        if self.pid is None:
+            self._early.append(signum)
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signum)
+            os.killpg(self.pid, signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    def started(self, pid: int) -> None:
+        """The step runs as ``pid``: forward what arrived before it existed."""
+        self.pid = pid
+        early, self._early = self._early, []
+        for signum in early[:1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signum)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Hold the handlers (on the main thread only; elsewhere signals are not ours)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handler) for sig in sigs}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 def _pump(stream: IO[str], sink: Callable[[str], None]) -> None:
@@ -193,49 +217,51 @@ def run_command(
             on_stderr(line)
 
     started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            list(cmd),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=dict(environ) if environ is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return Outcome(
-            task=task,
-            env=env,
-            status=protocol.FAILED,
-            exit_code=protocol.EXIT_FAILED,
-            returncode=None,
-            duration=0.0,
-            error=f"cannot start {cmd[0]}: {exc.strerror}",
-            command=tuple(cmd),
-        )
-    assert proc.stdout is not None and proc.stderr is not None
-    pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
-    signals: list[int] = []
-    finished = threading.Event()
-    stopped: list[bool] = []
-    if timeout:
-        watchdog = threading.Thread(
-            target=_watchdog, args=(proc, finished, timeout, grace, stopped), daemon=True
-        )
-        watchdog.start()
-    with _forward_signals(proc, signals):
+    forward = _Forwarder()
+    with forward.installed():
+        try:
+            proc = subprocess.Popen(
+                list(cmd),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env=dict(environ) if environ is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return Outcome(
+                task=task,
+                env=env,
+                status=protocol.FAILED,
+                exit_code=protocol.EXIT_FAILED,
+                returncode=None,
+                duration=0.0,
+                error=f"cannot start {cmd[0]}: {exc.strerror}",
+                command=tuple(cmd),
+            )
+        forward.started(proc.pid)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
+        finished = threading.Event()
+        stopped: list[bool] = []
+        if timeout:
+            watchdog = threading.Thread(
+                target=_watchdog, args=(proc, finished, timeout, grace, stopped), daemon=True
+            )
+            watchdog.start()
         # A blocking wait returns the moment the step exits; Popen.wait(timeout=...) would
         # poll with sleeps of up to 50 ms and add that to every launch.
         proc.wait()
+    signals = forward.seen
     finished.set()
     timed_out = bool(stopped)
     for pump in pumps:

@@ -9,7 +9,7 @@ import pytest
 from signal4.envs import housekeeping
 from signal4.envs.manifest import Manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_env_table_is_generated_from_the_manifest(project_manifest: Manifest) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -211,6 +212,50 @@ def test_signals_reach_the_child(tmp_path: Path, sig: signal.Signals) -> None:
     # The child exited 0 without a result line: the run was interrupted, not completed.
     assert f'"exit_code": {128 + sig.value}' in rest
     assert f"interrupted by {sig.name}" in rest
+
+
+EARLY_SCRIPT = r'''
+import json, os, signal, subprocess, sys
+from signal4.run import dispatch
+
+sig, when = signal.Signals[sys.argv[1]], sys.argv[2]
+child = "import time; time.sleep(60)"
+
+
+class SignalledPopen(subprocess.Popen):
+    # The signal lands at the worst moments: before the child exists, or the instant after.
+    def __init__(self, *args, **kwargs):
+        if when == "before":
+            os.kill(os.getpid(), sig)
+        super().__init__(*args, **kwargs)
+        if when == "after":
+            os.kill(os.getpid(), sig)
+
+
+dispatch.subprocess.Popen = SignalledPopen
+out = dispatch.run_command([sys.executable, "-c", child], task="t", env="e", timeout=30)
+print(json.dumps({"returncode": out.returncode, "exit_code": out.exit_code, "error": out.error}))
+'''
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_at_the_start_of_a_step_is_not_lost(sig: signal.Signals, when: str) -> None:
+    got = subprocess.run(
+        [sys.executable, "-c", EARLY_SCRIPT, sig.name, when],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+        check=False,
+    )
+    # The dispatcher survived the signal and forwarded it: the step (which had no time to
+    # install a handler) died of it at once instead of sleeping on in its own session.
+    assert got.returncode == 0, got.stderr
+    result = json.loads(got.stdout.strip().splitlines()[-1])
+    assert result["returncode"] == -sig.value, result
+    assert result["exit_code"] == 128 + sig.value
+    assert result["error"] == f"interrupted by {sig.name}"
 
 
 def test_forwarding_is_skipped_off_the_main_thread() -> None:

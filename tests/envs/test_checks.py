@@ -13,7 +13,7 @@ from signal4.envs import checks, lockgraph, syncer
 from signal4.envs import venv as envs
 from signal4.envs.manifest import Manifest, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "checkproj"
 STDLIB = frozenset(sys.stdlib_module_names)
 

@@ -11,7 +11,7 @@ import pytest
 from signal4.envs import noxsupport
 from signal4.envs.manifest import Manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOX = ROOT / ".venv" / "bin" / "nox"
 
 
