@@ -152,12 +152,7 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
 
     m = load()
     if markdown:
-        readme = m.root / "README.md"
-        readme.write_text(
-            housekeeping.readme_with_env_table(readme.read_text(encoding="utf-8"), m),
-            encoding="utf-8",
-        )
-        console().print(f"updated the env table in {readme}")
+        _refresh_env_table(m)
         return 0
     table = Table(title="sub-environments")
     rows = housekeeping.env_rows(m, sizes=sizes)
@@ -182,12 +177,34 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
     return 0
 
 
+def _refresh_env_table(m: Manifest) -> None:
+    """Regenerate the README's env table from the manifest, if the README has one."""
+    from signal4.console import console
+
+    readme = m.root / "README.md"
+    try:
+        text = readme.read_text(encoding="utf-8")
+        fresh = housekeeping.readme_with_env_table(text, m)
+    except (OSError, ValueError):  # no README, or no table markers in it
+        return
+    if fresh != text:
+        readme.write_text(fresh, encoding="utf-8")
+        console().print(f"updated the env table in {readme}")
+
+
 def lock(*, check: bool = False, upgrade: bool = False) -> int:
-    """Refresh uv.lock from pyproject.toml (or only check that it matches)."""
+    """Refresh uv.lock from pyproject.toml (or only check that it matches).
+
+    A real lock also regenerates the README's env table, so that a new env needs no
+    separate step for it.
+    """
     m = load()
     cmd = [envs.find_uv(), "lock", "--project", str(m.root)]
     if check:
         cmd.append("--check")
     if upgrade:
         cmd.append("--upgrade")
-    return subprocess.run(cmd, check=False).returncode
+    code = subprocess.run(cmd, check=False).returncode
+    if code == 0 and not check:
+        _refresh_env_table(m)
+    return code
