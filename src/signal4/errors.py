@@ -19,6 +19,7 @@ Standard library only: this module is on every start-up path.
 
 from __future__ import annotations
 
+import signal
 from typing import ClassVar, Final
 
 EXIT_FAILED: Final = 1
@@ -41,3 +42,11 @@ class Signal4Error(Exception):
 
 class UsageError(Signal4Error):
     """A usage mistake: an unknown name, a bad flag value, a missing file (exit 2)."""
+
+
+class Interrupted(Signal4Error):
+    """A signal told us to stop (exit 128 + its number: 130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(f"interrupted by {sig.name}", code=128 + sig.value)
+        self.signal = sig

@@ -1,12 +1,21 @@
-"""syncer: what a check-only run reports for an env this platform cannot build."""
+"""syncer: check-only runs, and a sync interrupted by a signal."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from signal4.envs import syncer
 from signal4.envs import venv as envs
 from signal4.envs.manifest import Manifest
+from tests.conftest import ROOT
+from tests.helpers.demo import make_demo
 
 
 def test_check_names_why_an_unsupported_env_is_skipped(project_manifest: Manifest) -> None:
@@ -18,3 +27,45 @@ def test_check_names_why_an_unsupported_env_is_skipped(project_manifest: Manifes
         assert result.action == "skipped"
         assert result.error == "not supported on this platform"
         assert result.ok  # skipping what cannot be built here is not a failure
+
+
+SLOW_UV = """#!{python}
+import os, sys, time
+open(sys.argv[0] + ".pid", "w").write(str(os.getpid()))
+time.sleep(120)  # a uv sync that takes its time; SIGTERM ends it (default action)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_sync_reaches_uv_and_the_lock_waits_for_it(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "demo").mkdir()
+    demo = make_demo(tmp_path / "demo")
+    uv = tmp_path / "uv"
+    uv.write_text(SLOW_UV.format(python=sys.executable))
+    uv.chmod(0o755)
+    pidfile = Path(str(uv) + ".pid")
+    environ = {**os.environ, "UV": str(uv), "NO_COLOR": "1"}
+    inv = subprocess.Popen(
+        [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT), "sync", "alpha"],
+        cwd=demo.root,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the signal goes to inv alone, not to a process group
+    )
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pidfile.exists(), "the stand-in uv never started"
+    uv_pid = int(pidfile.read_text())
+    inv.send_signal(sig)
+    _out, err = inv.communicate(timeout=60)
+    assert inv.returncode == 128 + sig.value, err
+    assert f"interrupted by {sig.name}" in err and "Traceback" not in err
+    # uv was told too, and inv waited for it before it let go of the sync lock
+    with pytest.raises(ProcessLookupError):
+        os.kill(uv_pid, 0)
+    assert envs.status(demo, envs.spec(demo, "alpha")) is not envs.State.UP_TO_DATE

@@ -5,11 +5,15 @@ Developer-side module (uses rich); processing steps never import it.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import FrameType
 
 from signal4.envs.manifest import FULL_ENV, Manifest
 from signal4.envs.venv import (
@@ -26,6 +30,7 @@ from signal4.envs.venv import (
     sync_environ,
     sync_lock,
 )
+from signal4.errors import Interrupted
 
 #: Lines of uv's output kept to explain a failed sync.
 ERROR_TAIL = 12
@@ -60,6 +65,74 @@ def explain_failure(output: str) -> str:
     return (errors or lines or ["uv sync failed with no output"])[-1][:300]
 
 
+class _Children:
+    """The running ``uv sync`` processes, so that a signal to us reaches them too.
+
+    SIGTERM (or SIGINT sent to this process alone) would otherwise kill the syncer and
+    leave uv writing into an env after the sync lock is released. :func:`sync_many`
+    forwards the signal to every live child, waits for them, and only then lets go of
+    the lock; the interrupted envs keep no stamp, so they are stale.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[str]] = set()
+
+    def run(self, cmd: Sequence[str], environ: dict[str, str]) -> tuple[int, str]:
+        """Run ``cmd`` to the end; return its exit code and stderr."""
+        proc = subprocess.Popen(
+            list(cmd),
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with self._lock:
+            self._live.add(proc)
+        try:
+            _out, err = proc.communicate()
+        finally:
+            with self._lock:
+                self._live.discard(proc)
+        return proc.returncode, err or ""
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to every running child."""
+        with self._lock:
+            live = list(self._live)
+        for proc in live:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+
+_CHILDREN = _Children()
+
+
+@contextlib.contextmanager
+def _forwarding_signals() -> Iterator[None]:
+    """On SIGINT or SIGTERM: pass it to the running uv processes, then stop with Interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    stopping: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        _CHILDREN.signal(signum)
+        if not stopping:  # a second signal only reaches the children: we are already stopping
+            stopping.append(signum)
+            raise Interrupted(signal.Signals(signum))
+
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, handler) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def sync_one(
     manifest: Manifest,
     env: EnvSpec,
@@ -79,17 +152,11 @@ def sync_one(
     if on_event:
         on_event("installing from uv.lock")
     begin_sync(env)
-    proc = subprocess.run(
-        sync_command(manifest, env, uv=uv),
-        env=sync_environ(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,  # the failure is reported per env, and the sync-all exits non-zero
-    )
+    # the failure is reported per env, and the sync-all exits non-zero
+    returncode, stderr = _CHILDREN.run(sync_command(manifest, env, uv=uv), sync_environ(env))
     seconds = time.monotonic() - started
-    if proc.returncode != 0:
-        output = "\n".join((proc.stderr or "").splitlines()[-ERROR_TAIL:])
+    if returncode != 0:
+        output = "\n".join(stderr.splitlines()[-ERROR_TAIL:])
         return SyncResult(env.name, before, "failed", seconds, error=explain_failure(output))
     finish_sync(manifest, env)
     return SyncResult(env.name, before, "synced", seconds, packages=package_count(env))
@@ -125,7 +192,7 @@ def sync_many(
     """Sync ``specs`` in parallel under the project's sync lock, in order of the results."""
     uv = find_uv()
     lock = lock_hash(manifest)
-    with sync_lock(manifest, on_wait=on_wait):
+    with sync_lock(manifest, on_wait=on_wait), _forwarding_signals():
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         futures: list[Future[SyncResult]] = []
         try:
@@ -149,6 +216,8 @@ def sync_many(
                 f.cancel()
             raise
         finally:
+            # a running uv (told to stop, if we were interrupted) finishes before the lock
+            # is released
             pool.shutdown(wait=True, cancel_futures=True)
 
 
