@@ -11,6 +11,8 @@ from invoke.tasks import task
 
 from signal4.commands import envs as env_cmd
 from signal4.errors import EXIT_INTERRUPTED, Signal4Error
+from signal4.measure import baseline as measure_baseline
+from signal4.measure import ways as measure_ways
 
 
 def _call(fn: Callable[[], int]) -> None:
@@ -107,8 +109,7 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     iterable=["tasks", "ways"],
     help={
         "tasks": "Only this task; repeatable (default: every task).",
-        "ways": "Only this launch way; repeatable (full-uv, full-direct, sub-uv, sub-direct, "
-        "floor-pass, floor-imports, warm; default: all).",
+        "ways": measure_ways.help_text(),
         "runs": "Timed rounds per task (default: 5, or 3 for tasks whose imports take > 2 s).",
         "warmups": "Untimed rounds before the timed ones.",
         "json": "Write every raw sample here (default: .measure/startup.json).",
@@ -128,17 +129,17 @@ def measure(
     json: str = "",
     markdown: str = "",
     check: str = "",
-    tolerance: float = 0.2,
+    tolerance: float = measure_baseline.DEFAULT_TOLERANCE,
     no_disk: bool = False,
     broker: str = "",
 ) -> None:
     """Measure start-up per task and launch way, the import breakdown and env sizes."""
     from pathlib import Path
 
-    from signal4.measure import report as measure_report
+    from signal4.commands import measure as measure_cmd
 
     _call(
-        lambda: measure_report.run(
+        lambda: measure_cmd.run(
             tasks=tasks or [],
             ways=ways or [],
             runs=runs or None,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from signal4.envs import manifest
-from signal4.measure import core as measure
+from signal4.measure import profile
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def assert_probe_covers(
     """
     if module is None:
         module = manifest.load(ROOT).task(task).module
-    cov = measure.probe_coverage(
+    cov = profile.probe_coverage(
         python or sys.executable, module, list(real_args), environ=environ, cwd=cwd
     )
     assert cov.real.returncode == 0, cov.real.stderr[-3000:]

@@ -214,7 +214,7 @@ def test_signals_reach_the_child(tmp_path: Path, sig: signal.Signals) -> None:
     assert f"interrupted by {sig.name}" in rest
 
 
-EARLY_SCRIPT = r'''
+EARLY_SCRIPT = r"""
 import json, os, signal, subprocess, sys
 from signal4.run import dispatch
 
@@ -235,7 +235,7 @@ class SignalledPopen(subprocess.Popen):
 dispatch.subprocess.Popen = SignalledPopen
 out = dispatch.run_command([sys.executable, "-c", child], task="t", env="e", timeout=30)
 print(json.dumps({"returncode": out.returncode, "exit_code": out.exit_code, "error": out.error}))
-'''
+"""
 
 
 @pytest.mark.parametrize("when", ["before", "after"])

@@ -4,10 +4,11 @@ The layout is ``benchmarks/README.md``'s (:data:`SCHEMA_VERSION`); each class be
 object of it and its fields are that object's keys, in the order they are written. A few
 objects are written *flat*: a way's summary (and the warm way's target) inside the way's
 entry, a task's measurement inside the task's entry, an env's sizes inside its disk entry.
-A field left out of the JSON (a newer one, in an older file) reads as its default.
+A field with a default may be missing from the JSON (a newer field, in an older file) and
+reads as that default; a field without one is required.
 
 :meth:`Document.to_json` and :meth:`Document.from_json` are the only places that see the
-JSON; :func:`write_json` writes it. Standard library only.
+JSON; :func:`write_json` writes it. Light: the standard library and :mod:`.ways` only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, Self, Union, get_args, get_origin, get_type_hints
 
 from signal4.measure.ways import TARGET_RATIO
@@ -29,7 +31,7 @@ SKIPPED: Final = "skipped"
 FAILED: Final = "failed"
 
 #: Field metadata: leave the key out of the JSON when the value is None.
-OPTIONAL: Final = {"optional": True}
+OPTIONAL: Final = MappingProxyType({"optional": True})
 
 
 def flat(present_if: str | None = None) -> dict[str, Any]:

@@ -6,40 +6,24 @@ the terminal and ``benchmarks/startup.md`` never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from signal4.envs import housekeeping
 from signal4.envs.housekeeping import human_bytes
 from signal4.envs.manifest import FULL_ENV
-from signal4.measure.core import (
-    DEFAULT_TOLERANCE,
-    DEFAULT_WARMUPS,
-    FLOOR_IMPORTS,
-    FLOOR_PASS,
+from signal4.measure import ways
+from signal4.measure.baseline import Verdict
+from signal4.measure.doc import FAILED, SKIPPED, Document, Measurement, TaskResult
+from signal4.measure.ways import (
     FULL_DIRECT,
     FULL_UV,
+    REFERENCE,
     SUB_DIRECT,
-    SUB_UV,
     TARGET_RATIO,
     WARM,
     WARM_TARGET_MS,
-    MeasureError,
-    Verdict,
-    check,
-    failed_tasks,
-    load_baseline,
-    measure,
-    select_tasks,
-    select_ways,
-    write_json,
 )
-
-#: Where ``inv measure`` writes by default (removed by ``inv clean``); the committed record
-#: is written with ``--json benchmarks/startup.json --markdown benchmarks/startup.md``.
-DEFAULT_OUTPUT = ".measure"
 
 
 @dataclass(frozen=True)
@@ -57,19 +41,16 @@ def _s(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def _way(entry: Mapping[str, Any], way: str) -> Mapping[str, Any]:
-    return entry.get("ways", {}).get(way) or {}
+def _median(t: TaskResult, way: str) -> str:
+    result = t.ways.get(way)
+    if result is None:
+        return _s(None)
+    return "failed" if result.error else _s(result.summary.median_s)
 
 
-def _median(entry: Mapping[str, Any], way: str) -> str:
-    data = _way(entry, way)
-    if data.get("error"):
-        return "failed"
-    return _s(data.get("median_s"))
-
-
-def _savings(entry: Mapping[str, Any], way: str) -> str:
-    ratio = _way(entry, way).get("ratio_to_sub_direct")
+def _savings(t: TaskResult, way: str) -> str:
+    result = t.ways.get(way)
+    ratio = result.summary.ratio_to_sub_direct if result else None
     return "—" if not ratio else f"{1 - 1 / ratio:.0%}"
 
 
@@ -77,24 +58,29 @@ def _ms(us: int) -> str:
     return f"{us / 1000:.0f} ms"
 
 
-def _measured(doc: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    return [(n, t) for n, t in doc["tasks"].items() if t["status"] != "skipped" and "ways" in t]
+def _measured(doc: Document) -> list[tuple[str, TaskResult, Measurement]]:
+    """The tasks whose probe ran, with their measurements."""
+    return [
+        (n, t, t.measurement)
+        for n, t in doc.tasks.items()
+        if t.status != SKIPPED and t.measurement is not None
+    ]
 
 
-def startup_table(doc: Mapping[str, Any]) -> TableData:
+def startup_table(doc: Document) -> TableData:
     """The design note's table: the old way (full env, uv run) against ours (sub-env, direct)."""
     rows = []
-    for name, t in _measured(doc):
-        seed = doc.get("seed", {}).get(t["env"])
+    for name, t, _ in _measured(doc):
+        seed = doc.seed.get(t.env)
         rows.append(
             (
                 name,
                 _median(t, FULL_UV),
                 _median(t, SUB_DIRECT),
                 _savings(t, FULL_UV),
-                f"{seed['full_s']:.2f}" if seed else "—",
-                f"{seed['sub_s']:.2f}" if seed else "—",
-                f"{seed['savings']:.0%}" if seed else "—",
+                f"{seed.full_s:.2f}" if seed else "—",
+                f"{seed.sub_s:.2f}" if seed else "—",
+                f"{seed.savings:.0%}" if seed else "—",
             )
         )
     columns = ("task", "full env", "sub-env", "savings", "note: full", "note: sub", "note: savings")
@@ -109,37 +95,34 @@ def startup_table(doc: Mapping[str, Any]) -> TableData:
     )
 
 
-def ways_table(doc: Mapping[str, Any]) -> TableData:
-    """Every launch way: median seconds and the pairwise ratio to sub-env direct."""
+def ways_table(doc: Document) -> TableData:
+    """Every launch way of the registry's launches table: median seconds, ratio to sub direct."""
+    shown = ways.in_table(ways.LAUNCHES_TABLE)
 
-    def cell(t: Mapping[str, Any], way: str) -> str:
-        ratio = _way(t, way).get("ratio_to_sub_direct")
+    def cell(t: TaskResult, way: str) -> str:
+        result = t.ways.get(way)
+        ratio = result.summary.ratio_to_sub_direct if result else None
         text = _median(t, way)
-        return text if not ratio or way == SUB_DIRECT else f"{text} ({ratio:.2f}x)"
+        return text if not ratio or way == REFERENCE else f"{text} ({ratio:.2f}x)"
 
     rows = []
-    for name, t in _measured(doc):
+    for name, t, m in _measured(doc):
+        overhead = m.uv_overhead_s
         rows.append(
             (
                 name,
-                t["env"],
-                str(t.get("runs", "")),
-                cell(t, FULL_UV),
-                cell(t, FULL_DIRECT),
-                cell(t, SUB_UV),
-                cell(t, SUB_DIRECT),
+                t.env,
+                str(m.runs),
+                *(cell(t, way.name) for way in shown),
                 _savings(t, FULL_DIRECT),
-                " / ".join(_s(t.get("uv_overhead_s", {}).get(k)) for k in ("full", "sub")),
+                f"{_s(overhead.full)} / {_s(overhead.sub)}",
             )
         )
     columns = (
         "task",
         "env",
         "runs",
-        "full uv run",
-        "full direct",
-        "sub uv run",
-        "sub direct",
+        *(way.column for way in shown),
         "saved vs full direct",
         "uv's own time: full / sub",
     )
@@ -155,28 +138,32 @@ def ways_table(doc: Mapping[str, Any]) -> TableData:
     )
 
 
-def warm_table(doc: Mapping[str, Any]) -> TableData:
+def warm_table(doc: Document) -> TableData:
     """The warm way (a ping to an idle warm worker) next to the cold sub-env and the monolith."""
 
-    def ms(t: Mapping[str, Any], way: str) -> str:
-        data = _way(t, way)
-        value = data.get("median_s")
-        return "—" if data.get("error") or value is None else f"{value * 1000:.0f}"
+    def ms(t: TaskResult, way: str) -> str:
+        result = t.ways.get(way)
+        value = result.summary.median_s if result else None
+        return "—" if result is None or result.error or value is None else f"{value * 1000:.0f}"
+
+    def ms1(seconds: float | None) -> str:
+        return "—" if seconds is None else f"{seconds * 1000:.1f}"
 
     rows = []
-    for name, t in _measured(doc):
-        warm = _way(t, WARM)
-        if not warm.get("samples_ns"):
+    for name, t, _ in _measured(doc):
+        warm = t.ways.get(WARM)
+        if warm is None or not warm.samples_ns or warm.summary.median_s is None:
             continue
-        p50 = warm["median_s"] * 1000
-        cold = _way(t, SUB_DIRECT).get("median_s")
+        p50 = warm.summary.median_s * 1000
+        sub = t.ways.get(SUB_DIRECT)
+        cold = sub.summary.median_s if sub else None
         rows.append(
             (
                 name,
-                t["env"],
-                str(len(warm["samples_ns"])),
+                t.env,
+                str(len(warm.samples_ns)),
                 f"{p50:.1f}",
-                f"{warm['min_s'] * 1000:.1f} / {warm['max_s'] * 1000:.1f}",
+                f"{ms1(warm.summary.min_s)} / {ms1(warm.summary.max_s)}",
                 ms(t, SUB_DIRECT),
                 ms(t, FULL_DIRECT),
                 ms(t, FULL_UV),
@@ -208,62 +195,52 @@ def warm_table(doc: Mapping[str, Any]) -> TableData:
     )
 
 
-def floors_table(doc: Mapping[str, Any]) -> TableData:
-    """Sub-env direct against Python's own start-up and the necessary floor."""
+def floors_table(doc: Document) -> TableData:
+    """Sub-env direct against the registry's floors: Python's own start-up, the necessary floor."""
+    floors = (*ways.in_table(ways.FLOORS_TABLE), ways.get(REFERENCE))
     rows = []
-    for name, t in _measured(doc):
-        tgt = t.get("target", {})
-        ratio = tgt.get("ratio_to_floor")
-        verdict = "—" if ratio is None else ("met" if tgt.get("met") else "missed")
-        mods = t.get("floor_modules", [])
+    for name, t, m in _measured(doc):
+        tgt = m.target
+        ratio = tgt.ratio_to_floor
+        verdict = "—" if ratio is None else ("met" if tgt.met else "missed")
+        mods = m.floor_modules
         shown = ", ".join(mods[:6]) + (f" +{len(mods) - 6}" if len(mods) > 6 else "")
         rows.append(
             (
                 name,
-                _median(t, FLOOR_PASS),
-                _median(t, FLOOR_IMPORTS),
-                _median(t, SUB_DIRECT),
+                *(_median(t, way.name) for way in floors),
                 "—" if ratio is None else f"{ratio:.2f}x",
                 verdict,
                 shown or "(none)",
             )
         )
+    figures = (*(way.column for way in floors), "sub / floor")
     return TableData(
         title="floors: median seconds",
-        columns=(
-            "task",
-            "-c pass",
-            "floor",
-            "sub direct",
-            "sub / floor",
-            f"≤ {TARGET_RATIO}x",
-            "third-party packages the task imports",
-        ),
+        columns=("task", *figures, f"≤ {TARGET_RATIO}x", "third-party packages the task imports"),
         rows=tuple(rows),
-        right=frozenset({"-c pass", "floor", "sub direct", "sub / floor"}),
+        right=frozenset(figures),
         note="-c pass: the sub-env's Python starting and exiting. floor (the necessary floor): "
         "it importing only the third-party modules the probe's code imported, read from its "
         "-X importtime trace. Target: sub direct within 1.15x of the floor.",
     )
 
 
-def imports_table(doc: Mapping[str, Any]) -> TableData:
+def imports_table(doc: Document) -> TableData:
     """Where import time goes: project, third-party, stdlib; the slowest project module."""
     rows = []
-    for name, t in _measured(doc):
-        imp = t.get("imports")
-        if not imp:
-            continue
-        kinds = imp["self_us_by_kind"]
-        project = imp.get("top_project") or []
-        slow = f"{project[0]['module']} ({_ms(project[0]['cumulative_us'])})" if project else "—"
+    for name, _, m in _measured(doc):
+        imp = m.imports
+        kinds = imp.self_us_by_kind
+        project = imp.top_project
+        slow = f"{project[0].module} ({_ms(project[0].cumulative_us)})" if project else "—"
         pkgs = ", ".join(
-            f"{k} {_ms(v)}" for k, v in list(imp["third_party_self_us_by_package"].items())[:3]
+            f"{k} {_ms(v)}" for k, v in list(imp.third_party_self_us_by_package.items())[:3]
         )
         rows.append(
             (
                 name,
-                _ms(imp["total_us"]),
+                _ms(imp.total_us),
                 _ms(kinds["project"]),
                 _ms(kinds["third-party"]),
                 _ms(kinds["stdlib"]),
@@ -289,24 +266,24 @@ def imports_table(doc: Mapping[str, Any]) -> TableData:
     )
 
 
-def disk_table(doc: Mapping[str, Any]) -> TableData | None:
+def disk_table(doc: Document) -> TableData | None:
     """Env sizes next to the design note's."""
-    disk = doc.get("disk")
+    disk = doc.disk
     if not disk:
         return None
-    seed = doc.get("seed_sizes", {})
+    seed = doc.seed_sizes
     rows = []
-    for name, e in disk["envs"].items():
-        if "apparent_bytes" not in e:
-            rows.append((name, e["state"], "—", "—", "—", seed.get(name, "—")))
+    for name, e in disk.envs.items():
+        if e.size is None:
+            rows.append((name, e.state, "—", "—", "—", seed.get(name, "—")))
             continue
         rows.append(
             (
                 "full (monolithic)" if name == FULL_ENV else name,
-                e["state"],
-                str(e["packages"]),
-                human_bytes(e["apparent_bytes"]),
-                human_bytes(e["unique_bytes"]),
+                e.state,
+                str(e.size.packages),
+                human_bytes(e.size.apparent_bytes),
+                human_bytes(e.size.unique_bytes),
                 seed.get(name, "—"),
             )
         )
@@ -315,38 +292,28 @@ def disk_table(doc: Mapping[str, Any]) -> TableData | None:
             "all sub-envs together",
             "",
             "",
-            human_bytes(disk["sub_envs_apparent_bytes"]),
-            human_bytes(disk["sub_envs_unique_bytes"]),
+            human_bytes(disk.sub_envs_apparent_bytes),
+            human_bytes(disk.sub_envs_unique_bytes),
             "",
         )
     )
-    if "full_beyond_sub_envs_bytes" in disk:
+    if disk.full_beyond_sub_envs_bytes is not None:
+        beyond = human_bytes(disk.full_beyond_sub_envs_bytes)
+        rows.append(("full env beyond the sub-envs", "", "", "", beyond, ""))
+    if disk.uv_cache is not None:
+        c = disk.uv_cache
         rows.append(
             (
-                "full env beyond the sub-envs",
+                f"uv cache ({c.path})",
                 "",
                 "",
-                "",
-                human_bytes(disk["full_beyond_sub_envs_bytes"]),
+                human_bytes(c.apparent_bytes),
+                human_bytes(c.unique_bytes),
                 "",
             )
         )
-    if "uv_cache" in disk:
-        c = disk["uv_cache"]
-        rows.append(
-            (
-                f"uv cache ({c['path']})",
-                "",
-                "",
-                human_bytes(c["apparent_bytes"]),
-                human_bytes(c["unique_bytes"]),
-                "",
-            )
-        )
-        rows.append(
-            ("uv cache beyond the envs", "", "", "", human_bytes(c["beyond_envs_bytes"]), "")
-        )
-    rows.append(("envs + cache on disk", "", "", "", human_bytes(disk["all_unique_bytes"]), ""))
+        rows.append(("uv cache beyond the envs", "", "", "", human_bytes(c.beyond_envs_bytes), ""))
+    rows.append(("envs + cache on disk", "", "", "", human_bytes(disk.all_unique_bytes), ""))
     return TableData(
         title="environment sizes",
         columns=("env", "state", "packages", "size", "unique size", "design note"),
@@ -359,21 +326,21 @@ def disk_table(doc: Mapping[str, Any]) -> TableData | None:
     )
 
 
-def problems(doc: Mapping[str, Any]) -> list[str]:
+def problems(doc: Document) -> list[str]:
     """One line per skipped or failed task, saying what to do."""
     lines = []
-    for name, t in doc["tasks"].items():
-        if t["status"] == "skipped":
-            hint = f"; run: {t['sync_command']}" if t.get("sync_command") else ""
-            lines.append(f"skipped {name}: {t['reason']}{hint}")
-        elif t["status"] == "failed":
-            lines.append(f"FAILED {name}: {t['reason']}")
-        for note in t.get("notes", []):
+    for name, t in doc.tasks.items():
+        if t.status == SKIPPED:
+            hint = f"; run: {t.sync_command}" if t.sync_command else ""
+            lines.append(f"skipped {name}: {t.reason}{hint}")
+        elif t.status == FAILED:
+            lines.append(f"FAILED {name}: {t.reason}")
+        for note in t.notes:
             lines.append(f"{name}: {note}")
     return lines
 
 
-def tables(doc: Mapping[str, Any]) -> list[TableData]:
+def tables(doc: Document) -> list[TableData]:
     """Every table of the report, in order."""
     result = [
         startup_table(doc),
@@ -445,18 +412,18 @@ def _list_item(text: str) -> str:
     return f"- {head}\n\n{block}\n"
 
 
-def markdown(doc: Mapping[str, Any], command: str) -> str:
+def markdown(doc: Document, command: str) -> str:
     """Return the whole report as Markdown (what ``benchmarks/startup.md`` holds)."""
-    m = doc["machine"]
-    load = ", ".join(f"{x:.2f}" for x in m.get("loadavg_start", []))
+    machine = doc.machine
+    load = ", ".join(f"{x:.2f}" for x in machine.loadavg_start)
     header = [
         "<!-- generated by `inv measure`; do not edit by hand -->",
         "## Start-up and size measurements",
         "",
-        f"- Date: {doc['created']}; command: `{command}`; wall time {doc['wall_s']:.0f} s",
-        f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['platform']}; "
-        f"Python {m['python']}; {m['uv']}; load average at start {load}",
-        f"- Each way: {doc['settings']['warmups']} warm-up round(s), then the runs shown per task "
+        f"- Date: {doc.created}; command: `{command}`; wall time {doc.wall_s:.0f} s",
+        f"- Machine: {machine.nproc} CPUs, {machine.cpu}, {machine.platform}; "
+        f"Python {machine.python}; {machine.uv}; load average at start {load}",
+        f"- Each way: {doc.settings.warmups} warm-up round(s), then the runs shown per task "
         "in rotating order; what each way runs is in `benchmarks/README.md`.",
         "",
     ]
@@ -465,80 +432,3 @@ def markdown(doc: Mapping[str, Any], command: str) -> str:
     if issues:
         body.append("### problems\n\n" + "\n".join(_list_item(issue) for issue in issues))
     return "\n".join(header) + "\n" + "\n\n".join(body) + "\n"
-
-
-def run(
-    *,
-    tasks: Sequence[str] = (),
-    ways: Sequence[str] = (),
-    runs: int | None = None,
-    warmups: int = DEFAULT_WARMUPS,
-    json_path: Path | None = None,
-    markdown_path: Path | None = None,
-    check_path: Path | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
-    disk: bool = True,
-    command: str = "inv measure",
-    broker: str | None = None,
-) -> int:
-    """The body of ``inv measure``: measure, print, write JSON and Markdown, check; exit code."""
-    from signal4.commands.cli import UserError, manifest
-    from signal4.console import banner, console, err_console
-
-    m = manifest()
-    try:
-        chosen_tasks = select_tasks(m, tasks)
-        chosen_ways = select_ways(ways)
-        baseline = load_baseline(check_path) if check_path else None
-        if baseline is not None and not {SUB_DIRECT, FLOOR_IMPORTS} <= set(chosen_ways):
-            raise MeasureError("--check needs the ways sub-direct and floor-imports")
-        if tolerance < 0:
-            raise MeasureError("--tolerance must be 0 or more")
-        out = console()
-        banner("inv measure")
-        err = err_console()
-        doc = measure(
-            m,
-            chosen_tasks,
-            chosen_ways,
-            runs=runs,
-            warmups=warmups,
-            disk=disk,
-            on_progress=lambda msg: err.print(f"[dim]… {msg}[/]"),
-            broker=broker,
-        )
-    except MeasureError as exc:
-        raise UserError(str(exc)) from None
-    for table in tables(doc):
-        out.print(to_rich(table))
-    for line in problems(doc):
-        out.print(f"[yellow]{line}[/]" if line.startswith("skipped") else f"[bold red]{line}[/]")
-    json_path = json_path or m.root / DEFAULT_OUTPUT / "startup.json"
-    markdown_path = markdown_path or m.root / DEFAULT_OUTPUT / "startup.md"
-    write_json(doc, json_path)
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.write_text(markdown(doc, command), encoding="utf-8")
-    out.print(f"wrote {json_path} and {markdown_path}; wall time {doc['wall_s']:.0f} s")
-    if markdown_path.resolve() == (m.root / housekeeping.MEASURE_RECORD).resolve():
-        readme = m.root / "README.md"
-        text = readme.read_text(encoding="utf-8")
-        readme.write_text(
-            housekeeping.readme_with_measurements(text, markdown_path.read_text("utf-8")),
-            encoding="utf-8",
-        )
-        out.print(f"updated the measurements in {readme}")
-    code = 0
-    if baseline is not None:
-        verdicts = check(baseline, doc, tolerance)
-        out.print(to_rich(check_table(verdicts, tolerance)))
-        regressed = [v.task for v in verdicts if v.regressed]
-        if regressed:
-            out.print(
-                f"[bold red]start-up regressed beyond {tolerance:.0%}: {', '.join(regressed)}[/]"
-            )
-            code = 1
-    failed = failed_tasks(doc)
-    if failed:
-        out.print(f"[bold red]probe failed for: {', '.join(failed)}[/]")
-        code = 1
-    return code

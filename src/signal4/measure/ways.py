@@ -95,7 +95,7 @@ class LaunchContext:
     #: The dispatcher's child environment (:func:`signal4.run.dispatch.child_environ`).
     environ: Mapping[str, str] = field(repr=False)
     #: The dispatcher's own argument list for the probe (:func:`signal4.run.dispatch.command`).
-    dispatched: tuple[str, ...] = ()
+    dispatched: tuple[str, ...]
     #: The third-party modules of the necessary floor, in start order.
     floor_modules: tuple[str, ...] = ()
 
