@@ -45,9 +45,38 @@ def test_pipeline_on_the_sample_then_resumed(isolated_data: Path) -> None:
     assert any("wall" in t.lower() for sp, t in text.items() if sp != doc["segments"][0]["speaker"])
     assert (folder / "transcript.vtt").read_text().startswith("WEBVTT")
 
+    kept = sorted(p.name for p in folder.iterdir())
     again = _inv("--source", str(ROOT / pipeline.SAMPLE), data=isolated_data)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("done before") == 4
+    # a finished item is skipped whole: convert too, so audio.wav and chunks do not come back
+    assert again.stdout.count("done before") == 5
+    assert sorted(p.name for p in folder.iterdir()) == kept
+    assert "audio.wav" not in kept
+
+
+def test_two_pipelines_on_one_file_take_turns(isolated_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from signal4.content.state import StateDB
+
+    src = tmp_path / "same.wav"
+    shutil.copy(ROOT / pipeline.SAMPLE, src)
+    env = {**os.environ, "SIGNAL4_DATA_DIR": str(isolated_data), "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "invoke", "-r", str(ROOT), "pipeline", "--source", str(src)]
+    runs = [
+        subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outputs = [r.communicate(timeout=600)[0].decode() for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outputs
+    [folder] = list((isolated_data / "content").iterdir())
+    item = StateDB(f"sqlite:///{isolated_data / 'state.db'}").get(folder.name)
+    assert item is not None
+    assert {s.stage: s.status for s in item.steps} == dict.fromkeys(
+        ("convert", "transcribe", "diarize", "stitch", "compress"), "done"
+    )
+    assert (folder / "transcript.json.gz").is_file()
+    assert not (folder / "chunks.json").exists()  # compressed away, not written back
 
 
 def test_missing_file_is_exit_2(isolated_data: Path) -> None:

@@ -103,29 +103,33 @@ def run(
         return outcome.result
 
     it = iter(zip(rows, tasks, strict=True))
-    cid: str | None = None
+    first: list[str] = []  # what the first stage gets besides --content
     if download is not None:
         result = step(*next(it), download[1])
-        cid = protocol.content_of(result)
-        if cid is None:
+        found = protocol.content_of(result)
+        if found is None:
             raise PipelineError(f"{download[0]} reported no content id", protocol.EXIT_FAILED)
-    for row, task in it:
-        if cid is not None and db.is_done(cid, task.stage):
+        cid = found
+    else:
+        # a local file's content id is known before anything runs: every stage, convert
+        # included, is skipped when done, and runs under that content's lock
+        src, cid = local_source(source)
+        first = ["--input", str(src)]
+    for i, (row, task) in enumerate(it):
+        if db.is_done(cid, task.stage):
             row.state, row.note = protocol.SKIPPED, "done before"
             on_update(rows)
             continue
-        if cid is None:
-            args = ["--input", str(Path(source).expanduser().resolve())]
-        else:
-            assert cid is not None
-            args = ["--content", cid]
-        result = step(row, task, args)
-        cid = cid or protocol.content_of(result)
-        if cid is None:
-            raise PipelineError(f"{task.name} reported no content id", protocol.EXIT_FAILED)
-        # convert of an already converted file: the later stages may all be done
-    assert cid is not None
+        step(row, task, [*(first if i == 0 else []), "--content", cid])
     return cid, rows
+
+
+def local_source(source: str) -> tuple[Path, str]:
+    """The absolute path of a local media file and the content id it is registered under."""
+    from signal4.processing_steps.convert import input_content_id
+
+    src = Path(source).expanduser().resolve()
+    return src, input_content_id(src)
 
 
 def run_workers(
@@ -140,7 +144,6 @@ def run_workers(
 
     Raises :class:`~signal4.workers.wire.WorkerError` when no live worker can take a step.
     """
-    from signal4.processing_steps.convert import input_content_id
     from signal4.workers import submit
 
     download = download_task(source)
@@ -157,8 +160,7 @@ def run_workers(
         # a local file's content id is known up front: skip the stages already done, as the
         # local path does; the convert worker reads this path (on several machines, put it
         # where all of them see it)
-        src = Path(source).expanduser().resolve()
-        known = input_content_id(src)
+        src, known = local_source(source)
         for i, task in enumerate(m.pipeline_tasks()):
             if db.is_done(known, task.stage):
                 done_before.append(task.name)
