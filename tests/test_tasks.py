@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from signal4.commands import run as run_cmd
-from signal4.envs import housekeeping, manifest, syncer
+from signal4.envs import clean, manifest, syncer
 from signal4.envs import venv as envs
 from tests.helpers.demo import make_demo
 
@@ -94,7 +94,7 @@ def test_clean_dry_run_then_one_env(demo: manifest.Manifest) -> None:
 def test_clean_plan_never_leaves_the_repo_or_takes_data(demo: manifest.Manifest) -> None:
     (demo.root / "data" / "content").mkdir(parents=True)
     (demo.root / "src" / "demo" / "__pycache__").mkdir(exist_ok=True)
-    plan = housekeeping.clean_plan(demo)
+    plan = clean.clean_plan(demo)
     assert demo.root / "src" / "demo" / "__pycache__" in plan
     for path in plan:
         assert path.resolve().is_relative_to(demo.root.resolve())

@@ -33,3 +33,12 @@ def err_console() -> Console:
 def banner(title: str) -> None:
     """Print a one-line banner with the interpreter that runs the tool."""
     console().print(f"[bold]{title}[/] · python {platform.python_version()} ({sys.executable})")
+
+
+def human_bytes(n: float) -> str:
+    """Format a byte count the way `du -h` does."""
+    for unit in ("B", "K", "M", "G"):
+        if abs(n) < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit in ("B", "K") else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}G"  # pragma: no cover

@@ -41,7 +41,7 @@ def test_sync_two_envs_and_isolation(demo: manifest.Manifest) -> None:
     assert out.result["python"] == str(specs[0].python)
 
     # Each env has its own package and not the other's.
-    def can_import(env: envs.EnvSpec, module: str) -> bool:
+    def can_import(env: envs.Venv, module: str) -> bool:
         return (
             subprocess.run(
                 [str(env.python), "-c", f"import {module}"], capture_output=True

@@ -9,7 +9,10 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
-from signal4.envs import housekeeping, syncer
+from signal4 import readme
+from signal4.console import human_bytes
+from signal4.envs import clean as clean_mod
+from signal4.envs import inventory, syncer
 from signal4.envs import venv as envs
 from signal4.envs.manifest import FULL_ENV, Manifest, load
 
@@ -73,7 +76,7 @@ def sync(
 
 
 def _sync_with_progress(
-    m: Manifest, specs: Sequence[envs.EnvSpec], *, force: bool, jobs: int, live_cls: type
+    m: Manifest, specs: Sequence[envs.Venv], *, force: bool, jobs: int, live_cls: type
 ) -> list[syncer.SyncResult]:
     import threading
     import time
@@ -131,7 +134,7 @@ def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
         if name != FULL_ENV:
             m.env(name)
     out = console()
-    plan = housekeeping.clean_plan(m, names)
+    plan = clean_mod.clean_plan(m, names)
     if not plan:
         out.print("nothing to clean")
         return 0
@@ -140,7 +143,7 @@ def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
             rel = path.relative_to(m.root)
             out.print(f"{'would remove' if dry_run else 'removing'} {rel}")
             if not dry_run:
-                housekeeping.remove(path)
+                clean_mod.remove(path)
     return 0
 
 
@@ -155,7 +158,7 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
         _refresh_env_table(m)
         return 0
     table = Table(title="sub-environments")
-    rows = housekeeping.env_rows(m, sizes=sizes)
+    rows = inventory.env_rows(m, sizes=sizes)
     widest = max((len(t) for row in rows for t in row.tasks), default=5)
     for col in ("env", "tasks", "state", "packages", "size", "unique"):
         table.add_column(
@@ -170,8 +173,8 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
             "\n".join(row.tasks) or "—",  # one per line: a narrow terminal cuts none off
             f"[{style}]{row.state.value}[/]",
             str(row.packages) if row.packages else "—",
-            housekeeping.human_bytes(row.apparent_bytes) if row.apparent_bytes else "—",
-            housekeeping.human_bytes(row.unique_bytes) if row.unique_bytes else "—",
+            human_bytes(row.apparent_bytes) if row.apparent_bytes else "—",
+            human_bytes(row.unique_bytes) if row.unique_bytes else "—",
         )
     console().print(table)
     return 0
@@ -181,15 +184,15 @@ def _refresh_env_table(m: Manifest) -> None:
     """Regenerate the README's env table from the manifest, if the README has one."""
     from signal4.console import console
 
-    readme = m.root / "README.md"
+    path = m.root / "README.md"
     try:
-        text = readme.read_text(encoding="utf-8")
-        fresh = housekeeping.readme_with_env_table(text, m)
+        text = path.read_text(encoding="utf-8")
+        fresh = readme.readme_with_env_table(text, m)
     except (OSError, ValueError):  # no README, or no table markers in it
         return
     if fresh != text:
-        readme.write_text(fresh, encoding="utf-8")
-        console().print(f"updated the env table in {readme}")
+        path.write_text(fresh, encoding="utf-8")
+        console().print(f"updated the env table in {path}")
 
 
 def lock(*, check: bool = False, upgrade: bool = False) -> int:

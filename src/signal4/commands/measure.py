@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from signal4.envs import housekeeping
+from signal4 import readme
 from signal4.envs.manifest import Manifest, load
 from signal4.measure import report
 from signal4.measure.baseline import (
@@ -39,14 +39,14 @@ def _write(
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     markdown_path.write_text(report.markdown(doc, command), encoding="utf-8")
     said = [f"wrote {json_path} and {markdown_path}; wall time {doc.wall_s:.0f} s"]
-    if markdown_path.resolve() == (m.root / housekeeping.MEASURE_RECORD).resolve():
-        readme = m.root / "README.md"
-        text = readme.read_text(encoding="utf-8")
-        readme.write_text(
-            housekeeping.readme_with_measurements(text, markdown_path.read_text("utf-8")),
+    if markdown_path.resolve() == (m.root / readme.MEASURE_RECORD).resolve():
+        path = m.root / "README.md"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(
+            readme.readme_with_measurements(text, markdown_path.read_text("utf-8")),
             encoding="utf-8",
         )
-        said.append(f"updated the measurements in {readme}")
+        said.append(f"updated the measurements in {path}")
     return said
 
 

@@ -25,7 +25,7 @@ class SessionSkip(Exception):
     """The session cannot run here; ``str()`` is the reason nox prints."""
 
 
-def test_spec(m: Manifest, env: str) -> envs.EnvSpec:
+def test_spec(m: Manifest, env: str) -> envs.Venv:
     """Return the spec of env's test venv at ``.nox/<env>``: its extra plus the test group."""
     return envs.spec(m, env, groups=["test"], venv=m.root / NOX_DIR / env)
 

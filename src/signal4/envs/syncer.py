@@ -18,8 +18,8 @@ from types import FrameType
 from signal4.envs.manifest import FULL_ENV, Manifest
 from signal4.envs.venv import (
     EnvError,
-    EnvSpec,
     State,
+    Venv,
     begin_sync,
     find_uv,
     finish_sync,
@@ -135,7 +135,7 @@ def _forwarding_signals() -> Iterator[None]:
 
 def sync_one(
     manifest: Manifest,
-    env: EnvSpec,
+    env: Venv,
     *,
     force: bool = False,
     uv: str | None = None,
@@ -162,7 +162,7 @@ def sync_one(
     return SyncResult(env.name, before, "synced", seconds, packages=package_count(env))
 
 
-def check_all(manifest: Manifest, specs: Sequence[EnvSpec]) -> list[SyncResult]:
+def check_all(manifest: Manifest, specs: Sequence[Venv]) -> list[SyncResult]:
     """Report each env as missing / stale / up to date without changing anything."""
     lock = lock_hash(manifest)
     results = []
@@ -180,7 +180,7 @@ def check_all(manifest: Manifest, specs: Sequence[EnvSpec]) -> list[SyncResult]:
 
 def sync_many(
     manifest: Manifest,
-    specs: Sequence[EnvSpec],
+    specs: Sequence[Venv],
     *,
     jobs: int = 2,
     force: bool = False,

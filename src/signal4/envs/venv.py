@@ -45,7 +45,7 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True)
-class EnvSpec:
+class Venv:
     """What to install into one venv: an env's extra (or all of them) plus dependency groups."""
 
     name: str
@@ -81,10 +81,10 @@ def envs_dir(manifest: Manifest) -> Path:
 
 def spec(
     manifest: Manifest, name: str, *, groups: Sequence[str] = (), venv: Path | None = None
-) -> EnvSpec:
-    """Return the :class:`EnvSpec` of env ``name`` (``full`` is the monolithic baseline)."""
+) -> Venv:
+    """Return the :class:`Venv` of env ``name`` (``full`` is the monolithic baseline)."""
     if name == FULL_ENV:
-        return EnvSpec(
+        return Venv(
             name=name,
             venv=venv or envs_dir(manifest) / FULL_ENV / ".venv",
             extras=tuple(e.name for e in manifest.supported_envs()),
@@ -92,7 +92,7 @@ def spec(
             all_extras=True,
         )
     env = manifest.env(name)
-    return EnvSpec(
+    return Venv(
         name=env.name,
         venv=venv or envs_dir(manifest) / env.name / ".venv",
         extras=(env.name,),
@@ -110,7 +110,7 @@ def lock_hash(manifest: Manifest) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def read_stamp(env: EnvSpec) -> dict[str, object] | None:
+def read_stamp(env: Venv) -> dict[str, object] | None:
     """Return the env's sync stamp, or None when it has none or it is unreadable."""
     try:
         data = json.loads(env.stamp.read_text(encoding="utf-8"))
@@ -119,7 +119,7 @@ def read_stamp(env: EnvSpec) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def status(manifest: Manifest, env: EnvSpec, *, lock: str | None = None) -> State:
+def status(manifest: Manifest, env: Venv, *, lock: str | None = None) -> State:
     """Return the :class:`State` of ``env`` against the current lock."""
     if env.name != FULL_ENV and not manifest.env(env.name).supported():
         return State.UNSUPPORTED
@@ -141,7 +141,7 @@ def sync_hint(env: str) -> str:
     return "inv sync-all" if env == "*" else f"inv sync {env}"
 
 
-def require_ready(manifest: Manifest, env: EnvSpec) -> None:
+def require_ready(manifest: Manifest, env: Venv) -> None:
     """Raise :class:`EnvError` with the fixing command unless ``env`` is up to date."""
     state = status(manifest, env)
     if state is State.UP_TO_DATE:
@@ -165,7 +165,7 @@ def find_uv() -> str:
     raise EnvError("uv not found; install it with: python3 -m pip install uv")
 
 
-def sync_command(manifest: Manifest, env: EnvSpec, *, uv: str | None = None) -> list[str]:
+def sync_command(manifest: Manifest, env: Venv, *, uv: str | None = None) -> list[str]:
     """Return the ``uv sync`` argument list that installs ``env`` from the lock, never resolving."""
     cmd = [
         uv or find_uv(),
@@ -186,7 +186,7 @@ def sync_command(manifest: Manifest, env: EnvSpec, *, uv: str | None = None) -> 
     return cmd
 
 
-def sync_environ(env: EnvSpec, base: dict[str, str] | None = None) -> dict[str, str]:
+def sync_environ(env: Venv, base: dict[str, str] | None = None) -> dict[str, str]:
     """Return the process environment for syncing ``env``: uv targets its venv."""
     environ = dict(os.environ if base is None else base)
     environ["UV_PROJECT_ENVIRONMENT"] = str(env.venv)
@@ -195,7 +195,7 @@ def sync_environ(env: EnvSpec, base: dict[str, str] | None = None) -> dict[str, 
     return environ
 
 
-def begin_sync(env: EnvSpec) -> None:
+def begin_sync(env: Venv) -> None:
     """Invalidate ``env`` before uv touches it, so a half-done sync is never used."""
     with contextlib.suppress(FileNotFoundError):
         env.stamp.unlink()
@@ -204,7 +204,7 @@ def begin_sync(env: EnvSpec) -> None:
         shutil.rmtree(env.venv)
 
 
-def finish_sync(manifest: Manifest, env: EnvSpec) -> None:
+def finish_sync(manifest: Manifest, env: Venv) -> None:
     """Record that ``env`` now matches the current lock (atomically)."""
     payload = {
         "lock": lock_hash(manifest),
@@ -236,7 +236,7 @@ def sync_lock(manifest: Manifest, *, on_wait: object = None) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def site_packages(env: EnvSpec) -> Path | None:
+def site_packages(env: Venv) -> Path | None:
     """Return the venv's site-packages folder, if it has one."""
     lib = env.venv / "lib"
     if not lib.is_dir():
@@ -246,7 +246,7 @@ def site_packages(env: EnvSpec) -> Path | None:
     return None
 
 
-def package_count(env: EnvSpec) -> int:
+def package_count(env: Venv) -> int:
     """Count the distributions installed in ``env``."""
     site = site_packages(env)
     return len(list(site.glob("*.dist-info"))) if site else 0

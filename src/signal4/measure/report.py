@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from signal4.envs.housekeeping import human_bytes
+from signal4.console import human_bytes
 from signal4.envs.manifest import FULL_ENV
 from signal4.measure import ways
 from signal4.measure.baseline import Verdict

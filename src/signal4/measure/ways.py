@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Final
 from signal4.measure.errors import MeasureError
 
 if TYPE_CHECKING:
-    from signal4.envs.venv import EnvSpec
+    from signal4.envs.venv import Venv
 
 FULL_UV: Final = "full-uv"
 FULL_DIRECT: Final = "full-direct"
@@ -90,8 +90,8 @@ class LaunchContext:
     root: Path
     uv: str
     module: str
-    sub: EnvSpec
-    full: EnvSpec
+    sub: Venv
+    full: Venv
     #: The dispatcher's child environment (:func:`signal4.run.dispatch.child_environ`).
     environ: Mapping[str, str] = field(repr=False)
     #: The dispatcher's own argument list for the probe (:func:`signal4.run.dispatch.command`).
@@ -146,7 +146,7 @@ def floor_code(modules: Sequence[str]) -> str:
     return f"import importlib\nfor name in {list(modules)!r}:\n    importlib.import_module(name)\n"
 
 
-def _uv_run(ctx: LaunchContext, env: EnvSpec) -> tuple[tuple[str, ...], Mapping[str, str]]:
+def _uv_run(ctx: LaunchContext, env: Venv) -> tuple[tuple[str, ...], Mapping[str, str]]:
     selection = ("--all-extras",) if env.all_extras else ("--extra", env.name)
     argv = (ctx.uv, "run", "--project", str(ctx.root), "--locked", *selection)
     return (

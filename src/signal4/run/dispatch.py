@@ -27,7 +27,7 @@ from types import FrameType
 from typing import IO, Any
 
 from signal4.envs.manifest import Manifest, Task
-from signal4.envs.venv import EnvSpec, require_ready, spec
+from signal4.envs.venv import Venv, require_ready, spec
 from signal4.run import protocol
 
 DEFAULT_GRACE = 10.0
@@ -72,7 +72,7 @@ class Outcome:
 
 
 def command(
-    manifest: Manifest, task: Task, args: Sequence[str], env: EnvSpec | None = None
+    manifest: Manifest, task: Task, args: Sequence[str], env: Venv | None = None
 ) -> list[str]:
     """Return the argument list that runs ``task`` in its env's interpreter."""
     env = env or spec(manifest, task.env)
@@ -309,7 +309,7 @@ def run(
     env_vars: Mapping[str, str] | None = None,
     on_stdout: Callable[[str], None] | None = None,
     on_stderr: Callable[[str], None] | None = None,
-    env: EnvSpec | None = None,
+    env: Venv | None = None,
 ) -> Outcome:
     """Run ``task`` in its env with the manifest's timeout (or ``timeout``).
 

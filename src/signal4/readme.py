@@ -1,105 +1,14 @@
-"""What `inv clean` removes, and the facts `inv envs` shows. Standard library only."""
+"""The README's generated sections: the env table (from the manifest) and the measurements.
+
+``inv lock`` and ``inv envs --markdown`` write the first, ``inv measure`` the second, and
+unit tests check that the committed README matches both. Standard library only.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from signal4.envs.manifest import FULL_ENV, Manifest, requirement_name
-from signal4.envs.venv import EnvSpec, State, disk_usage, package_count, spec, status
-
-#: Build, cache and measurement outputs removed by a full `inv clean` (relative to the root).
-BUILD_OUTPUTS = (
-    "build",
-    "dist",
-    ".nox",
-    ".pytest_cache",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".measure",
-)
-#: Folders never searched for __pycache__ (the dev env runs `inv clean` itself).
-_SKIP = {".git", ".venv", "envs", "data", ".nox", "node_modules"}
-
-
-def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def clean_plan(manifest: Manifest, envs: Sequence[str] = ()) -> list[Path]:
-    """Return the paths `inv clean` would remove, all inside the repository.
-
-    With ``envs`` given, only those envs' venvs; otherwise every env venv (and the
-    full env), ``__pycache__`` folders and build and measurement outputs. The lock,
-    the dev env and the content data are never in the plan.
-    """
-    root = manifest.root
-    names = list(envs) or [*manifest.envs, FULL_ENV]
-    plan = [spec(manifest, name).venv for name in names]
-    if not envs:
-        plan += [root / name for name in BUILD_OUTPUTS]
-        plan += sorted(_pycache_dirs(root))
-    return [p for p in plan if (p.exists() or p.is_symlink()) and _inside(root, p.parent)]
-
-
-def _pycache_dirs(root: Path) -> Iterable[Path]:
-    for folder, dirs, _files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in _SKIP or Path(folder) != root]
-        if "__pycache__" in dirs:
-            dirs.remove("__pycache__")
-            yield Path(folder) / "__pycache__"
-
-
-def remove(path: Path) -> None:
-    """Remove one planned path (a symlink itself, never its target)."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    else:
-        shutil.rmtree(path)
-
-
-@dataclass(frozen=True)
-class EnvRow:
-    """One row of `inv envs`."""
-
-    env: str
-    tasks: tuple[str, ...]
-    state: State
-    packages: int
-    apparent_bytes: int
-    unique_bytes: int
-
-
-def env_rows(manifest: Manifest, *, sizes: bool = True) -> list[EnvRow]:
-    """Describe every env (and the full env) as it is on disk."""
-    rows = []
-    for name in [*manifest.envs, FULL_ENV]:
-        env: EnvSpec = spec(manifest, name)
-        tasks = tuple(t.name for t in manifest.tasks_of(name)) if name != FULL_ENV else ("(all)",)
-        apparent = unique = 0
-        if sizes and env.venv.exists():
-            apparent, unique = disk_usage(env.venv)
-        rows.append(
-            EnvRow(name, tasks, status(manifest, env), package_count(env), apparent, unique)
-        )
-    return rows
-
-
-def human_bytes(n: float) -> str:
-    """Format a byte count the way `du -h` does."""
-    for unit in ("B", "K", "M", "G"):
-        if abs(n) < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit in ("B", "K") else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}G"  # pragma: no cover
-
+from signal4.envs.manifest import Manifest, requirement_name
 
 README_TABLE_BEGIN = (
     "<!-- env-table:begin (generated from pyproject.toml by `inv envs --markdown`) -->"

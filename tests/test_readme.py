@@ -1,4 +1,4 @@
-"""Housekeeping: the README's generated env table stays in step with the manifest."""
+"""The README's generated sections stay in step with the manifest and the measurements."""
 
 from __future__ import annotations
 
@@ -6,47 +6,41 @@ from pathlib import Path
 
 import pytest
 
-from signal4.envs import housekeeping
+from signal4 import readme as readme_mod
 from signal4.envs.manifest import Manifest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_env_table_is_generated_from_the_manifest(project_manifest: Manifest) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert housekeeping.readme_with_env_table(readme, project_manifest) == readme, (
+    assert readme_mod.readme_with_env_table(readme, project_manifest) == readme, (
         "README's env table is out of date; run: inv envs --markdown"
     )
     for env in project_manifest.envs:
         assert f"| `{env}` |" in readme
 
 
-def test_human_bytes() -> None:
-    assert housekeeping.human_bytes(512) == "512B"
-    assert housekeeping.human_bytes(2048) == "2K"
-    assert housekeeping.human_bytes(5 * 1024**3) == "5.0G"
-
-
 def test_readme_shows_the_committed_measurements() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    record = (ROOT / housekeeping.MEASURE_RECORD).read_text(encoding="utf-8")
-    assert housekeeping.readme_with_measurements(readme, record) == readme, (
+    record = (ROOT / readme_mod.MEASURE_RECORD).read_text(encoding="utf-8")
+    assert readme_mod.readme_with_measurements(readme, record) == readme, (
         "README's measurements differ from benchmarks/startup.md; run: inv measure "
         "--json benchmarks/startup.json --markdown benchmarks/startup.md"
     )
-    summary = housekeeping.measure_summary(record)
+    summary = readme_mod.measure_summary(record)
     assert "- Machine:" in summary and "#### environment sizes" in summary
 
 
 def test_measure_summary_names_a_missing_section() -> None:
     with pytest.raises(ValueError, match="environment sizes"):
-        housekeeping.measure_summary("- Date: x\n### start-up to ready\n| a |\n")
+        readme_mod.measure_summary("- Date: x\n### start-up to ready\n| a |\n")
 
 
 def test_measure_summary_shows_the_warm_table_only_when_measured() -> None:
     cold = "- Date: d\n- Machine: m\n### start-up to ready\n| a |\n### environment sizes\n| b |\n"
-    assert "warm" not in housekeeping.measure_summary(cold)
+    assert "warm" not in readme_mod.measure_summary(cold)
     warm = cold.replace("### environment", "### warm workers: submit\n| w |\n### environment")
-    summary = housekeeping.measure_summary(warm)
+    summary = readme_mod.measure_summary(warm)
     assert summary.index("#### start-up") < summary.index("#### warm") < summary.index("#### env")
     assert "| w |" in summary
