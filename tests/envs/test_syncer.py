@@ -14,6 +14,7 @@ import pytest
 from signal4.envs import syncer
 from signal4.envs import venv as envs
 from signal4.envs.manifest import Manifest
+from signal4.run import dispatch
 from tests.conftest import ROOT
 from tests.helpers.demo import make_demo
 
@@ -42,13 +43,22 @@ def test_a_signal_to_sync_reaches_uv_and_the_lock_waits_for_it(
 ) -> None:
     (tmp_path / "demo").mkdir()
     demo = make_demo(tmp_path / "demo")
+    alpha = envs.spec(demo, "alpha")
+    assert syncer.sync_one(demo, alpha).action == "synced"  # a good env, with its stamp
     uv = tmp_path / "uv"
     uv.write_text(SLOW_UV.format(python=sys.executable))
     uv.chmod(0o755)
     pidfile = Path(str(uv) + ".pid")
     environ = {**os.environ, "UV": str(uv), "NO_COLOR": "1"}
     inv = subprocess.Popen(
-        [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT), "sync", "alpha"],
+        [
+            str(Path(sys.executable).parent / "inv"),
+            "--search-root",
+            str(ROOT),
+            "sync",
+            "alpha",
+            "--force",
+        ],
         cwd=demo.root,
         env=environ,
         stdout=subprocess.PIPE,
@@ -68,4 +78,7 @@ def test_a_signal_to_sync_reaches_uv_and_the_lock_waits_for_it(
     # uv was told too, and inv waited for it before it let go of the sync lock
     with pytest.raises(ProcessLookupError):
         os.kill(uv_pid, 0)
-    assert envs.status(demo, envs.spec(demo, "alpha")) is not envs.State.UP_TO_DATE
+    # the stamp went before uv started: the half-synced env is stale, and refused
+    assert envs.status(demo, alpha) is envs.State.STALE
+    with pytest.raises(envs.EnvError, match="stale"):
+        dispatch.run(demo, demo.task("hello"))

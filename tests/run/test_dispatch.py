@@ -143,26 +143,38 @@ def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored() -> None:
     assert "then SIGKILL" in (out.error or "")
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, waiting for a reaper, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_timeout_also_stops_grandchildren(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
-    run(
+    # The grandchild holds none of the step's pipes, so nothing waits for it to end by
+    # itself: only a signal to the whole process group stops it.
+    out = run(
         f"""
         import subprocess, sys, time
-        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         open({str(pidfile)!r}, "w").write(str(p.pid))
         time.sleep(60)
         """,
         timeout=1.5,
         grace=1.0,
     )
+    assert out.status == protocol.TIMED_OUT
     pid = int(pidfile.read_text())
     for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             break
         time.sleep(0.1)
     else:
+        os.kill(pid, 9)
         pytest.fail(f"grandchild {pid} survived the timeout")
 
 
