@@ -192,8 +192,28 @@ def test_real_env_covers_its_task_imports(project_manifest: Manifest) -> None:
     assert result.errors and all("'imageio_ffmpeg'" in e for e in result.errors)
 
 
-def test_inv_check_exit_code_follows_the_failures() -> None:
-    """Run the real `inv check` on this project: one line per check and a summary."""
+def test_inv_check_exit_code_follows_the_failures(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signal4.commands import check as check_cmd
+
+    passing = checks.CheckResult("lock")
+    failing = checks.CheckResult("drift", errors=("numpy: 1 and 2",))
+    warning = checks.CheckResult("unused", warnings=("pkg unused",))
+    for results, strict, code in [
+        ([passing, warning], False, 0),
+        ([passing, warning], True, 1),
+        ([passing, failing], False, 1),
+    ]:
+        monkeypatch.setattr(check_cmd, "run_checks", lambda m, r=results: r)
+        assert check_cmd.main(strict=strict, root=ROOT) == code
+        out = capsys.readouterr().out
+        assert f"{len(results) - code} of {len(results)} checks passed" in out
+    assert "✘ no version drift across envs: numpy: 1 and 2" in out
+
+
+def test_inv_check_on_this_project_reports_every_check() -> None:
+    """The real `inv check`: one line per check, a summary, and an exit code that agrees."""
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "inv"), "check"],
         cwd=ROOT,
@@ -207,3 +227,23 @@ def test_inv_check_exit_code_follows_the_failures() -> None:
     assert proc.returncode == (1 if failed else 0)
     for title in checks.TITLES.values():
         assert any(title in line for line in lines), title
+
+
+def test_the_import_closure_runs_parent_packages() -> None:
+    graph = {
+        "pkg": {"top_dep"},
+        "pkg.sub": {"sub_dep"},
+        "pkg.sub.step": {"pkg.util", "step_dep"},
+        "pkg.util": set(),
+    }
+    chains = checks.closure(graph, "pkg.sub.step")
+    assert set(chains) == {
+        "pkg.sub.step",
+        "pkg.sub",
+        "pkg",
+        "pkg.util",
+        "top_dep",
+        "sub_dep",
+        "step_dep",
+    }
+    assert chains["top_dep"] == ["pkg.sub.step", "pkg", "top_dep"]

@@ -197,3 +197,50 @@ def test_the_data_dir_is_decided_in_one_place(monkeypatch: pytest.MonkeyPatch) -
     assert m.data_dir == Path("/nowhere/data")
     monkeypatch.setenv("SIGNAL4_DATA_DIR", "/elsewhere")
     assert m.data_dir == Path("/elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("timeout", -1, "timeout must be >= 0"),
+        ("timeout", float("nan"), "timeout must be >= 0"),
+        ("timeout", float("inf"), "timeout must be >= 0"),
+        ("timeout", "soon", "timeout must be a number"),
+        ("concurrency", 0, "concurrency must be a whole number >= 1"),
+        ("concurrency", -3, "concurrency must be a whole number >= 1"),
+        ("concurrency", 1.5, "concurrency must be a whole number >= 1"),
+        ("concurrency", True, "concurrency must be a whole number >= 1"),
+    ],
+)
+def test_task_bounds(field: str, value: object, message: str) -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"][1][field] = value
+    with pytest.raises(ManifestError, match=f"task 'stitch': {message}"):
+        parse(data)
+
+
+def test_a_zero_timeout_means_no_limit() -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"][1]["timeout"] = 0
+    assert parse(data).task("stitch").timeout == 0.0
+
+
+def test_runtime_only_must_name_a_declared_package() -> None:
+    data = variant()
+    data["tool"]["signal4"]["envs"]["stitch"]["runtime-only"] = [
+        {"package": "setuptools", "reason": "needed at run time"}
+    ]
+    with pytest.raises(ManifestError, match="names 'setuptools', which env 'stitch' does not"):
+        parse(data)
+    data["project"]["optional-dependencies"]["stitch"].append("setuptools<81")
+    assert parse(data).env("stitch").runtime_only == (("setuptools", "needed at run time"),)
+    data["tool"]["signal4"]["envs"]["stitch"]["runtime-only"] = [{"package": "setuptools"}]
+    with pytest.raises(ManifestError, match="needs a package and a reason"):
+        parse(data)
+
+
+def test_a_package_listed_twice_in_one_env() -> None:
+    data = variant()
+    data["project"]["optional-dependencies"]["stitch"] = ["pysbd", "PySBD>=0.3"]
+    with pytest.raises(ManifestError, match="package 'pysbd' is declared twice in env 'stitch'"):
+        parse(data)

@@ -13,6 +13,7 @@ Only the standard library is imported here: this module is on every start-up pat
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -194,6 +195,22 @@ def _runtime_only(env: str, raw: Any, packages: set[str]) -> tuple[tuple[str, st
     return tuple(pairs)
 
 
+def _seconds(value: Any, what: str) -> float:
+    """A timeout from the manifest: a finite number of seconds >= 0 (0 = none)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ManifestError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ManifestError(f"{what} must be >= 0 seconds (0 = no limit), got {value!r}")
+    return float(value)
+
+
+def _count(value: Any, what: str) -> int:
+    """A concurrency from the manifest: a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ManifestError(f"{what} must be a whole number >= 1, got {value!r}")
+    return value
+
+
 def find_root(start: Path | None = None) -> Path:
     """Return the nearest folder at or above ``start`` holding a signal4 pyproject.toml."""
     here = (start or Path.cwd()).resolve()
@@ -270,8 +287,8 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
             runtime_only=_runtime_only(name, table.get("runtime-only", []), seen),
         )
 
-    default_timeout = float(tool.get("default-timeout", 3600))
-    default_concurrency = int(tool.get("default-concurrency", 1))
+    default_timeout = _seconds(tool.get("default-timeout", 3600), "default-timeout")
+    default_concurrency = _count(tool.get("default-concurrency", 1), "default-concurrency")
     tasks: dict[str, Task] = {}
     raw_tasks = tool.get("tasks", [])
     if not isinstance(raw_tasks, list):
@@ -289,10 +306,10 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
             raise ManifestError(
                 f"task {name!r} maps to unknown env {env!r}; known envs: {', '.join(envs)}"
             )
-        timeout = float(entry.get("timeout", default_timeout))
-        concurrency = int(entry.get("concurrency", default_concurrency))
-        if timeout < 0 or concurrency < 1:
-            raise ManifestError(f"task {name!r}: timeout must be >= 0 and concurrency >= 1")
+        timeout = _seconds(entry.get("timeout", default_timeout), f"task {name!r}: timeout")
+        concurrency = _count(
+            entry.get("concurrency", default_concurrency), f"task {name!r}: concurrency"
+        )
         tasks[name] = Task(
             name=name,
             env=env,
