@@ -6,11 +6,12 @@ import sys
 from collections.abc import Callable
 
 from invoke.context import Context
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
+from invoke.program import Program
 from invoke.tasks import task
 
 from signal4.commands import envs as env_cmd
-from signal4.errors import EXIT_INTERRUPTED, Signal4Error
+from signal4.errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, Signal4Error
 from signal4.measure import baseline as measure_baseline
 from signal4.measure import ways as measure_ways
 
@@ -19,12 +20,35 @@ def _call(fn: Callable[[], int]) -> None:
     """Run a task body; the one place a user mistake becomes a one-line message and exit code."""
     try:
         code = fn()
+    except Interrupted as exc:
+        raise Exit(str(exc), code=exc.code) from None
     except Signal4Error as exc:
         raise Exit(f"error: {exc}", code=exc.code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
     if code:
         raise Exit(code=code)
+
+
+def _usage_errors_exit_2() -> None:
+    """Make Invoke's own parse errors (an unknown flag, a bad value) exit 2, like ours.
+
+    Invoke ends them with exit 1, or a traceback for a value its type cannot take;
+    the README promises 2 for every usage mistake. Invoke parses a task's flags after
+    it has loaded this file, so wrapping its parse step here covers them all.
+    """
+    parse_tasks = Program.parse_tasks
+
+    def parse(self: Program) -> None:
+        try:
+            parse_tasks(self)
+        except (ParseError, ValueError) as exc:
+            raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+
+    Program.parse_tasks = parse  # type: ignore[method-assign]
+
+
+_usage_errors_exit_2()
 
 
 @task(
@@ -61,14 +85,12 @@ def sync(c: Context, env: str, check: bool = False, force: bool = False) -> None
         "timeout": "Seconds before the step is stopped (default: the manifest's).",
     }
 )
-def run(c: Context, task: str, sync: bool = False, timeout: float = -1) -> None:
+def run(c: Context, task: str, sync: bool = False, timeout: str = "") -> None:
     """Run one task in its own env (args after -- pass through)."""
     from signal4.commands import run as run_cmd
 
     args = run_cmd.passthrough_args(sys.argv, c.remainder)
-    _call(
-        lambda: run_cmd.run(task, args, sync_first=sync, timeout=None if timeout < 0 else timeout)
-    )
+    _call(lambda: run_cmd.run(task, args, sync_first=sync, timeout=run_cmd.seconds(timeout)))
 
 
 @task(
@@ -177,14 +199,16 @@ def check(c: Context, strict: bool = False, sync: bool = False) -> None:
     }
 )
 def pipeline(
-    c: Context, source: str = "", sync: bool = False, workers: bool = False, broker: str = ""
+    c: Context,
+    source: str | None = None,
+    sync: bool = False,
+    workers: bool = False,
+    broker: str = "",
 ) -> None:
     """Run download -> convert -> transcribe -> diarize -> stitch -> compress, resuming."""
     from signal4.commands import pipeline as pipeline_mod
 
-    _call(
-        lambda: pipeline_mod.main(source or None, sync_first=sync, workers=workers, broker=broker)
-    )
+    _call(lambda: pipeline_mod.main(source, sync_first=sync, workers=workers, broker=broker))
 
 
 @task(
@@ -246,14 +270,10 @@ def workers(c: Context, broker: str = "") -> None:
         "timeout": "Seconds before the step is stopped (default: the manifest's).",
     }
 )
-def submit(c: Context, task: str, broker: str = "", timeout: float = -1) -> None:
+def submit(c: Context, task: str, broker: str = "", timeout: str = "") -> None:
     """Send one task to a warm worker of its env, wait, print its JSON result line."""
     from signal4.commands import workers as workercli
-    from signal4.commands.run import passthrough_args
+    from signal4.commands.run import passthrough_args, seconds
 
     args = passthrough_args(sys.argv, c.remainder)
-    _call(
-        lambda: workercli.submit(
-            task, args, broker_url=broker, timeout=None if timeout < 0 else timeout
-        )
-    )
+    _call(lambda: workercli.submit(task, args, broker_url=broker, timeout=seconds(timeout)))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from signal4.commands import run as run_cmd
 from signal4.envs import clean, manifest, syncer
 from signal4.envs import venv as envs
-from tests.helpers.demo import make_demo
+from tests.helpers.demo import FAILING, SLEEPY, SLEEPY_TASKS, make_demo, write_project
 
 ROOT = Path(__file__).resolve().parents[1]
 INV = [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT)]
@@ -36,10 +39,30 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, tex
 
 
 def test_list_has_a_one_line_help_for_each_task() -> None:
-    proc = inv("--list")
+    import importlib.util
+
+    from invoke.collection import Collection
+
+    spec = importlib.util.spec_from_file_location("project_tasks", ROOT / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    collection = Collection.from_module(module)
+    proc = subprocess.run(
+        [*INV, "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0
-    for name in ("sync-all", "sync", "run", "clean", "lock", "envs"):
-        assert f"  {name} " in proc.stdout
+    listed = " ".join(proc.stdout.split())  # Invoke wraps long help lines
+    assert len(collection.task_names) >= 13
+    for name in collection.task_names:
+        body = collection[name].body
+        doc = (body.__doc__ or "").strip()
+        assert doc and "\n" not in doc and doc.endswith("."), (name, doc)
+        assert doc[0].isupper() and not doc.split()[0].endswith("s"), (name, doc)  # imperative
+        assert f" {name} {doc}" in listed, (name, doc)
 
 
 def test_unknown_task_lists_valid_tasks() -> None:
@@ -110,3 +133,126 @@ def test_passthrough_keeps_quoting() -> None:
 def test_a_worker_for_a_service_env_is_refused_in_one_line() -> None:
     proc = inv("worker", "mlx-server")
     assert_one_line_error(proc, 2, "task 'mlx_server' is a service")
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (("run", "--timeout", "abc", "convert"), "--timeout 'abc'"),
+        (("run", "--timeout", "nan", "convert"), "--timeout 'nan'"),
+        (("run", "--timeout", "-1", "convert"), "--timeout '-1'"),
+        (("submit", "--timeout", "inf", "convert"), "--timeout 'inf'"),
+        (("run", "convert", "--bogusflag"), "'--bogusflag'"),
+        (("sync-all", "--jobs", "many"), "many"),
+        (("pipeline", "--source", ""), "--source is empty"),
+        (("pipeline", "--source", "   "), "--source is empty"),
+    ],
+)
+def test_usage_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], text: str) -> None:
+    assert_one_line_error(inv(*args), 2, text)
+
+
+def test_a_fractional_timeout_is_taken(demo: manifest.Manifest) -> None:
+    syncer.sync_one(demo, envs.spec(demo, "alpha"))
+    proc = inv("run", "--timeout", "2.5", "hello", cwd=demo.root)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --- the exit codes the README promises, at the command level -----------------------
+
+
+@pytest.fixture(scope="module")
+def slow_demo(tmp_path_factory: pytest.TempPathFactory) -> manifest.Manifest:
+    """A demo whose pipeline is one step: ``sleepy`` (a 3 s limit) or ``failing``."""
+    root = tmp_path_factory.mktemp("slow-demo")
+    m = write_project(
+        root,
+        "demo",
+        SLEEPY_TASKS,
+        {"sleepy": SLEEPY, "failing": FAILING},
+        pipeline=("sleepy",),
+    )
+    syncer.sync_one(m, envs.spec(m, "alpha"))
+    return m
+
+
+def _started(marker: Path, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
+def test_run_exits_1_for_a_failed_step_and_124_for_a_timeout(
+    slow_demo: manifest.Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_MARKER", str(tmp_path / "pid"))
+    failed = inv("run", "failing", cwd=slow_demo.root)
+    assert failed.returncode == 1, failed.stderr
+    timed = inv("run", "--timeout", "1", "sleepy", cwd=slow_demo.root)
+    assert timed.returncode == 124, timed.stderr
+    assert "timed out after 1 s" in timed.stderr
+
+
+def test_pipeline_exits_124_when_a_stage_times_out(
+    slow_demo: manifest.Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_MARKER", str(tmp_path / "pid"))
+    media = tmp_path / "talk.wav"
+    media.write_bytes(b"RIFF")
+    got = inv("pipeline", "--source", str(media), cwd=slow_demo.root)
+    assert got.returncode == 124, got.stdout + got.stderr
+    assert "sleepy timed_out" in got.stderr
+
+
+@pytest.mark.parametrize("command", [("run", "sleepy"), ("pipeline", "--source", "TALK")])
+def test_ctrl_c_ends_the_command_with_130_and_stops_the_step(
+    slow_demo: manifest.Manifest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+) -> None:
+    marker = tmp_path / "pid"
+    monkeypatch.setenv("DEMO_MARKER", str(marker))
+    talk = tmp_path / "talk.wav"
+    talk.write_bytes(b"RIFF")
+    proc = subprocess.Popen(
+        [*INV, *(str(talk) if arg == "TALK" else arg for arg in command)],
+        cwd=slow_demo.root,
+        env={**os.environ, "SIGNAL4_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    _started(marker, proc)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    step = int(marker.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(step, 0)
+
+
+def test_run_sync_builds_a_missing_env_first(tmp_path: Path) -> None:
+    demo = make_demo(tmp_path)
+    assert envs.status(demo, envs.spec(demo, "alpha")) is envs.State.MISSING
+    proc = inv("run", "--sync", "hello", cwd=demo.root)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "completed"
+    assert envs.status(demo, envs.spec(demo, "alpha")) is envs.State.UP_TO_DATE
+
+
+def test_lock_check_fails_when_the_manifest_moved_on(tmp_path: Path) -> None:
+    demo = make_demo(tmp_path)
+    assert inv("lock", "--check", cwd=demo.root).returncode == 0
+    pyproject = demo.root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('beta = ["typing-extensions>=4"]', 'beta = ["pysbd"]')
+    )
+    lock_before = (demo.root / "uv.lock").read_bytes()
+    assert inv("lock", "--check", cwd=demo.root).returncode == 1
+    assert (demo.root / "uv.lock").read_bytes() == lock_before  # --check changes nothing
+    assert inv("lock", cwd=demo.root).returncode == 0
+    assert inv("lock", "--check", cwd=demo.root).returncode == 0

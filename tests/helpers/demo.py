@@ -52,9 +52,19 @@ print(json.dumps({"status": "completed", "python": sys.executable, "args": args}
 """
 
 
-def write_project(root: Path, name: str, tasks: str, modules: dict[str, str]) -> manifest.Manifest:
+def write_project(
+    root: Path,
+    name: str,
+    tasks: str,
+    modules: dict[str, str],
+    pipeline: tuple[str, ...] = (),
+) -> manifest.Manifest:
     """Write a two-env project ``name`` with ``tasks`` and ``modules``; lock and load it."""
-    (root / "pyproject.toml").write_text(_PYPROJECT.format(name=name) + tasks)
+    text = _PYPROJECT.format(name=name) + tasks
+    if pipeline:
+        stages = ", ".join(f'"{t}"' for t in pipeline)
+        text = text.replace("[tool.signal4]\n", f"[tool.signal4]\npipeline = [{stages}]\n", 1)
+    (root / "pyproject.toml").write_text(text)
     pkg = root / "src" / name
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
@@ -62,6 +72,35 @@ def write_project(root: Path, name: str, tasks: str, modules: dict[str, str]) ->
         (pkg / f"{module}.py").write_text(code)
     subprocess.run([envs.find_uv(), "lock", "--project", str(root), "-q"], check=True)
     return manifest.load(root)
+
+
+# Writes its pid where the test can see it, then sleeps: a step to time out or interrupt.
+SLEEPY = """
+import json, os, sys, time
+open(os.environ["DEMO_MARKER"], "w").write(str(os.getpid()))
+time.sleep(60)
+print(json.dumps({"status": "completed"}))
+"""
+
+# Fails the way a step with a known cause does.
+FAILING = """
+import json, sys
+print(json.dumps({"status": "failed", "error": "it broke"}))
+sys.exit(1)
+"""
+
+SLEEPY_TASKS = """
+[[tool.signal4.tasks]]
+name = "sleepy"
+env = "alpha"
+module = "demo.sleepy"
+timeout = 3
+
+[[tool.signal4.tasks]]
+name = "failing"
+env = "alpha"
+module = "demo.failing"
+"""
 
 
 def make_demo(root: Path) -> manifest.Manifest:

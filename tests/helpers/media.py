@@ -71,3 +71,30 @@ def truncated(src: Path, dst: Path, fraction: float = 0.5) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * fraction)])
     return dst
+
+
+def video_and_audio(
+    path: Path, video_seconds: float, audio_seconds: float, *, faststart: bool = False
+) -> Path:
+    """Write an MP4 whose picture and AAC sound last as long as asked (each its own length).
+
+    ``faststart`` puts the index (moov) first, as web video does: such a file cut short
+    still opens, and only its packets run out.
+    """
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=64x48:rate=10:duration={video_seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=330:duration={audio_seconds}",
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "aac",
+        *(["-movflags", "+faststart"] if faststart else []),
+        str(path),
+    )
+    return path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import subprocess
 import sys
 import wave
@@ -10,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from signal4.processing_steps import cleanup_and_compress
 from signal4.processing_steps.convert import STEP, plan_chunks
 from signal4.run import pipeline, protocol
 from signal4.run.steprunner import InvalidInput
 from tests.helpers import media, probe
-from tests.helpers.steps import db, run_step, states, store
+from tests.helpers.steps import db, run_step, small_filesystem, states, store
+
+SAMPLE = probe.ROOT / pipeline.SAMPLE
 
 
 def _wav(path: Path) -> tuple[int, int, int, float]:
@@ -30,8 +35,77 @@ def test_plan_chunks_overlap_and_cover() -> None:
     assert plan_chunks(10.0, 4.0, 1.0) == [(0.0, 4.0), (3.0, 7.0), (6.0, 10.0)]
     assert plan_chunks(3.0, 300.0, 2.0) == [(0.0, 3.0)]
     assert plan_chunks(600.0, 300.0, 2.0) == [(0.0, 300.0), (298.0, 598.0), (596.0, 600.0)]
-    with pytest.raises(InvalidInput, match="larger than"):
+    assert plan_chunks(10.0, 4.0, 2.0) == [(0.0, 4.0), (2.0, 6.0), (4.0, 8.0), (6.0, 10.0)]
+    with pytest.raises(InvalidInput, match="at most half"):
         plan_chunks(10.0, 2.0, 2.0)
+    with pytest.raises(InvalidInput, match="at most half"):
+        plan_chunks(10.0, 4.0, 2.5)
+
+
+#: A child process with its address space capped: if a bad number slips through to the
+#: chunk plan again (NaN made it loop forever, growing a list), it dies of MemoryError in
+#: seconds instead of eating the machine. Each case prints its status.
+_UNDER_A_MEMORY_LIMIT = """
+import json, resource, sys
+limit = 1 << 30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from signal4.processing_steps.convert import STEP, plan_chunks
+from signal4.run.steprunner import InvalidInput
+kind, args = sys.argv[1], json.loads(sys.argv[2])
+try:
+    if kind == "plan":
+        plan_chunks(*args)
+        print(json.dumps({"status": "completed"}))
+    else:
+        print(json.dumps(STEP.run_argv(args)))
+except InvalidInput as exc:
+    print(json.dumps({"status": "invalid_input", "error": str(exc)}))
+except MemoryError:
+    print(json.dumps({"status": "failed", "error": "MemoryError"}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "env", "needle"),
+    [
+        ("argv", ["--chunk-seconds", "nan"], {}, "argument --chunk-seconds"),
+        ("argv", ["--chunk-seconds", "inf"], {}, "argument --chunk-seconds"),
+        ("argv", ["--chunk-seconds", "0"], {}, "argument --chunk-seconds"),
+        ("argv", ["--chunk-seconds=-4"], {}, "argument --chunk-seconds"),
+        ("argv", ["--chunk-seconds", "1e-9", "--overlap", "0"], {}, "argument --chunk-seconds"),
+        ("argv", ["--overlap", "nan"], {}, "argument --overlap"),
+        ("argv", ["--overlap", "inf"], {}, "argument --overlap"),
+        ("argv", ["--overlap=-1"], {}, "argument --overlap"),
+        ("argv", ["--chunk-seconds", "4", "--overlap", "4"], {}, "at most half"),
+        ("argv", ["--chunk-seconds", "2.0000001", "--overlap", "2"], {}, "at most half"),
+        ("argv", [], {"SIGNAL4_CHUNK_SECONDS": "nan"}, "SIGNAL4_CHUNK_SECONDS='nan'"),
+        ("argv", [], {"SIGNAL4_CHUNK_SECONDS": "inf"}, "SIGNAL4_CHUNK_SECONDS='inf'"),
+        ("argv", [], {"SIGNAL4_CHUNK_OVERLAP": "nan"}, "SIGNAL4_CHUNK_OVERLAP='nan'"),
+        ("argv", [], {"SIGNAL4_CHUNK_OVERLAP": "400"}, "SIGNAL4_CHUNK_OVERLAP and"),
+        ("plan", [17.0, float("nan"), 2.0], {}, "chunk length must be a finite"),
+        ("plan", [17.0, 4.0, float("nan")], {}, "overlap must be a finite"),
+        ("plan", [17.0, float("inf"), 2.0], {}, "chunk length must be a finite"),
+        ("plan", [float("nan"), 4.0, 1.0], {}, "cannot cut audio of nan s"),
+    ],
+)
+def test_bad_chunking_is_invalid_under_a_memory_limit(
+    tmp_path: Path, kind: str, args: list[object], env: dict[str, str], needle: str
+) -> None:
+    argv = ["--input", str(SAMPLE), "--content", "nums", *args] if kind == "argv" else args
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNDER_A_MEMORY_LIMIT, kind, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["status"] == protocol.INVALID_INPUT, result
+    assert needle in result["error"]
+    assert not store().folder("nums").exists()  # refused before anything was copied in
 
 
 def test_input_file_to_wav_and_chunks(tmp_path: Path) -> None:
@@ -141,11 +215,109 @@ def test_bad_input_is_invalid(tmp_path: Path, make: object, reason: str, registe
         assert reason in (db().get("bad").steps[0].error or "")  # type: ignore[union-attr]
     else:  # refused before it was copied in or registered
         assert db().all() == []
-        assert not store().folder("bad").exists()
-    folder = store().folder("bad")
-    assert not (folder / "audio.wav").exists()
-    assert not (folder / "chunks").exists()
+    # either way nothing is left in the store: a copy made before decoding is taken away
+    assert not store().folder("bad").exists()
     _no_leftovers("bad")
+
+
+def test_a_failed_input_leaves_a_folder_that_held_something(tmp_path: Path) -> None:
+    """Only what the failed run made goes: its copy, not the folder nor what was there."""
+    db().register("keep", kind="file")
+    store().write_bytes(store().path("keep", "notes.txt"), b"mine")
+    src = media.truncated(media.tone(tmp_path / "t.mp3", 10.0), tmp_path / "cut.mp3")
+    code, result = run_step(STEP, "--input", str(src), "--content", "keep")
+    assert code == protocol.EXIT_INVALID, result
+    assert sorted(p.name for p in store().folder("keep").iterdir()) == ["notes.txt"]
+
+
+def test_video_longer_than_its_audio_converts(tmp_path: Path) -> None:
+    """The file's duration is its video's (25 s): the audio (20 s) is measured on its own."""
+    src = media.video_and_audio(tmp_path / "talk.mp4", 25.0, 20.0)
+    code, result = run_step(STEP, "--input", str(src), "--content", "talk")
+    assert code == 0, result
+    assert result["duration"] == pytest.approx(20.0, abs=0.1)
+    _, _, _, seconds = _wav(store().path("talk", "audio.wav"))
+    assert seconds == pytest.approx(20.0, abs=0.1)
+
+
+def test_a_cut_off_video_is_still_truncated(tmp_path: Path) -> None:
+    whole = media.video_and_audio(tmp_path / "whole.mp4", 25.0, 20.0, faststart=True)
+    src = media.truncated(whole, tmp_path / "cut.mp4", 0.6)
+    code, result = run_step(STEP, "--input", str(src), "--content", "cut")
+    assert code == protocol.EXIT_INVALID, result
+    assert "looks truncated" in result["error"]
+    assert not store().folder("cut").exists()
+
+
+def test_a_full_disk_is_failed_and_blames_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data folder on a 1 MB file system: the copy fits, the WAV does not."""
+    with small_filesystem(tmp_path / "small", "1m") as small:
+        monkeypatch.setenv("SIGNAL4_DATA_DIR", str(small / "data"))
+        code, result = run_step(STEP, "--input", str(SAMPLE), "--content", "full")
+        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        error = result["error"]
+        assert "no space left on device" in error
+        assert f"the file system at {small} is full" in error
+        assert "truncated or corrupt" not in error
+        assert states("full") == {"convert": "failed"}
+        assert "no space left on device" in (db().get("full").steps[0].error or "")  # type: ignore[union-attr]
+        assert not store().folder("full").exists()  # the copy made for it is gone too
+
+
+def test_a_compressed_item_is_skipped_whole(tmp_path: Path) -> None:
+    """convert --input of a finished item (converted, compressed) is skipped: nothing comes back."""
+    src = media.tone(tmp_path / "done.wav", 6.0)
+    code, first = run_step(STEP, "--input", str(src), "--chunk-seconds", "4", "--overlap", "1")
+    assert code == 0, first
+    cid = first["content"]
+    for stage in ("transcribe", "diarize", "stitch"):
+        db().mark(cid, stage, "done")
+    code, result = run_step(cleanup_and_compress.STEP, "--content", cid)
+    assert code == 0, result
+    folder = store().folder(cid)
+    kept = sorted(p.name for p in folder.iterdir())
+    assert "audio.wav" not in kept and "chunks" not in kept and "chunks.json.gz" in kept
+
+    for args in ([], ["--chunk-seconds", "4", "--overlap", "1"]):
+        code, again = run_step(STEP, "--input", str(src), *args)
+        assert (code, again["status"]) == (0, protocol.SKIPPED), again
+        assert again["content"] == cid
+        assert sorted(p.name for p in folder.iterdir()) == kept
+    code, again = run_step(STEP, "--content", cid)
+    assert (code, again["status"]) == (0, protocol.SKIPPED), again
+    assert "--rewrite" in again["note"]  # other chunking than it was compressed with
+    assert sorted(p.name for p in folder.iterdir()) == kept
+    assert states(cid)["convert"] == "done"
+
+    code, again = run_step(STEP, "--input", str(src), "--rewrite")
+    assert (code, again["status"]) == (0, protocol.COMPLETED), again
+    assert (folder / "audio.wav").is_file()
+
+
+def test_a_bad_content_id_is_invalid_input_in_one_line(tmp_path: Path) -> None:
+    src = media.tone(tmp_path / "a.wav", 1.0)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signal4.processing_steps.convert",
+            "--input",
+            str(src),
+            "--content",
+            "../x",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "invalid content id '../x'" in proc.stderr
+    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.INVALID_INPUT
+    assert db().all() == []
 
 
 def test_bad_downloaded_media_is_recorded(tmp_path: Path) -> None:

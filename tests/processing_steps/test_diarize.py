@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from signal4.processing_steps.diarize import STEP
 from signal4.stepkit import diarization
 from tests.helpers import probe, speech
-from tests.helpers.steps import db, run_step
+from tests.helpers.steps import db, run_step, store
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,31 @@ def test_speakers_option_and_its_check() -> None:
     assert code == 0 and result["speakers"] == 1, result
     code, result = run_step(STEP, "--content", "one", "--speakers", "0", "--rewrite")
     assert code == 2 and "--speakers" in result["error"]
+
+
+def test_a_failed_rewrite_of_a_compressed_item_keeps_diarize_done() -> None:
+    """diarize --rewrite after cleanup_and_compress (no audio.wav, diarization.json.gz)."""
+    folder = speech.converted("finished", speech.silence(3.0))
+    code, result = run_step(STEP, "--content", "finished")
+    assert code == 0, result
+    # what cleanup_and_compress leaves: the JSON gzipped, audio.wav and chunks/ removed,
+    # audio.opus in their place (this env has no encoder; the step only looks for the file)
+    doc = json.loads((folder / "diarization.json").read_text())
+    store().write_json(folder / "diarization.json.gz", doc, compress=True)
+    (folder / "diarization.json").unlink()
+    (folder / "audio.wav").rename(folder / "audio.opus")
+    shutil.rmtree(folder / "chunks")
+    db().mark("finished", "compress", "done")
+
+    code, result = run_step(STEP, "--content", "finished", "--rewrite")
+    assert code == 2 and "--rewrite first" in result["error"], result
+    row = next(r for r in db().get("finished").steps if r.stage == "diarize")  # type: ignore[union-attr]
+    assert (row.status, row.error) == ("done", None)
+    assert row.info["method"] == "silero-resemblyzer"  # the successful run's record stays
+    assert row.info["last_attempt"]["status"] == "invalid_input"
+    assert "was compressed" in row.info["last_attempt"]["error"]
+    code, result = run_step(STEP, "--content", "finished")  # and it is still done
+    assert (code, result["status"]) == (0, "skipped")
 
 
 def test_unconverted_content_is_invalid_input() -> None:

@@ -12,7 +12,7 @@ from signal4.processing_steps.download_podcast import STEP
 from signal4.run import protocol
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
-from tests.helpers.steps import db, run_step, states, store
+from tests.helpers.steps import db, run_step, small_filesystem, states, store
 
 
 @pytest.fixture(autouse=True)
@@ -182,7 +182,7 @@ def test_bad_media_is_invalid_input(route: Route, reason: str) -> None:
     assert reason in result["error"]
     assert db().stage_status("bad", "download") == "invalid_input"
     assert reason in (db().get("bad").steps[0].error or "")  # type: ignore[union-attr]
-    assert list(store().folder("bad").iterdir()) == []
+    assert not store().folder("bad").exists()  # the folder it made for the episode is gone
 
 
 def test_over_size_limit_while_streaming(mp3: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +194,7 @@ def test_over_size_limit_while_streaming(mp3: bytes, monkeypatch: pytest.MonkeyP
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "big")
     assert code == protocol.EXIT_INVALID
     assert "larger than the limit" in result["error"]
-    assert list(store().folder("big").iterdir()) == []
+    assert not store().folder("big").exists()
 
 
 @pytest.mark.parametrize(
@@ -230,6 +230,100 @@ def test_feed_http_errors_and_url_checks(monkeypatch: pytest.MonkeyPatch) -> Non
     assert db().all() == []
 
 
+@pytest.mark.parametrize(
+    "feed",
+    ["http://[::1", "http://[::1/feed.xml", "http://127.0.0.1:99999/feed.xml", "http://[nope]/"],
+)
+def test_a_feed_url_that_does_not_parse_is_invalid_input(tmp_path: Path, feed: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "signal4.processing_steps.download_podcast", "--feed", feed],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    result = protocol.parse_last_line(proc.stdout)
+    assert result["status"] == protocol.INVALID_INPUT
+    assert "not a valid URL" in result["error"]
+
+
+def test_an_enclosure_url_that_does_not_parse_is_invalid_input(mp3: bytes) -> None:
+    with httpserver.serve() as srv:
+        srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Odd", "http://[::1/ep.mp3")]))
+        code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "odd")
+    assert code == protocol.EXIT_INVALID, result
+    assert not store().folder("odd").exists()
+
+
+def test_a_bad_content_id_is_invalid_input_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signal4.processing_steps.download_podcast",
+            "--feed",
+            "http://127.0.0.1:9/feed.xml",
+            "--content",
+            "../x",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "invalid content id '../x'" in proc.stderr
+    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.INVALID_INPUT
+
+
+def test_a_failed_download_keeps_a_folder_that_held_something(mp3: bytes) -> None:
+    store().write_bytes(store().path("mine", "notes.txt"), b"mine")
+    with httpserver.serve() as srv:
+        srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Gone", srv.url("/gone.mp3"))]))
+        code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "mine")
+    assert code == protocol.EXIT_INVALID, result
+    assert sorted(p.name for p in store().folder("mine").iterdir()) == ["notes.txt"]
+
+
+def test_a_failed_rewrite_keeps_the_download_done(mp3: bytes) -> None:
+    with httpserver.serve() as srv:
+        srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Once", srv.url("/once.mp3"))]))
+        srv.routes["/once.mp3"] = Route(mp3, content_type="audio/mpeg")
+        code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "once")
+        assert code == 0, result
+        del srv.routes["/once.mp3"]  # gone from the server now
+        code, result = run_step(
+            STEP, "--feed", srv.url("/feed.xml"), "--content", "once", "--rewrite"
+        )
+    assert code == protocol.EXIT_INVALID, result
+    assert store().path("once", "once.mp3").read_bytes() == mp3  # the earlier download
+    row = db().get("once").steps[0]  # type: ignore[union-attr]
+    assert (row.status, row.error) == ("done", None)
+    assert "404" in row.info["last_attempt"]["error"]
+    assert row.info["file"] == "once.mp3"
+
+
+def test_a_full_disk_is_failed_not_bad_media(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = media.tone(tmp_path / "big.wav", 20.0).read_bytes()  # 3.5 MB
+    with small_filesystem(tmp_path / "small", "1m") as small:
+        monkeypatch.setenv("SIGNAL4_CONTENT_DIR", str(small / "content"))
+        with httpserver.serve() as srv:
+            srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Big", srv.url("/big.wav"))]))
+            srv.routes["/big.wav"] = Route(big, content_type="audio/wav")
+            code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "big")
+        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        assert "no space left on device" in result["error"]
+        assert f"the file system at {small} is full" in result["error"]
+        assert db().stage_status("big", "download") == "failed"
+        assert not store().folder("big").exists()
+
+
 def test_every_request_and_redirect_hop_is_checked(mp3: bytes) -> None:
     from types import SimpleNamespace
 
@@ -257,7 +351,7 @@ def test_connection_reset_leaves_nothing_and_rerun_completes(mp3: bytes) -> None
         assert "broke off" in result["error"]
         [item] = db().all()
         assert db().stage_status(item.id, "download") == "failed"
-        assert list(store().folder(item.id).iterdir()) == []
+        assert not store().folder(item.id).exists()
 
         srv.routes["/flaky.mp3"] = Route(mp3, content_type="audio/mpeg")
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"))

@@ -14,7 +14,7 @@ from signal4.run.steprunner import Step
 from signal4.stepkit import media as media_mod
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
-from tests.helpers.steps import db, run_step, states, store
+from tests.helpers.steps import db, run_step, small_filesystem, states, store
 
 
 @pytest.fixture(autouse=True)
@@ -108,8 +108,41 @@ def test_bad_urls_are_invalid(server: httpserver.Server, path: str, reason: str)
     code, result = run_step(download_rumble.STEP, "--url", server.url(path), "--content", "bad")
     assert code == protocol.EXIT_INVALID, result
     assert reason in result["error"]
-    folder = store().folder("bad")
-    assert not folder.exists() or list(folder.iterdir()) == []
+    assert not store().folder("bad").exists()  # a folder it made is taken away
+
+
+def test_a_failed_download_keeps_a_folder_that_held_something(server: httpserver.Server) -> None:
+    store().write_bytes(store().path("mine", "notes.txt"), b"mine")
+    code, result = run_step(
+        download_youtube.STEP, "--url", server.url("/silent.mp4"), "--content", "mine"
+    )
+    assert code == protocol.EXIT_INVALID, result
+    assert sorted(p.name for p in store().folder("mine").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999/x.mp3"])
+def test_a_url_that_does_not_parse_is_invalid_input(url: str) -> None:
+    code, result = run_step(download_youtube.STEP, "--url", url)
+    assert code == protocol.EXIT_INVALID, result
+    assert "not a valid URL" in result["error"]
+
+
+def test_a_full_disk_is_failed_not_bad_media(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = media.tone(tmp_path / "big.wav", 20.0).read_bytes()  # 3.5 MB
+    with (
+        small_filesystem(tmp_path / "small", "1m") as small,
+        httpserver.serve({"/big.wav": Route(big, content_type="audio/wav")}) as srv,
+    ):
+        monkeypatch.setenv("SIGNAL4_CONTENT_DIR", str(small / "content"))
+        code, result = run_step(
+            download_youtube.STEP, "--url", srv.url("/big.wav"), "--content", "big"
+        )
+        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        assert "no space left on device" in result["error"]
+        assert db().stage_status("big", "download") == "failed"
+        assert not store().folder("big").exists()
 
 
 def test_rumble_refuses_another_site() -> None:

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from signal4.content import settings
 from signal4.content.state import StateDB
+from signal4.envs import manifest
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, keeps, number
+from tests.conftest import ROOT
+from tests.helpers.steps import small_filesystem
 
 CALLS: list[str] = []
+OUT = "out.json"
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +37,14 @@ def _execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         raise StepFailure("the disk is full")
     if options.mode == "crash":
         raise ZeroDivisionError("oops")
+    if options.mode == "write":  # the stage's real output, then the stage is done
+        ctx.store.write_json(ctx.store.path(options.content, OUT), {"n": 1})
+        ctx.db.mark(options.content, "convert", "done", info={"n": 1})
+    if options.mode == "fill":  # real writes until the disk says no
+        block = b"x" * (1 << 16)
+        with ctx.store.open_atomic(ctx.store.path(options.content, "big.bin")) as fh:
+            for _ in range(1 << 12):
+                fh.write(block)
     return {"status": protocol.COMPLETED, "mode": options.mode, "root": str(ctx.store.root)}
 
 
@@ -41,6 +59,7 @@ STEP = Step(
     execute=_execute,
     ready=_ready,
     stage="convert",
+    outputs_kept=keeps(OUT),
 )
 
 
@@ -110,16 +129,258 @@ def test_ready_probe(capsys: pytest.CaptureFixture[str]) -> None:
     assert CALLS == ["ready"]
 
 
-def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        STEP.main(["--help"])
-    assert exc.value.code == 0
+def test_help_is_a_completed_result_not_an_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    code = STEP.main(["--help"])
     out = capsys.readouterr().out
+    assert code == 0
     assert "A demo step." in out
     assert "--rewrite" in out
+    # the protocol holds: the last line is the result, so a dispatcher reads "completed"
+    assert protocol.parse_last_line(out) == {"status": "completed", "step": "demo", "help": True}
+    # the worker's entry point (run_argv) gets the text back, and never a SystemExit
+    result = STEP.run_argv(["--content", "c1", "-h"])
+    assert result["status"] == protocol.COMPLETED
+    assert "A demo step." in result["help"]
+
+
+def _step_modules() -> list[tuple[str, Step]]:
+    m = manifest.load(ROOT)
+    steps = []
+    for task in m.tasks.values():
+        module = importlib.import_module(task.module)
+        if isinstance(getattr(module, "STEP", None), Step):
+            steps.append((task.name, module.STEP))
+    return steps
+
+
+def test_every_step_module_prints_help_and_exits_zero() -> None:
+    """``python -m <step> --help``: the help on stdout, exit 0, a completed line last."""
+    for name, step in _step_modules():
+        proc = subprocess.run(
+            [sys.executable, "-m", f"signal4.processing_steps.{name}", "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert proc.stdout.startswith("usage: "), name
+        assert step.description.split()[0] in proc.stdout, name
+        assert protocol.parse_last_line(proc.stdout)["help"] is True, name
+        assert proc.stderr == "", (name, proc.stderr)
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400", "0", "-1", "x", ""])
+def test_number_refuses_non_finite_and_out_of_range(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="must be a finite number"):
+        number(float, ge=1)(text)
+
+
+def test_number_takes_what_is_in_range() -> None:
+    assert number(float, ge=1)("1") == 1.0
+    assert number(float, gt=0, le=2)(" 2 ") == 2.0
+    assert number(int, ge=1)("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be a whole number \(at least 1\)"):
+        number(int, ge=1)("0")
+    with pytest.raises(argparse.ArgumentTypeError, match="at most 2"):
+        number(float, gt=0, le=2)("2.5")
+
+
+#: Runs in a child process whose address space is capped: a value that slips through the
+#: parser into a step that loops on it (the NaN chunk plan did) dies of MemoryError there
+#: within seconds instead of eating this machine.
+_UNDER_A_MEMORY_LIMIT = """
+import json, resource, sys
+limit = 1 << 30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import importlib
+out = []
+for module, argv, option in json.loads(sys.argv[1]):
+    step = importlib.import_module(module).STEP
+    try:
+        result = step.run_argv(argv)
+    except MemoryError:
+        result = {"status": "failed", "error": "MemoryError"}
+    out.append([module, argv, option, result.get("status"), result.get("error", "")])
+print(json.dumps(out))
+"""
+
+BAD_NUMBERS = ["nan", "inf", "-inf", "-1", "1e999"]
+
+
+def test_every_numeric_option_of_every_step_refuses_bad_numbers_under_a_memory_limit() -> None:
+    cases = []
+    for name, step in _step_modules():
+        parser = step.parser()
+        required = [
+            f"{a.option_strings[-1]}=x"
+            for a in parser._actions
+            if a.required and a.option_strings and a.dest != "content"
+        ]
+        numeric = [
+            a
+            for a in parser._actions
+            if a.option_strings
+            and (a.type in (int, float) or getattr(a.type, "__name__", "") in NUMBER_TYPE_NAMES)
+        ]
+        for action in numeric:
+            option = action.option_strings[-1]
+            for bad in BAD_NUMBERS:
+                argv = ["--content", "c1", *required, f"{option}={bad}"]
+                cases.append([f"signal4.processing_steps.{name}", argv, option])
+    options = {(c[0], c[2]) for c in cases}
+    # the options this test must see (a new numeric option joins by itself)
+    for expected in [
+        ("signal4.processing_steps.convert", "--chunk-seconds"),
+        ("signal4.processing_steps.convert", "--overlap"),
+        ("signal4.processing_steps.download_podcast", "--episode"),
+        ("signal4.processing_steps.diarize", "--speakers"),
+        ("signal4.processing_steps.diarize", "--max-speakers"),
+        ("signal4.processing_steps.diarize_pyannote", "--speakers"),
+    ]:
+        assert expected in options
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNDER_A_MEMORY_LIMIT, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for module, argv, option, status, error in json.loads(proc.stdout.splitlines()[-1]):
+        assert status == protocol.INVALID_INPUT, (module, argv, status, error)
+        assert f"argument {option}: must be" in error, (module, argv, error)
+
+
+#: The names ``number()`` gives its converters; builtin int and float are caught by type.
+NUMBER_TYPE_NAMES = {"finite number", "whole number"}
+
+
+def test_bitrate_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from signal4.processing_steps.cleanup_and_compress import STEP as CLEANUP
+
+    for bad in ("nan", "inf", "0", "-32k", "1M", "32q", "100"):
+        result = CLEANUP.run_argv(["--content", "c1", f"--bitrate={bad}"])
+        assert result["status"] == protocol.INVALID_INPUT, bad
+        assert "argument --bitrate: must be an Opus bitrate" in result["error"]
+    assert CLEANUP.parser().parse_args(["--content", "c", "--bitrate", "24k"]).bitrate == "24000"
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", ".", "-x"])
+def test_a_bad_content_id_is_a_usage_error(capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    code, result, err = _main(capsys, f"--content={bad}")
+    assert (code, result["status"]) == (2, protocol.INVALID_INPUT)
+    assert "argument --content: invalid content id" in result["error"]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("CHUNK_SECONDS", "nan", "SIGNAL4_CHUNK_SECONDS='nan': Input should be a finite number"),
+        ("CHUNK_OVERLAP", "inf", "SIGNAL4_CHUNK_OVERLAP='inf'"),
+        ("HTTP_TIMEOUT", "-1", "SIGNAL4_HTTP_TIMEOUT='-1'"),
+        ("MAX_DOWNLOAD_BYTES", "nan", "SIGNAL4_MAX_DOWNLOAD_BYTES='nan'"),
+    ],
+)
+def test_a_bad_setting_is_invalid_input_naming_it(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    needle: str,
+) -> None:
+    monkeypatch.setenv(f"SIGNAL4_{name}", value)
+    code, result, err = _main(capsys, "--content", "c1")
+    assert (code, result["status"]) == (2, protocol.INVALID_INPUT)
+    assert needle in result["error"]
+    assert err.strip().splitlines() == [f"demo: invalid_input: {result['error']}"]
+
+
+def test_a_bad_setting_through_a_real_step_cli(tmp_path: Path) -> None:
+    """The step's own process: one stderr line naming the setting, exit 2, no traceback."""
+    env = {**os.environ, "SIGNAL4_CHUNK_SECONDS": "inf"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "signal4.processing_steps.stitch", "--content", "c1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "SIGNAL4_CHUNK_SECONDS='inf'" in proc.stderr
+    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.INVALID_INPUT
+
+
+def test_a_failed_rewrite_keeps_a_done_stage_done(capsys: pytest.CaptureFixture[str]) -> None:
+    db = StateDB(settings.get().db_url)
+    db.register("c1", kind="file")
+    assert _main(capsys, "--content", "c1", "--mode", "write")[0] == 0
+    assert db.stage_status("c1", "convert") == "done"
+
+    code, result, _ = _main(capsys, "--content", "c1", "--mode", "invalid", "--rewrite")
+    assert (code, result["status"]) == (2, protocol.INVALID_INPUT)
+    row = db.get("c1").steps[0]  # type: ignore[union-attr]
+    assert (row.stage, row.status, row.error) == ("convert", "done", None)
+    assert row.info["n"] == 1  # what the successful run recorded is still there
+    attempt = row.info["last_attempt"]
+    assert (attempt["status"], attempt["error"]) == ("invalid_input", "that input is no good")
+
+    # without its output, a done stage is not done any more: the failure replaces it
+    settings.get.cache_clear()
+    (Path(settings.get().content_root) / "c1" / OUT).unlink()
+    code, result, _ = _main(capsys, "--content", "c1", "--mode", "fail", "--rewrite")
+    assert code == 1
+    assert db.stage_status("c1", "convert") == "failed"
+
+
+def test_a_full_disk_is_failed_naming_the_file_system(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with small_filesystem(tmp_path / "small", "256k") as small:
+        monkeypatch.setenv("SIGNAL4_CONTENT_DIR", str(small / "content"))
+        db = StateDB(settings.get().db_url)  # the state DB stays on the big disk
+        db.register("c1", kind="file")
+        code, result, err = _main(capsys, "--content", "c1", "--mode", "fill")
+        assert (code, result["status"]) == (1, protocol.FAILED)
+        assert "no space left on device" in result["error"]
+        assert f"the file system at {small} is full" in result["error"]
+        assert "Traceback" not in err
+        assert db.stage_status("c1", "convert") == "failed"
+        assert list((small / "content" / "c1").iterdir()) == []  # the temp file is gone
 
 
 def test_context_is_lazy() -> None:
     ctx = Context()
     assert ctx._db is None and ctx._store is None
     assert ctx.settings is settings.get()
+
+
+def test_ctrl_c_in_a_step_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    script = tmp_path / "slow_step.py"
+    script.write_text(
+        "import argparse, time\n"
+        "from signal4.run.steprunner import Step\n"
+        "def execute(options, ctx):\n"
+        "    print('working', flush=True)\n"
+        "    time.sleep(60)\n"
+        "STEP = Step(name='slow', description='d', add_arguments=lambda p: None,\n"
+        "            execute=execute, ready=lambda: None, needs_content=False)\n"
+        "raise SystemExit(STEP.main([]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SIGNAL4_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "working"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert err.strip() == "slow: interrupted"
+    assert out == ""  # no result line: the dispatcher says what happened

@@ -41,6 +41,8 @@ def main(
     conf = Settings(data_dir=m.data_dir)
     if source is None:
         source = str(m.root / SAMPLE)
+    elif not source.strip():
+        raise UsageError("--source is empty: give a media file or a URL, or leave it out")
     if download_task(source) is None and not Path(source).expanduser().is_file():
         raise no_such_source(source)
     needed = tasks_needed(m, source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from collections.abc import Sequence
@@ -9,7 +10,21 @@ from collections.abc import Sequence
 from signal4.commands.envs import sync
 from signal4.envs import venv as envs
 from signal4.envs.manifest import load
+from signal4.errors import UsageError
 from signal4.run import dispatch, protocol
+
+
+def seconds(text: str) -> float | None:
+    """A ``--timeout`` value: None when not given, else a finite number of seconds >= 0."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"--timeout {text!r}: give a number of seconds >= 0 (0: no limit)")
+    return value
 
 
 def passthrough_args(argv: Sequence[str], remainder: str) -> list[str]:
@@ -20,10 +35,29 @@ def passthrough_args(argv: Sequence[str], remainder: str) -> list[str]:
     return shlex.split(remainder)
 
 
+def _echo_stdout(line: str) -> None:
+    """Echo a step's stdout line, except the result line that closes its ``--help`` text.
+
+    A step asked for help prints the help, then ``{"status": "completed", "help": true}``
+    for the protocol's sake; someone reading the help has no use for that line.
+    """
+    if line.startswith("{") and '"help"' in line:
+        try:
+            result = protocol.parse_line(line)
+        except protocol.ProtocolError:
+            result = {}
+        if result.get("help") is True and result.get("status") == protocol.COMPLETED:
+            return
+    dispatch.echo_stdout(line)
+
+
 def run(
     task: str, args: Sequence[str], *, sync_first: bool = False, timeout: float | None = None
 ) -> int:
-    """Run ``task`` in its env via the dispatcher, echoing its output; return its exit code."""
+    """Run ``task`` in its env via the dispatcher, echoing its output; return its exit code.
+
+    ``-- --help`` shows the step's help and exits 0 (the step reports help as completed).
+    """
     m = load()
     t = m.task(task)
     if sync_first and envs.status(m, envs.spec(m, t.env)) is not envs.State.UP_TO_DATE:
@@ -35,7 +69,7 @@ def run(
         t,
         args,
         timeout=timeout,
-        on_stdout=dispatch.echo_stdout,
+        on_stdout=_echo_stdout,
         on_stderr=dispatch.echo_stderr,
     )
     if outcome.status == protocol.TIMED_OUT or (outcome.error and not outcome.result):

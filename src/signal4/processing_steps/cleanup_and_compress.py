@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from signal4.content.store import TMP_PREFIX
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step
+from signal4.run.steprunner import Context, InvalidInput, Step, keeps
 
 AUDIO = "audio.wav"
 OPUS = "audio.opus"
@@ -21,10 +22,24 @@ MANIFEST = "storage_manifest.json"
 LATER_STAGES = ("transcribe", "diarize", "stitch")
 #: Opus and WAV durations may differ by this much (encoder padding).
 DURATION_TOLERANCE = 0.5
+#: The bitrates (bits per second) libopus takes for our mono audio.
+MIN_BITRATE, MAX_BITRATE = 500, 256_000
+
+
+def bitrate(text: str) -> str:
+    """An argparse ``type=``: an Opus bitrate such as ``32k`` or ``24000``, in range."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kK]?)\s*", text)
+    bps = float(m[1]) * (1000 if m[2] else 1) if m else None
+    if bps is None or not MIN_BITRATE <= bps <= MAX_BITRATE:
+        raise argparse.ArgumentTypeError(
+            f"must be an Opus bitrate from {MIN_BITRATE} to {MAX_BITRATE // 1000}k bits per "
+            f"second (e.g. 32k), not {text!r}"
+        )
+    return str(round(bps))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bitrate", default="32k", help="Opus bitrate (default 32k)")
+    parser.add_argument("--bitrate", type=bitrate, default="32k", help="Opus bitrate (default 32k)")
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -196,6 +211,7 @@ STEP = Step(
     execute=execute,
     ready=ready,
     stage="compress",
+    outputs_kept=keeps(MANIFEST),
 )
 
 if __name__ == "__main__":

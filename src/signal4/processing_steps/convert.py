@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -13,11 +14,15 @@ from typing import Any
 
 from signal4.content.store import TMP_PREFIX, check_id, dir_mode
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step
+from signal4.run.steprunner import Context, InvalidInput, Step, keeps, number
 
 AUDIO = "audio.wav"
 PLAN = "chunks.json"
 CHUNKS = "chunks"
+#: What cleanup_and_compress keeps of the audio once the later stages are done.
+OPUS = "audio.opus"
+#: The shortest chunk (the same floor as SIGNAL4_CHUNK_SECONDS).
+MIN_CHUNK_SECONDS = 1.0
 #: Decoded audio shorter than this share of the probed duration means a truncated file.
 TRUNCATED_RATIO = 0.9
 
@@ -31,15 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chunk-seconds",
-        type=float,
+        type=number(float, ge=MIN_CHUNK_SECONDS),
         metavar="S",
-        help="chunk length (default: SIGNAL4_CHUNK_SECONDS, 300)",
+        help=f"chunk length, at least {MIN_CHUNK_SECONDS:g} (default: SIGNAL4_CHUNK_SECONDS, 300)",
     )
     parser.add_argument(
         "--overlap",
-        type=float,
+        type=number(float, ge=0),
         metavar="S",
-        help="overlap between chunks (default: SIGNAL4_CHUNK_OVERLAP, 2)",
+        help="overlap between chunks, at most half a chunk (default: SIGNAL4_CHUNK_OVERLAP, 2)",
     )
 
 
@@ -51,10 +56,29 @@ def ready() -> None:
     import signal4.content.state  # noqa: F401
 
 
+def check_chunking(chunk: float, overlap: float) -> None:
+    """InvalidInput unless ``chunk`` s chunks overlapping by ``overlap`` s make a finite plan."""
+    from signal4.content.settings import check_chunking as why_not
+
+    reason = None
+    if not (math.isfinite(chunk) and chunk >= MIN_CHUNK_SECONDS):
+        reason = f"the chunk length must be a finite number of at least {MIN_CHUNK_SECONDS:g} s"
+    elif not (math.isfinite(overlap) and overlap >= 0):
+        reason = "the overlap must be a finite number of 0 or more"
+    else:
+        reason = why_not(chunk, overlap)
+    if reason:
+        raise InvalidInput(
+            f"cannot cut {chunk:g} s chunks overlapping by {overlap:g} s "
+            f"(--chunk-seconds, --overlap): {reason}"
+        )
+
+
 def plan_chunks(duration: float, chunk: float, overlap: float) -> list[tuple[float, float]]:
     """Return (start, end) seconds of chunks of ``chunk`` s that overlap by ``overlap`` s."""
-    if chunk <= overlap:
-        raise InvalidInput(f"--chunk-seconds ({chunk}) must be larger than --overlap ({overlap})")
+    check_chunking(chunk, overlap)
+    if not (math.isfinite(duration) and duration >= 0):
+        raise InvalidInput(f"cannot cut audio of {duration} s into chunks")
     spans: list[tuple[float, float]] = []
     start = 0.0
     while True:
@@ -80,8 +104,12 @@ def input_content_id(src: Path) -> str:
     return content_id("file", src.stem, _file_digest(src))
 
 
-def _register_input(options: argparse.Namespace, ctx: Context) -> str:
-    """Copy ``--input`` into its content folder and register it as kind 'file'; return the id."""
+def _register_input(options: argparse.Namespace, ctx: Context, created: list[Path]) -> str:
+    """Copy ``--input`` into its content folder and register it as kind 'file'; return the id.
+
+    Appends to ``created`` what this call made (the content folder, if it was new, else
+    the copy, if there was none), so that a failed run can take exactly that away.
+    """
     from signal4.stepkit.fetch import safe_filename
 
     src: Path = options.input.expanduser()
@@ -92,13 +120,28 @@ def _register_input(options: argparse.Namespace, ctx: Context) -> str:
     name = safe_filename(src.name)
     target = ctx.store.path(cid, name)
     if not (target.is_file() and target.stat().st_size == src.stat().st_size):
-        ctx.store.folder(cid, create=True)
+        folder = ctx.store.folder(cid)
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            created.append(folder)
+        elif not target.exists():
+            created.append(target)
         with ctx.store.atomic_path(target) as tmp:
             shutil.copyfile(src, tmp)
     item = ctx.db.get(cid)
     meta = {**((item.meta or {}) if item else {}), "media": name, "input": str(src.resolve())}
     ctx.db.register(cid, kind="file", source_url=src.resolve().as_uri(), title=src.stem, meta=meta)
     return cid
+
+
+def _remove(created: list[Path]) -> None:
+    """Take away what a failed run made: a new content folder whole, or the input's copy."""
+    for path in reversed(created):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def source_media(ctx: Context, cid: str) -> Path:
@@ -111,12 +154,16 @@ def source_media(ctx: Context, cid: str) -> Path:
         raise InvalidInput(f"content {cid!r} has no downloaded media; run its download step first")
     path: Path = ctx.store.path(cid, name)
     if not path.is_file():
-        raise InvalidInput(f"content {cid!r}: media file {name} is missing; download it again")
+        again = "give it again with --input" if item.kind == "file" else "download it again"
+        raise InvalidInput(f"content {cid!r}: media file {name} is missing; {again}")
     return path
 
 
-def _probe_audio(src: Path) -> Any:
-    """Probe ``src``; InvalidInput if it is missing, not media, or has no audio stream."""
+def _probe_audio(src: Path) -> tuple[float | None, str]:
+    """Probe ``src``: how long its audio should decode to, and where that figure is from.
+
+    InvalidInput if it is missing, not media, has no audio stream or is cut short.
+    """
     from signal4.stepkit import media
 
     if not src.is_file():
@@ -130,45 +177,89 @@ def _probe_audio(src: Path) -> Any:
         raise InvalidInput(f"{src.name} has {kinds}; there is nothing to transcribe")
     if reason := media.container_truncation(src):
         raise InvalidInput(f"{src.name} looks truncated: {reason}")
-    return info
+    try:
+        return media.expected_audio_seconds(src, info)
+    except media.TruncatedMedia as exc:
+        raise InvalidInput(f"{src.name} looks truncated: {exc}") from None
+    except media.MediaError as exc:
+        raise InvalidInput(f"cannot read the audio of {src.name}: {exc}") from None
+
+
+def _already_converted(
+    ctx: Context, cid: str, chunk: float, overlap: float
+) -> dict[str, Any] | None:
+    """The ``skipped`` result if ``cid`` is converted (and still is, or was compressed).
+
+    Done means: the convert stage is recorded done and its plan is kept, and either
+    audio.wav is there, cut as asked, or cleanup_and_compress has replaced the WAV and the
+    chunks with audio.opus (a finished item: its chunking can only change with --rewrite).
+    """
+    db, store = ctx.db, ctx.store
+    if not db.is_done(cid, "convert"):
+        return None
+    try:
+        plan = store.read_json(store.path(cid, PLAN))
+        cut = (plan["chunk_seconds"], plan["overlap"])
+        result = {
+            "status": protocol.SKIPPED,
+            "content": cid,
+            "audio": AUDIO,
+            "chunks": len(plan["chunks"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if store.path(cid, AUDIO).is_file():
+        return result if cut == (chunk, overlap) else None
+    if db.is_done(cid, "compress") and store.path(cid, OPUS).is_file():
+        result.update(audio=OPUS, compressed=True)
+        if cut != (chunk, overlap):
+            result["note"] = (
+                f"compressed with {cut[0]:g} s chunks overlapping by {cut[1]:g} s; "
+                "--rewrite converts it again"
+            )
+        return result
+    return None
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-    from signal4.stepkit import media
-
     if options.input is None and not options.content:
         raise InvalidInput("give --content ID (downloaded content) or --input FILE")
-    info = None
-    if options.input is not None:
-        # a file that is no usable media is refused before it is copied in or registered
-        info = _probe_audio(options.input.expanduser())
-        cid = _register_input(options, ctx)
-    else:
-        cid = options.content
-    options.content = cid
-    src = source_media(ctx, cid)
-    chunk = options.chunk_seconds or ctx.settings.chunk_seconds
+    chunk = ctx.settings.chunk_seconds if options.chunk_seconds is None else options.chunk_seconds
     overlap = ctx.settings.chunk_overlap if options.overlap is None else options.overlap
-    if overlap < 0:
-        raise InvalidInput("--overlap must be 0 or more")
+    check_chunking(chunk, overlap)
+    expected = None
+    created: list[Path] = []
+    try:
+        if options.input is not None:
+            # a file that is no usable media is refused before it is copied in or registered
+            expected = _probe_audio(options.input.expanduser())
+            options.content = _register_input(options, ctx, created)
+        return _convert(options, ctx, chunk, overlap, expected)
+    except BaseException:
+        _remove(created)
+        raise
+
+
+def _convert(
+    options: argparse.Namespace,
+    ctx: Context,
+    chunk: float,
+    overlap: float,
+    expected: tuple[float | None, str] | None,
+) -> dict[str, Any]:
+    from signal4.stepkit import media
+
+    cid = options.content
+    if not options.rewrite and (done := _already_converted(ctx, cid, chunk, overlap)):
+        return done
+    src = source_media(ctx, cid)
+    announced, according_to = expected or _probe_audio(src)
     store = ctx.store
     wav, plan_path, chunk_dir = (
         store.path(cid, AUDIO),
         store.path(cid, PLAN),
         store.path(cid, CHUNKS),
     )
-    if not options.rewrite and ctx.db.is_done(cid, "convert") and wav.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            plan = store.read_json(plan_path)
-            if (plan["chunk_seconds"], plan["overlap"]) == (chunk, overlap):
-                return {
-                    "status": protocol.SKIPPED,
-                    "content": cid,
-                    "audio": AUDIO,
-                    "chunks": len(plan["chunks"]),
-                }
-
-    info = info or _probe_audio(src)
     with store.atomic_path(wav) as tmp:
         try:
             media.to_wav(src, tmp)
@@ -177,10 +268,10 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         got = media.wav_info(tmp)
         if got.frames == 0:
             raise InvalidInput(f"{src.name} decoded to no audio at all")
-        if info.duration and got.duration < TRUNCATED_RATIO * info.duration - 0.5:
+        if announced and got.duration < TRUNCATED_RATIO * announced - 0.5:
             raise InvalidInput(
                 f"{src.name} looks truncated: it decoded to {got.duration:.1f} s "
-                f"of the {info.duration:.1f} s its header announces"
+                f"of the {announced:.1f} s {according_to}"
             )
 
     spans = plan_chunks(got.duration, chunk, overlap)
@@ -257,6 +348,7 @@ STEP = Step(
     ready=ready,
     stage="convert",
     needs_content=False,
+    outputs_kept=keeps(PLAN),
 )
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import warnings
 import wave
 from typing import Any
 
-from signal4.run.steprunner import Context, InvalidInput, Step
+from signal4.run.steprunner import Context, InvalidInput, Step, keeps, number
 from signal4.stepkit import diarization
 
 RATE = 16_000
@@ -20,11 +20,14 @@ MIN_SILHOUETTE = 0.15
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--speakers", type=int, metavar="N", help="the number of speakers (default: automatic)"
+        "--speakers",
+        type=number(int, ge=1),
+        metavar="N",
+        help="the number of speakers (default: automatic)",
     )
     parser.add_argument(
         "--max-speakers",
-        type=int,
+        type=number(int, ge=1),
         default=MAX_SPEAKERS,
         metavar="N",
         help=f"most speakers to consider (default {MAX_SPEAKERS})",
@@ -163,6 +166,7 @@ STEP = Step(
     execute=execute,
     ready=ready,
     stage="diarize",
+    outputs_kept=keeps(diarization.JSON_NAME),
 )
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, keeps, number
 from signal4.stepkit import diarization
 
 HUB_PIPELINE = "pyannote/speaker-diarization-3.1"
@@ -15,7 +15,10 @@ HUB_PIPELINE = "pyannote/speaker-diarization-3.1"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--speakers", type=int, metavar="N", help="the number of speakers (default: automatic)"
+        "--speakers",
+        type=number(int, ge=1),
+        metavar="N",
+        help="the number of speakers (default: automatic)",
     )
 
 
@@ -84,6 +87,7 @@ STEP = Step(
     execute=execute,
     ready=ready,
     stage="diarize",
+    outputs_kept=keeps(diarization.JSON_NAME),
 )
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,22 @@ from urllib.parse import urljoin
 
 from signal4.content.store import check_id
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
-from signal4.stepkit.fetch import UnsafeURL, check_url, content_id, is_media_type, safe_filename
+from signal4.run.steprunner import (
+    Context,
+    InvalidInput,
+    Step,
+    StepFailure,
+    number,
+    record_failure,
+)
+from signal4.stepkit.fetch import (
+    UnsafeURL,
+    check_url,
+    content_id,
+    is_media_type,
+    media_kept,
+    safe_filename,
+)
 
 #: A feed document larger than this is refused (the media limit is a setting).
 MAX_FEED_BYTES = 50 * 1024**2
@@ -42,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pick = parser.add_mutually_exclusive_group()
     pick.add_argument(
         "--episode",
-        type=int,
+        type=number(int, ge=1),
         metavar="N",
         help="download the Nth episode, newest first (1 = newest; the default)",
     )
@@ -105,6 +120,8 @@ def fetch_feed(client: Any, url: str) -> bytes:
             return bytes(body)
     except UnsafeURL as exc:
         raise InvalidInput(str(exc)) from None
+    except httpx.InvalidURL as exc:
+        raise InvalidInput(f"feed {url!r} is not a valid URL: {exc}") from None
     except httpx.TransportError as exc:
         raise StepFailure(f"could not fetch feed {url}: {exc!r}; check the URL and retry") from None
 
@@ -137,7 +154,7 @@ def parse_feed(body: bytes, url: str) -> list[Episode]:
                 Episode(
                     guid=str(entry.get("id") or entry.get("guid") or ""),
                     title=str(entry.get("title") or ""),
-                    url=urljoin(url, str(enclosure["href"])),
+                    url=_absolute(url, str(enclosure["href"])),
                     type=enclosure.get("type"),
                     published=entry.get("published") or entry.get("updated"),
                     feed_title=feed_title,
@@ -149,6 +166,14 @@ def parse_feed(body: bytes, url: str) -> list[Episode]:
     if all(stamp is not None for stamp, _, _ in dated):
         dated.sort(key=lambda t: (-(t[0] or 0.0), t[1]))
     return [ep for _, _, ep in dated]
+
+
+def _absolute(base: str, href: str) -> str:
+    """``href`` resolved against the feed's URL (as written if it does not parse)."""
+    try:
+        return urljoin(base, href)
+    except ValueError:
+        return href  # refused when it is fetched
 
 
 def _media_enclosure(enclosures: list[Any]) -> Any | None:
@@ -216,6 +241,8 @@ def download_file(client: Any, url: str, folder: Path, ctx: Context) -> dict[str
                     raise InvalidInput(f"{url} has no audio or video stream")
     except UnsafeURL as exc:
         raise InvalidInput(str(exc)) from None
+    except httpx.InvalidURL as exc:
+        raise InvalidInput(f"enclosure {url!r} is not a valid URL: {exc}") from None
     except httpx.TransportError as exc:
         raise StepFailure(
             f"download of {url} broke off: {exc!r}; nothing was kept, run the step again"
@@ -277,7 +304,11 @@ def _progress(total: int, label: str) -> tuple[Any, Any]:
 def download_episode(
     client: Any, ctx: Context, cid: str, ep: Episode, feed: str, rewrite: bool
 ) -> dict[str, Any]:
-    """Download one episode into content ``cid`` and record it; skip what is already done."""
+    """Download one episode into content ``cid`` and record it; skip what is already done.
+
+    A failed download takes away the content folder if it made it (it then holds nothing
+    but what this run wrote), and records the failure (:func:`record_failure`).
+    """
     db = ctx.db
     item = db.get(cid)
     if item is not None and not rewrite and db.is_done(cid, "download"):
@@ -298,12 +329,18 @@ def download_episode(
         title=ep.title or None,
         meta={**((item.meta or {}) if item else {}), **meta},
     )
-    folder = ctx.store.folder(cid, create=True)
+    folder = ctx.store.folder(cid)
+    new_folder = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         got = download_file(client, ep.url, folder, ctx)
-    except (InvalidInput, StepFailure) as exc:
-        status = "invalid_input" if isinstance(exc, InvalidInput) else "failed"
-        db.mark(cid, "download", status, error=str(exc))
+    except BaseException as exc:
+        if new_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, (InvalidInput, StepFailure)):
+            status = "invalid_input" if isinstance(exc, InvalidInput) else "failed"
+            kept = media_kept(ctx, cid)
+            record_failure(ctx, cid, "download", status, str(exc), outputs_kept=kept)
         raise
     db.register(
         cid,
@@ -398,6 +435,7 @@ STEP = Step(
     ready=ready,
     stage="download",
     needs_content=False,
+    outputs_kept=media_kept,
 )
 
 if __name__ == "__main__":

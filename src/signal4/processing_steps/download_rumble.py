@@ -7,6 +7,7 @@ from typing import Any
 
 from signal4.run.steprunner import Context, Step
 from signal4.stepkit import ytdl
+from signal4.stepkit.fetch import media_kept
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -21,6 +22,7 @@ STEP = Step(
     ready=ytdl.ready,
     stage="download",
     needs_content=False,
+    outputs_kept=media_kept,
 )
 
 if __name__ == "__main__":

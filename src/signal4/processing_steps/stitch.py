@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step
+from signal4.run.steprunner import Context, InvalidInput, Step, keeps
 from signal4.stepkit import diarization
 
 WORDS = "transcript_words.json"
+TRANSCRIPT = "transcript.json"
 UNKNOWN = "UNKNOWN"
 
 
@@ -125,7 +126,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     store = ctx.store
     if ctx.db.get(cid) is None:
         raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
-    out = store.path(cid, "transcript.json")
+    out = store.path(cid, TRANSCRIPT)
     if not options.rewrite and ctx.is_done(cid, "stitch", out.name):
         return {"status": protocol.SKIPPED, "content": cid, "transcript": out.name}
     words_path = store.path(cid, WORDS)
@@ -162,6 +163,7 @@ STEP = Step(
     execute=execute,
     ready=ready,
     stage="stitch",
+    outputs_kept=keeps(TRANSCRIPT),
 )
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, keeps
 
 PLAN = "chunks.json"
 OUT_DIR = "transcript"
@@ -167,7 +167,10 @@ def load_plan(folder: Path, store: Any) -> list[dict[str, Any]]:
         if chunk.get("index") != i:
             raise InvalidInput(f"{PLAN}: chunk {i} is missing from the plan; run convert again")
         if not (folder / chunk["file"]).is_file():
-            raise InvalidInput(f"chunk {i} ({chunk['file']}) is missing; run convert again")
+            raise InvalidInput(
+                f"chunk {i} ({chunk['file']}) is missing; "
+                f"run convert --content {folder.name} --rewrite"
+            )
     return chunks
 
 
@@ -245,6 +248,7 @@ STEP = Step(
     execute=execute,
     ready=ready,
     stage="transcribe",
+    outputs_kept=keeps(WORDS),
 )
 
 if __name__ == "__main__":

@@ -15,19 +15,39 @@ its heavy libraries inside ``execute`` (and lists them in ``ready``), never at m
   on stderr.
 * ``--ready`` imports exactly what a real run imports (``ready()``), prints one line
   and exits: ``inv measure`` times it.
+* ``--help`` prints the help on stdout, then a ``completed`` result line with
+  ``"help": true``: help is not a failure, and the dispatcher still finds its JSON line.
+* Numeric options take a ``type=`` from :func:`number`: ``nan``, ``inf`` and values out of
+  range are usage errors (``invalid_input``, exit 2) before ``execute`` runs.
+* A full disk (ENOSPC, from Python or from ffmpeg) is ``failed`` with a message naming
+  the file system, never blamed on the input; a ``SIGNAL4_*`` setting out of range is
+  ``invalid_input`` naming the setting.
+* A failed attempt at a stage that is recorded done, and whose outputs are still kept
+  (``outputs_kept``), leaves the stage ``done`` and records the attempt in its info
+  (``last_attempt``): steps write atomically, so a failed run never spoiled them.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import errno
+import math
+import os
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 from signal4.run import protocol
+
+N = TypeVar("N", int, float)
+#: errno values that mean "the disk is full" (out of blocks, or of the user's quota).
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class InvalidInput(Exception):
@@ -38,9 +58,149 @@ class StepFailure(Exception):
     """The step failed for a known reason (exit 1)."""
 
 
+class _HelpRequested(Exception):
+    """``--help`` was given: the parser's formatted help, instead of an exit."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class _HelpAction(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        raise _HelpRequested(parser.format_help())
+
+
 class _Parser(argparse.ArgumentParser):
+    """An argument parser that never exits: usage errors are InvalidInput, --help a result."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(add_help=False, **kwargs)
+        self.add_argument("-h", "--help", action=_HelpAction, help="show this help and exit")
+
     def error(self, message: str) -> NoReturn:
         raise InvalidInput(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise InvalidInput(f"{self.prog}: {(message or '').strip() or f'exit {status}'}")
+
+
+def number(
+    kind: Callable[[str], N],
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Callable[[str], N]:
+    """An argparse ``type=`` for a finite number within bounds (``nan`` and ``inf`` never pass).
+
+    ``kind`` is ``int`` or ``float``; a bad value is a usage error naming the option.
+    """
+    what = "a whole number" if kind is int else "a finite number"
+    bounds = [
+        f"{word} {limit:g}"
+        for word, limit in (("at least", ge), ("above", gt), ("at most", le))
+        if limit is not None
+    ]
+    wanted = what + (f" ({', '.join(bounds)})" if bounds else "")
+
+    def convert(text: str) -> N:
+        try:
+            value = kind(text.strip())
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}") from None
+        if (
+            not math.isfinite(value)
+            or (ge is not None and value < ge)
+            or (gt is not None and value <= gt)
+            or (le is not None and value > le)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}")
+        return value
+
+    convert.__name__ = what.removeprefix("a ")
+    return convert
+
+
+def content_id_arg(text: str) -> str:
+    """An argparse ``type=`` for a content id: a safe, single folder name."""
+    from signal4.content.store import InvalidContentId, check_id
+
+    try:
+        return check_id(text)
+    except InvalidContentId as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def keeps(name: str) -> Callable[[Context, str], bool]:
+    """An ``outputs_kept`` test: the stage's output ``name`` is kept (plain or gzipped)."""
+
+    def outputs_kept(ctx: Context, content: str) -> bool:
+        from signal4.content.store import kept
+
+        return kept(ctx.store.path(content, name))
+
+    return outputs_kept
+
+
+def record_failure(
+    ctx: Context, content: str, stage: str, status: str, error: str, *, outputs_kept: bool
+) -> None:
+    """Record a failed attempt at ``stage`` of ``content``.
+
+    A stage recorded ``done`` whose outputs are still kept stays ``done``: steps write
+    atomically, so the failed attempt (a ``--rewrite``, say) left the earlier outputs
+    valid. The attempt goes into the stage's info as ``last_attempt``. Otherwise the
+    stage takes the failure's status and error.
+    """
+    from signal4.content.state import DONE
+
+    db = ctx.db
+    item = db.get(content)
+    if item is None:
+        return
+    row = next((r for r in item.steps if r.stage == stage), None)
+    if row is not None and row.status == DONE and outputs_kept:
+        attempt = {"status": status, "error": error, "at": dt.datetime.now(dt.UTC).isoformat()}
+        db.mark(
+            content,
+            stage,
+            DONE,
+            error=row.error,
+            info={**(row.info or {}), "last_attempt": attempt},
+        )
+        return
+    db.mark(content, stage, status, error=error)
+
+
+def disk_full(exc: BaseException) -> OSError | None:
+    """The "no space left" error behind ``exc`` (its cause chain, a DB driver's), or None."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL:
+            return e
+        if "database or disk is full" in str(e):  # SQLite's SQLITE_FULL
+            return OSError(errno.ENOSPC, "database or disk is full")
+        orig = getattr(e, "orig", None)  # SQLAlchemy's DBAPIError wraps the driver's
+        todo.extend([e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None])
+    return None
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
 
 
 @dataclass
@@ -53,10 +213,14 @@ class Context:
 
     @property
     def settings(self) -> Any:
+        """This process's settings; a setting out of range is InvalidInput naming it."""
         if self._settings is None:
             from signal4.content import settings
 
-            self._settings = settings.get()
+            try:
+                self._settings = settings.get()
+            except settings.SettingsError as exc:
+                raise InvalidInput(str(exc)) from None
         return self._settings
 
     @property
@@ -98,6 +262,9 @@ class Step:
     stage: str | None = None
     needs_content: bool = True
     epilog: str = field(default="")
+    #: Whether the stage's outputs for a content item are on disk (see :func:`keeps`);
+    #: None: the step cannot tell, so a failure always replaces the stage's state.
+    outputs_kept: Callable[[Context, str], bool] | None = None
 
     def parser(self) -> argparse.ArgumentParser:
         """The step's argument parser."""
@@ -110,6 +277,7 @@ class Step:
         )
         parser.add_argument(
             "--content",
+            type=content_id_arg,
             required=self.needs_content,
             metavar="ID",
             help="the content item to work on",
@@ -150,15 +318,56 @@ class Step:
             result = {"status": protocol.FAILED, "error": str(exc)}
             self._record(ctx, options, "failed", str(exc))
         except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            message = f"{type(exc).__name__}: {exc}"
-            result = {"status": protocol.FAILED, "error": message}
-            self._record(ctx, options, "failed", message)
+            result = self._unexpected(ctx, options, exc)
         result.setdefault("step", self.name)
         if getattr(options, "content", None):
             result.setdefault("content", options.content)
         result["seconds"] = round(time.monotonic() - started, 3)
         return result
+
+    def _unexpected(
+        self, ctx: Context, options: argparse.Namespace, exc: Exception
+    ) -> dict[str, Any]:
+        """The result of an exception that is not the step's InvalidInput or StepFailure.
+
+        A content path that would leave its folder is bad input; a full disk a failure
+        naming the disk (no traceback: nothing to debug); anything else a failure with
+        its traceback on stderr.
+        """
+        from signal4.content.store import InvalidContentId
+
+        status, full = protocol.FAILED, disk_full(exc)
+        if isinstance(exc, InvalidContentId):
+            status, message = protocol.INVALID_INPUT, str(exc)
+        elif full is not None:
+            message = self._no_space(ctx, options, full)
+        else:
+            traceback.print_exc(file=sys.stderr)
+            message = f"{type(exc).__name__}: {exc}"
+        self._record(ctx, options, status, message)
+        return {"status": status, "error": message}
+
+    def _no_space(self, ctx: Context, options: argparse.Namespace, exc: OSError) -> str:
+        """The one-line message for a full disk: which file, which file system."""
+        from signal4.content.store import TMP_PREFIX
+
+        if exc.filename:
+            path = Path(exc.filename)
+            if path.name.startswith(TMP_PREFIX):  # a temporary name tells nobody anything
+                path = path.parent
+        else:
+            try:
+                root = ctx.settings.content_root
+            except InvalidInput:
+                root = Path.cwd()
+            content = getattr(options, "content", None)
+            path = root / content if content else root
+        return (
+            f"no space left on device writing {path}: the file system at {_mount_point(path)} "
+            f"is full; free space there (or move SIGNAL4_DATA_DIR or SIGNAL4_CONTENT_DIR to "
+            f"another disk) and run "
+            f"{self.name} again"
+        )
 
     def _record(self, ctx: Context, options: argparse.Namespace, status: str, error: str) -> None:
         """Record a failure against the content item, if there is one to record it on."""
@@ -166,8 +375,8 @@ class Step:
         if not (self.stage and content):
             return
         try:
-            if ctx.db.get(content) is not None:
-                ctx.db.mark(content, self.stage, status, error=error)
+            kept_now = self.outputs_kept is not None and self.outputs_kept(ctx, content)
+            record_failure(ctx, content, self.stage, status, error, outputs_kept=kept_now)
         except Exception as exc:  # the step's own error matters more than this one
             print(f"warning: could not record the error: {exc}", file=sys.stderr)
 
@@ -180,13 +389,24 @@ class Step:
     ) -> dict[str, Any]:
         """argv -> result: parse, take the content's lock, run; the CLI and the worker share it.
 
-        A parse error is an ``invalid_input`` result, never an exception.
+        A parse error, or a setting out of range, is an ``invalid_input`` result, never an
+        exception; ``--help`` is a ``completed`` result whose ``help`` is the text.
         """
         try:
             options = self.parser().parse_args(list(argv))
+        except _HelpRequested as exc:
+            return {"status": protocol.COMPLETED, "step": self.name, "help": exc.text}
         except InvalidInput as exc:
             return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
+        from signal4.content import settings
         from signal4.content.guard import content_guard
+
+        ctx = ctx or Context()
+        try:  # read them now: the content lock below needs them too
+            settings.get()
+            ctx.settings  # noqa: B018
+        except (settings.SettingsError, InvalidInput) as exc:
+            return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
 
         with content_guard(getattr(options, "content", None)) as swept:
             if swept:
@@ -207,7 +427,16 @@ class Step:
             }
             print(protocol.encode(ready))
             return protocol.EXIT_OK
-        result = self.run_argv(argv)
+        try:
+            result = self.run_argv(argv)
+        except KeyboardInterrupt:
+            # Ctrl-C (the dispatcher forwards it): one line, no traceback, no result line;
+            # the dispatcher reports the step as interrupted
+            print(f"{self.name}: interrupted", file=sys.stderr)
+            return 128 + signal.SIGINT
+        if isinstance(result.get("help"), str):
+            print(result["help"], end="" if result["help"].endswith("\n") else "\n")
+            result = {**result, "help": True}
         if result["status"] in (protocol.INVALID_INPUT, protocol.FAILED):
             print(f"{self.name}: {result['status']}: {result.get('error')}", file=sys.stderr)
         sys.stdout.flush()

@@ -86,9 +86,14 @@ def skipped(ctx: Any, cid: str, rewrite: bool) -> dict[str, Any] | None:
 def audio(ctx: Any, cid: str) -> Path:
     """The converted ``audio.wav`` of ``cid`` (InvalidInput if convert has not run)."""
     wav: Path = ctx.store.path(cid, "audio.wav")
-    if not wav.is_file():
-        raise InvalidInput(f"content {cid!r} has no audio.wav; run convert first")
-    return wav
+    if wav.is_file():
+        return wav
+    if wav.with_name("audio.opus").is_file():  # cleanup_and_compress removed it
+        raise InvalidInput(
+            f"content {cid!r} was compressed (audio.wav removed); "
+            f"run convert --content {cid} --rewrite first"
+        )
+    raise InvalidInput(f"content {cid!r} has no audio.wav; run convert first")
 
 
 def finish(ctx: Any, cid: str, turns: Sequence[dict[str, Any]], method: str) -> dict[str, Any]:

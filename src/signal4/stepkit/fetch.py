@@ -8,6 +8,7 @@ import posixpath
 import re
 import socket
 import unicodedata
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 #: Content types a media download may have (the body is probed with ffmpeg afterwards).
@@ -47,17 +48,23 @@ class UnsafeURL(ValueError):
 
 
 def check_url(url: str, *, allow_loopback: bool) -> str:
-    """Return ``url`` if it is http(s) to a public host (or loopback/private, if allowed)."""
-    parts = urlsplit(url)
+    """Return ``url`` if it is http(s) to a public host (or loopback/private, if allowed).
+
+    A URL that does not parse (``http://[::1``, a port out of range) is an UnsafeURL too.
+    """
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise UnsafeURL(f"refusing {url!r}: not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
         raise UnsafeURL(f"refusing {url!r}: only http and https URLs are allowed")
-    host = parts.hostname
     if not host:
         raise UnsafeURL(f"refusing {url!r}: no host")
     if allow_loopback:
         return url
     try:
-        infos = socket.getaddrinfo(host, parts.port or 0, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port or 0, proto=socket.IPPROTO_TCP)
     except OSError as exc:
         raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
     for info in infos:
@@ -71,8 +78,18 @@ def check_url(url: str, *, allow_loopback: bool) -> str:
 
 
 def host_of(url: str) -> str:
-    """The lower-case host name of ``url`` ('' if it has none)."""
-    return (urlsplit(url).hostname or "").lower()
+    """The lower-case host name of ``url`` ('' if it has none, or does not parse)."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def media_kept(ctx: Any, content: str) -> bool:
+    """Whether the downloaded media file of ``content`` (its ``meta["media"]``) is on disk."""
+    item = ctx.db.get(content)
+    name = ((item.meta or {}) if item is not None else {}).get("media")
+    return bool(name) and ctx.store.path(content, name).is_file()
 
 
 def is_local_host(host: str) -> bool:

@@ -6,6 +6,7 @@ is imported on first use. ffmpeg always runs from an argument list, never a shel
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
 import subprocess
@@ -24,10 +25,19 @@ _STREAM_RE = re.compile(
     r"^\s*Stream #\d+:\d+.*?: (Audio|Video|Subtitle|Data|Attachment): (.*)$", re.MULTILINE
 )
 _INPUT_RE = re.compile(r"^Input #0, ([^,]+(?:,[^,]+)*?), from", re.MULTILINE)
+_TIME_RE = re.compile(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)")
+#: What ffmpeg prints when the disk it writes to is full.
+_NO_SPACE = "No space left on device"
+#: ffmpeg's exit code for AVERROR(ENOSPC): -28 as an unsigned byte.
+_EXIT_NO_SPACE = 256 - errno.ENOSPC
 
 
 class MediaError(Exception):
     """ffmpeg could not read or write a media file; the message says why."""
+
+
+class TruncatedMedia(MediaError):
+    """The media file is cut short: its own bookkeeping announces more than it holds."""
 
 
 @functools.cache
@@ -52,6 +62,17 @@ class MediaInfo:
         """Whether the file has at least one audio stream."""
         return bool(self.audio)
 
+    @property
+    def moving_video(self) -> list[str]:
+        """The video streams that run alongside the audio (not cover art: attached pictures)."""
+        return [v for v in self.video if "(attached pic)" not in v]
+
+    @property
+    def one_audio_stream(self) -> bool:
+        """Whether the first audio stream is the only timed stream, so the file's duration
+        (what its header announces) is that stream's own."""
+        return len(self.audio) == 1 and not self.moving_video
+
 
 def _last_lines(text: str, n: int = 2) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -61,12 +82,19 @@ def _last_lines(text: str, n: int = 2) -> str:
 def run_ffmpeg(
     args: list[str], *, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ffmpeg with ``args``; raise :class:`MediaError` with its last error lines on failure."""
+    """Run ffmpeg with ``args``; raise :class:`MediaError` with its last error lines on failure.
+
+    A full disk is not the input's fault: it raises ``OSError(ENOSPC)`` naming the output
+    (ffmpeg's last argument), which no caller mistakes for bad media.
+    """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
     )
     if proc.returncode != 0:
+        if _NO_SPACE in proc.stderr or proc.returncode == _EXIT_NO_SPACE:
+            output = args[-1] if args and args[-1] != "-" else None
+            raise OSError(errno.ENOSPC, f"{_NO_SPACE} (ffmpeg)", output)
         raise MediaError(f"ffmpeg exited {proc.returncode}: {_last_lines(proc.stderr)}")
     return proc
 
@@ -187,14 +215,57 @@ def to_opus(src: Path, dst: Path, *, bitrate: str = "32k") -> None:
     )
 
 
+def _last_time(stderr: str, path: Path, what: str) -> float:
+    times = _TIME_RE.findall(stderr)
+    if not times:
+        raise MediaError(f"ffmpeg {what} no audio from {path.name}")
+    h, m, s = times[-1]
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
 def decoded_seconds(path: Path) -> float:
     """Decode all of ``path``'s audio and return how many seconds it holds."""
     proc = run_ffmpeg(["-v", "info", "-i", str(path), "-map", "0:a:0", "-f", "null", "-"])
-    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", proc.stderr)
-    if not times:
-        raise MediaError(f"ffmpeg decoded no audio from {path.name}")
-    h, m, s = times[-1]
-    return int(h) * 3600 + int(m) * 60 + float(s)
+    return _last_time(proc.stderr, path, "decoded")
+
+
+@dataclass(frozen=True)
+class StreamLength:
+    """How long the first audio stream's packets run (read without decoding them)."""
+
+    seconds: float
+    #: The demuxer found packets that lie past the end of the file (a cut-off download).
+    partial: bool
+
+
+def audio_stream_length(path: Path) -> StreamLength:
+    """Copy the first audio stream's packets to ffmpeg's null muxer: their length.
+
+    Unlike the file's duration (the longest stream's: a video may run on after the
+    sound), this is the audio stream's own.
+    """
+    proc = run_ffmpeg(
+        ["-v", "info", "-i", str(path), "-map", "0:a:0", "-c", "copy", "-f", "null", "-"]
+    )
+    return StreamLength(_last_time(proc.stderr, path, "found"), "partial file" in proc.stderr)
+
+
+def expected_audio_seconds(path: Path, info: MediaInfo) -> tuple[float | None, str]:
+    """How long ``path``'s first audio stream should decode to, and where that figure is from.
+
+    For a file whose only timed stream is that audio, the duration its header announces
+    (a cut-off MP3 still announces its whole length). Otherwise the file's duration is its
+    longest stream's, so the audio stream's packets are measured instead; packets that lie
+    past the end of the file mean it was cut off (:class:`TruncatedMedia`).
+    """
+    if info.one_audio_stream:
+        return info.duration, "its header announces"
+    length = audio_stream_length(path)
+    if length.partial:
+        raise TruncatedMedia(
+            f"its audio stream breaks off at {length.seconds:.1f} s (the file is cut short)"
+        )
+    return length.seconds, "its audio stream holds"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import shutil
 import sys
@@ -17,13 +18,14 @@ from typing import Any
 
 from signal4.content.store import TMP_PREFIX, InvalidContentId, check_id
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, StepFailure
+from signal4.run.steprunner import DISK_FULL, Context, InvalidInput, StepFailure, record_failure
 from signal4.stepkit.fetch import (
     UnsafeURL,
     check_url,
     content_id,
     host_of,
     is_local_host,
+    media_kept,
     on_site,
     slug,
 )
@@ -108,12 +110,19 @@ def _base_options(ctx: Context, cookies: Path | None) -> dict[str, Any]:
 
 
 def _raise_for(exc: Exception, url: str) -> None:
-    """Turn a yt-dlp error into InvalidInput (bad URL or media) or StepFailure (network)."""
+    """Turn a yt-dlp error into InvalidInput (bad URL or media) or StepFailure (network).
+
+    A full disk is neither: its OSError is raised as it is (the step reports the disk).
+    """
     from yt_dlp.networking.exceptions import HTTPError, TransportError
 
     cause = getattr(exc, "exc_info", None)
     cause = cause[1] if cause else exc.__cause__
     text = str(exc).removeprefix("ERROR: ")
+    if isinstance(cause, OSError) and cause.errno in DISK_FULL:
+        raise cause
+    if "No space left on device" in text:
+        raise OSError(errno.ENOSPC, text)
     if isinstance(cause, TransportError) and not isinstance(cause, HTTPError):
         raise StepFailure(f"download of {url} broke off: {text}; run the step again") from None
     raise InvalidInput(f"yt-dlp cannot download {url}: {text}") from None
@@ -168,7 +177,9 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
         title=str(title) if title else None,
     )
 
-    folder = store.folder(cid, create=True)
+    folder = store.folder(cid)
+    new_folder = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + "ytdl-", dir=folder))
     try:
         opts = {
@@ -210,12 +221,15 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
         meta = {k: v for k, v in clean.items() if k not in DROP_KEYS}
         store.write_json(store.path(cid, META), meta)
         os.replace(got, store.path(cid, name))
-    except (InvalidInput, StepFailure) as exc:
-        status = "invalid_input" if isinstance(exc, InvalidInput) else "failed"
-        db.mark(cid, "download", status, error=str(exc))
+    except BaseException as exc:
+        # a folder this run made holds nothing but what it wrote: take it away whole
+        shutil.rmtree(folder if new_folder else work, ignore_errors=True)
+        if isinstance(exc, (InvalidInput, StepFailure)):
+            status = "invalid_input" if isinstance(exc, InvalidInput) else "failed"
+            kept = media_kept(ctx, cid)
+            record_failure(ctx, cid, "download", status, str(exc), outputs_kept=kept)
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
     size = store.path(cid, name).stat().st_size
     db.register(
