@@ -31,13 +31,17 @@ class Server:
     base: str
     routes: dict[str, Route]
     requests: list[str]
+    #: The Cookie header of each request, in the order of ``requests`` ("" when none).
+    cookies: list[str] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path``."""
         return self.base + path
 
 
-def _handler(routes: dict[str, Route], log: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
+def _handler(
+    routes: dict[str, Route], log: list[str], cookies: list[str]
+) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -46,6 +50,7 @@ def _handler(routes: dict[str, Route], log: list[str]) -> type[http.server.BaseH
 
         def _route(self) -> Route | None:
             log.append(f"{self.command} {self.path}")
+            cookies.append(self.headers.get("Cookie", ""))
             return routes.get(self.path.split("?", 1)[0])
 
         def do_HEAD(self) -> None:
@@ -88,12 +93,13 @@ def serve(routes: dict[str, Route] | None = None) -> Iterator[Server]:
     """Serve ``routes`` on 127.0.0.1 (a free port) in a thread, for the ``with`` block."""
     routes = dict(routes or {})
     log: list[str] = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(routes, log))
+    cookies: list[str] = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(routes, log, cookies))
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", routes, log)
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", routes, log, cookies)
     finally:
         httpd.shutdown()
         httpd.server_close()

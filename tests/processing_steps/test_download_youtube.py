@@ -167,10 +167,13 @@ def test_url_checks_and_cookies(
     assert "no such file" in result["error"]
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc\n")
+    sent = len(server.requests)
     code, result = run_step(
         download_youtube.STEP, "--url", server.url("/tone.mp3"), "--cookies", str(cookies)
     )
     assert code == 0, result
+    # yt-dlp was handed the cookies: the download carried them
+    assert "session=abc" in server.cookies[sent:], server.cookies[sent:]
     monkeypatch.delenv("SIGNAL4_ALLOW_LOOPBACK")
     code, result = run_step(download_youtube.STEP, "--url", server.url("/tone.mp3"), "--rewrite")
     assert code == protocol.EXIT_INVALID

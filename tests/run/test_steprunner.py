@@ -352,9 +352,19 @@ def test_a_full_disk_is_failed_naming_the_file_system(
         assert list((small / "content" / "c1").iterdir()) == []  # the temp file is gone
 
 
-def test_context_is_lazy() -> None:
+def test_context_is_lazy_and_builds_each_part_once() -> None:
+    code = (
+        "import sys\n"
+        "from signal4.run.steprunner import Context\n"
+        "ctx = Context()\n"
+        "assert 'sqlalchemy' not in sys.modules and 'pydantic' not in sys.modules\n"
+        "db = ctx.db\n"
+        "assert 'sqlalchemy' in sys.modules\n"
+        "assert ctx.db is db and ctx.store is ctx.store and ctx.settings is ctx.settings\n"
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert got.returncode == 0, got.stderr
     ctx = Context()
-    assert ctx._db is None and ctx._store is None
     assert ctx.settings is settings.get()
 
 
