@@ -73,6 +73,13 @@ def truncated(src: Path, dst: Path, fraction: float = 0.5) -> Path:
     return dst
 
 
+def cut_at_last_ogg_page(src: Path, dst: Path) -> Path:
+    """Copy ``src`` without its last Ogg page: the rest ends exactly on a page boundary."""
+    data = src.read_bytes()
+    dst.write_bytes(data[: data.rfind(b"OggS")])
+    return dst
+
+
 def video_and_audio(
     path: Path, video_seconds: float, audio_seconds: float, *, faststart: bool = False
 ) -> Path:

@@ -202,8 +202,23 @@ def test_video_input_keeps_its_audio(tmp_path: Path) -> None:
             "Ogg",
             False,
         ),
+        # every page whole, but the one that ends the stream is gone
+        (
+            lambda d: media.cut_at_last_ogg_page(media.tone(d / "t.ogg", 6.0), d / "cut.ogg"),
+            "no end-of-stream page",
+            False,
+        ),
     ],
-    ids=["no-audio", "truncated-m4a", "text", "empty", "truncated-mp3", "cut-wav", "cut-ogg"],
+    ids=[
+        "no-audio",
+        "truncated-m4a",
+        "text",
+        "empty",
+        "truncated-mp3",
+        "cut-wav",
+        "cut-ogg",
+        "ogg-cut-at-a-page",
+    ],
 )
 def test_bad_input_is_invalid(tmp_path: Path, make: object, reason: str, registered: bool) -> None:
     src = make(tmp_path)  # type: ignore[operator]

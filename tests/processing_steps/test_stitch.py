@@ -66,6 +66,17 @@ def test_attribution_across_a_chunk_boundary() -> None:
     assert assign_speakers([_w("late", 20.0, 20.5)], TURNS)[0]["speaker"] == "SPEAKER_01"
 
 
+def test_a_word_in_no_turn_goes_to_the_nearest_turn_not_the_last() -> None:
+    turns = [
+        {"start": 0.0, "end": 2.0, "speaker": "A"},
+        {"start": 6.0, "end": 8.0, "speaker": "B"},
+        {"start": 12.0, "end": 14.0, "speaker": "C"},
+    ]
+    words = [_w("early", 2.5, 2.7), _w("middle", 4.5, 4.7), _w("later", 10.5, 10.7)]
+    assert [w["speaker"] for w in assign_speakers(words, turns)] == ["A", "B", "C"]
+    assert assign_speakers([_w("x", 1.0, 1.2)], [])[0]["speaker"] == "UNKNOWN"
+
+
 def test_sentences_and_turns_then_vtt_and_srt() -> None:
     segs = segments(assign_speakers(dedup_overlap(WORDS), TURNS), "en")
     assert [(s["speaker"], s["text"]) for s in segs] == [
