@@ -256,3 +256,15 @@ def test_lock_check_fails_when_the_manifest_moved_on(tmp_path: Path) -> None:
     assert (demo.root / "uv.lock").read_bytes() == lock_before  # --check changes nothing
     assert inv("lock", cwd=demo.root).returncode == 0
     assert inv("lock", "--check", cwd=demo.root).returncode == 0
+
+
+def test_pipeline_exits_1_when_a_stage_fails(tmp_path: Path) -> None:
+    m = write_project(
+        tmp_path, "demo", SLEEPY_TASKS, {"sleepy": SLEEPY, "failing": FAILING}, ("failing",)
+    )
+    syncer.sync_one(m, envs.spec(m, "alpha"))
+    media = tmp_path / "talk.wav"
+    media.write_bytes(b"RIFF")
+    got = inv("pipeline", "--source", str(media), cwd=m.root)
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert "failing failed: it broke" in got.stderr
