@@ -9,8 +9,11 @@ steal work from the shared workers. Timeouts here are failure guards, never asse
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import fcntl
 import gc
+import json
 import os
 import shutil
 import signal
@@ -174,10 +177,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def second_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Another checkout of this project (its tracked files, as a clone has), no env synced."""
+    """Another checkout of this project (the files a clone has), no env synced.
+
+    Tracked files and new ones not ignored: what a clone has once they are committed.
+    """
     other = tmp_path_factory.mktemp("machine-b") / "signal4"
     files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
     ).stdout.split(b"\0")
     for name in filter(None, (f.decode() for f in files)):
         if (ROOT / name).is_file():
@@ -441,12 +450,12 @@ def test_two_machines_serve_one_pipeline(
         assert shared.stop(proc) == 0
 
 
-def _inv(*args: str) -> subprocess.CompletedProcess[str]:
+def _inv(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "invoke", "-r", str(ROOT), *args],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
         env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
         check=False,
         timeout=GUARD,
@@ -479,3 +488,222 @@ def test_workers_reconnect_when_redis_restarts(
         for p in c.procs:
             c.stop(p)
         broker_mod.stop(own)
+
+
+def _alive(proc: subprocess.Popen[bytes]) -> bool:
+    assert proc.poll() is None, f"the worker exited with {proc.returncode}"
+    return True
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie nobody reaped does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _garbage(queue: str) -> list[tuple[str, bytes]]:
+    """Messages no worker can run, of every kind a worker must drop and survive."""
+
+    def envelope(body: str, headers: Any = None, **props: Any) -> bytes:
+        properties = {
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "body_encoding": "base64",
+            "delivery_tag": f"garbage-{len(props)}-{body[:8]}",
+            "delivery_mode": 2,
+            "priority": 0,
+            **props,
+        }
+        return json.dumps(
+            {
+                "body": body,
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": {} if headers is None else headers,
+                "properties": properties,
+            }
+        ).encode()
+
+    b64 = base64.b64encode
+    return [
+        ("not JSON", b"this is not json"),
+        ("not UTF-8", b"\xff\xfe\xfd"),
+        ("a JSON number", b"42"),
+        ("a JSON list", b"[1, 2, 3]"),
+        ("an empty object", b"{}"),
+        ("no delivery tag", json.dumps({"body": "", "properties": {}}).encode()),
+        ("no delivery info", envelope("eA==", delivery_info=None)),
+        ("headers not an object", envelope("eA==", headers=[1])),
+        ("a body that is not base64", envelope("!!!not base64!!!")),
+        ("an unknown body encoding", envelope("eA==", body_encoding="rot13")),
+        ("a body that is not JSON", envelope(b64(b"not json").decode())),
+        # a known task without an id: a KeyError, which kombu takes for a lost connection
+        ("a task without id", envelope(b64(b"[[], {}, {}]").decode(), {"task": "signal4.stitch"})),
+    ]
+
+
+def test_garbage_on_a_queue_is_dropped_and_the_worker_serves_on(
+    shared: Cluster, m: manifest.Manifest
+) -> None:
+    url = shared.url(4)
+    proc = shared.start_worker("stitch", db_index=4)
+    client = wire.redis_client(url)
+    garbage = _garbage("signal4.stitch")
+    for _, raw in garbage:
+        client.lpush("signal4.stitch", raw)
+    speech.converted("after-garbage", speech.silence(12.0))
+    _transcribed("after-garbage")
+    res = submit_mod.submit(
+        m, m.task("stitch"), ["--content", "after-garbage", "--rewrite"], broker=url
+    )
+    _wait_for("the task after the garbage", lambda: _alive(proc) and res.ready())
+    outcome = submit_mod.wait(m.task("stitch"), res)
+    assert outcome.status == protocol.COMPLETED, outcome
+    assert _alive(proc)
+    # it was this worker, and the garbage is gone: neither queued nor waiting for an ack
+    (me,) = [w for w in submit_mod.live_workers(url) if w.node.startswith(f"stitch-{proc.pid}@")]
+    assert me.done >= 1
+    _wait_for(
+        "nothing left to acknowledge",
+        lambda: client.llen("signal4.stitch") == 0 and client.hlen("unacked") == 0,
+    )
+    log = (shared.data.parent / f"worker-stitch-{shared.procs.index(proc)}.log").read_text()
+    assert log.count("signal4: dropped a message on signal4.stitch") == len(garbage), log
+    assert "Unrecoverable error" not in log and "Connection to broker lost" not in log
+    assert shared.stop(proc) == 0
+
+
+def test_a_killed_worker_main_process_has_its_task_taken_back(
+    shared: Cluster, m: manifest.Manifest
+) -> None:
+    url = shared.url(5)
+    app = celeryapp.create(m, url)
+    a = shared.start_worker("convert", db_index=5)
+    res = app.send_task(celeryapp.PING, args=("convert", 3), queue="signal4.convert")
+    first = _wait_for("the ping to start", lambda: _meta_once(res, ("STARTED",)))["result"]
+    a.kill()  # kill -9 of the worker's main process, mid-task
+    a.wait()
+    killed = time.monotonic()
+    _wait_for("its pool process to die with it", lambda: not _running(int(first["pid"])))
+    b = shared.start_worker("convert", db_index=5)  # a restarted worker
+    again = _wait_for(
+        "the restarted worker to take the task back",
+        lambda: (
+            (meta := _meta_once(res, ("STARTED", "SUCCESS")))
+            and meta["result"].get("pid") != first["pid"]
+            and meta
+        ),
+    )
+    print(f"the task was started again {time.monotonic() - killed:.1f} s after the kill")
+    assert again["result"]["pid"] != first["pid"]
+    value = res.get(timeout=GUARD)
+    assert value["ready"] is True and value["pid"] != first["pid"]
+    client = wire.redis_client(url)
+    _wait_for(
+        "nothing left unacknowledged",
+        lambda: client.hlen("unacked") == 0 and client.hlen(wire.OWNERS_KEY) == 0,
+    )
+    log = (shared.data.parent / f"worker-convert-{shared.procs.index(b)}.log").read_text()
+    assert f"put task {res.id} (signal4.ping) back on signal4.convert" in log
+
+    # a task whose worker lives is never taken from it, however long it runs
+    c = shared.start_worker("convert", db_index=5)
+    long = app.send_task(celeryapp.PING, args=("convert", 12), queue="signal4.convert")
+    runs: set[tuple[str, int]] = set()
+
+    def finished() -> bool:
+        meta = _meta_once(long, ("STARTED", "SUCCESS"))
+        if meta and meta["status"] == "STARTED":
+            runs.add((meta["result"]["hostname"], meta["result"]["pid"]))
+        return bool(meta and meta["status"] == "SUCCESS")
+
+    _wait_for("the long ping", finished)
+    assert len(runs) == 1, runs
+    assert long.result["pid"] == next(iter(runs))[1]
+    for proc in (b, c):
+        assert shared.stop(proc) == 0
+
+
+def _started_task(client: Any) -> str | None:
+    """The id of a task whose state is STARTED on this Redis database, if any."""
+    for key in client.scan_iter(match="celery-task-meta-*"):
+        meta = json.loads(client.get(key) or "{}")
+        if meta.get("status") == "STARTED":
+            return str(meta["task_id"])
+    return None
+
+
+def test_the_submitter_says_what_it_waits_for_and_gives_up(
+    shared: Cluster, m: manifest.Manifest
+) -> None:
+    url = shared.url(6)
+    proc = shared.start_worker("stitch", db_index=6)
+    _transcribed("stranded")
+    lock = Path(settings.get().data_dir) / "locks" / "stranded.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the step waits for the content's lock: it runs
+        sub = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "invoke", "-r", str(ROOT), "submit", "stitch"),
+                *("--broker", url, "--timeout", "5", "--", "--content", "stranded"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        )
+        try:
+            client = wire.redis_client(url)
+            _wait_for("the step to start", lambda: _started_task(client))
+            proc.kill()  # its worker's main process dies mid-task; no other worker serves it
+            proc.wait()
+            out, err = sub.communicate(timeout=3 * GUARD)
+        finally:
+            if sub.poll() is None:
+                sub.kill()
+                sub.communicate()
+    assert sub.returncode == protocol.EXIT_TIMEOUT, (out, err)
+    lines = err.strip().splitlines()
+    waiting = [line for line in lines if "still waiting for task" in line]
+    assert waiting and "on signal4.stitch" in waiting[0], err
+    assert f"STARTED on worker stitch-{proc.pid}@" in waiting[0], err
+    assert "no longer announces itself" in waiting[0], err
+    assert lines[-1].startswith("error: gave up waiting for stitch (task "), err
+    assert "past its time limit (15 s)" in lines[-1], err
+    assert "Traceback" not in err and not out.strip()
+
+
+def test_a_soft_time_limit_is_timed_out_whatever_the_step_makes_of_it(
+    shared: Cluster, m: manifest.Manifest
+) -> None:
+    # transcribe wraps every Whisper error in StepFailure("Whisper failed…: <exc>"), the
+    # soft time limit's SoftTimeLimitExceeded too
+    if envs.status(m, envs.spec(m, "transcribe")) is not envs.State.UP_TO_DATE:
+        pytest.skip("the transcribe env is not synced (inv sync transcribe)")
+    url = shared.url(7)
+    proc = shared.start_worker("transcribe", db_index=7)
+    speech.converted("long-talk", speech.sample_frames() * 16)  # one chunk of 280 s of speech
+    sent = ("submit", "transcribe", "--broker", url, "--timeout", "3")
+    got = _inv(*sent, "--", "--content", "long-talk", "--rewrite")
+    assert got.returncode == protocol.EXIT_TIMEOUT, (got.stdout, got.stderr)
+    result = json.loads(got.stdout.strip().splitlines()[-1])
+    assert result["status"] == protocol.TIMED_OUT and "soft time limit" in result["error"]
+    assert result["content"] == "long-talk"
+    assert shared.stop(proc) == 0
+
+
+def test_a_relative_input_is_read_from_the_submitters_folder(shared: Cluster) -> None:
+    # inv must run inside the project; the worker's folder is the project's root
+    here = SAMPLE.parent.parent
+    relative = SAMPLE.relative_to(here)
+    assert here != ROOT and not (ROOT / relative).exists()  # where the worker would look
+    step_args = ("--input", str(relative), "--content", "relative")
+    got = _inv("submit", "convert", "--broker", shared.url(), "--", *step_args, cwd=here)
+    assert got.returncode == 0, (got.stdout, got.stderr)
+    assert json.loads(got.stdout.strip().splitlines()[-1])["status"] == protocol.COMPLETED
+    item = db().get("relative")
+    assert item is not None and item.meta["input"] == str(SAMPLE)

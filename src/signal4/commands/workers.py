@@ -5,7 +5,8 @@ subclasses for what a user can fix. Celery is imported only inside them.
 
 Exit codes: 0 done; 1 the step failed; 2 a usage or routing mistake (unknown task, env
 not synced, no live worker, a worker synced from another lock); 3 the broker does not
-answer; 124 the step ran past its time limit.
+answer; 124 the step ran past its time limit (or did not finish by then: its worker died and
+no other took it back).
 """
 
 from __future__ import annotations
@@ -176,8 +177,10 @@ def submit(
 
     m = load()
     t = m.task(task)
-    res = submit_mod.submit(m, t, args, broker=broker_url or None, timeout=timeout)
-    outcome = submit_mod.wait(t, res)
+    # a relative --input (any path option) means the same as with inv run: from here
+    argv = submit_mod.absolute_paths(t, args)
+    res = submit_mod.submit(m, t, argv, broker=broker_url or None, timeout=timeout)
+    outcome = submit_mod.wait(t, res, timeout=timeout)
     if not outcome.ok:
         print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
     print(result_line(outcome.result), flush=True)

@@ -7,7 +7,9 @@ submitter (the dev env): queue names, routes and time limits all come from
 * Queue of a task: ``signal4.<env>`` (:attr:`signal4.envs.manifest.Task.queue`).
 * Task name on the wire: ``signal4.<task>``; ``signal4.ping`` answers on every queue.
 * ``acks_late`` + ``task_reject_on_worker_lost``: a task whose worker process dies is put
-  back on its queue and runs again (steps are idempotent and write atomically).
+  back on its queue and runs again (steps are idempotent and write atomically). If the
+  worker's main process dies, a live worker of the queue puts its task back once the dead
+  worker's heartbeat has expired (:mod:`signal4.workers.transport`; about 20-30 s).
 * Prefetch 1: a worker never holds more tasks than it runs.
 * Soft time limit = the manifest's timeout (the step ends as ``timed_out``); the hard one
   kills the pool process :data:`HARD_LIMIT_GRACE` seconds later. A timeout of 0 = none.
@@ -36,12 +38,21 @@ PROCESS_INIT_TIMEOUT = 600.0
 
 
 def broker_url(explicit: str | None = None) -> str:
-    """The broker URL: ``explicit`` (``--broker``), else ``SIGNAL4_BROKER_URL``, else local."""
+    """The broker URL: ``explicit`` (``--broker``), else ``SIGNAL4_BROKER_URL``, else local.
+
+    A malformed URL is a :class:`~signal4.workers.wire.BadBrokerUrl` (exit 2) naming where
+    it came from; an empty one means the default.
+    """
+    from signal4.workers.wire import check_broker_url
+
     if explicit:
-        return explicit
+        return check_broker_url(explicit, "--broker")
     from signal4.content import settings
 
-    return settings.get().broker_url or DEFAULT_BROKER
+    configured = settings.get().broker_url
+    if configured:
+        return check_broker_url(configured, "SIGNAL4_BROKER_URL")
+    return DEFAULT_BROKER
 
 
 def task_name(task: Task) -> str:
@@ -64,7 +75,10 @@ def queues(m: Manifest) -> list[str]:
 def visibility_timeout(m: Manifest) -> int:
     """How long Redis waits before it hands an unacknowledged task to another worker.
 
-    It must outlast the longest task, or a long task would run twice.
+    It must outlast the longest task, or a long task would run twice. It is only the last
+    resort: a worker puts the task of a dead worker back as soon as that worker's heartbeat
+    is gone (:mod:`signal4.workers.transport`); this timeout is for a message that names no
+    owner (one delivered by a worker older than that).
     """
     longest = max((t.timeout for t in m.tasks.values()), default=0.0)
     return int(longest + HARD_LIMIT_GRACE + 600)

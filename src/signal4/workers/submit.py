@@ -9,9 +9,12 @@ from another lock), :func:`warm_roundtrip` (``inv measure``).
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from signal4.envs import venv as envs
@@ -24,6 +27,7 @@ from signal4.workers.wire import (
     BrokerUnavailable,
     DriftError,
     NoWorkerError,
+    WaitTimeout,
     WorkerError,
     connection_errors,
     redis_client,
@@ -153,6 +157,72 @@ def submit(
     return _publish(sig.apply_async, url)
 
 
+def path_options(task: Task) -> tuple[set[str], list[str]]:
+    """(the options of ``task``'s step that take a path, all its long options).
+
+    A path option is one whose ``type`` is :class:`~pathlib.Path` (convert's ``--input``,
+    the download steps' ``--cookies``). Empty if the step cannot be loaded here.
+    """
+    import importlib
+
+    from signal4.run.steprunner import Step
+
+    try:
+        step = getattr(importlib.import_module(task.module), "STEP", None)
+    except ImportError:
+        return set(), []
+    if not isinstance(step, Step):
+        return set(), []
+    actions = step.parser()._actions
+    paths = {o for a in actions if a.type is Path for o in a.option_strings}
+    longs = [o for a in actions for o in a.option_strings if o.startswith("--")]
+    return paths, longs
+
+
+def _option(arg: str, longs: Sequence[str]) -> str:
+    """The long option ``arg`` names, as argparse reads it (a unique prefix will do)."""
+    if arg in longs:
+        return arg
+    found = [o for o in longs if o.startswith(arg)]
+    return found[0] if len(found) == 1 else arg
+
+
+def absolute_paths(task: Task, argv: Sequence[str], cwd: Path | None = None) -> list[str]:
+    """``argv`` with every path option's relative value made absolute from ``cwd``.
+
+    ``inv run`` reads a relative ``--input`` from the caller's folder; a worker would read it
+    from its own. So the submitter resolves it (``~`` too) before sending.
+    """
+    paths, longs = path_options(task)
+    if not paths:
+        return list(argv)
+    base = Path.cwd() if cwd is None else cwd
+
+    def absolute(value: str) -> str:
+        if not value or value == "-":
+            return value
+        path = Path(value).expanduser()
+        return str(path) if path.is_absolute() else os.path.normpath(base / path)
+
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        name, eq, value = arg.partition("=")
+        if name.startswith("--") and _option(name, longs) in paths and eq:
+            out.append(f"{name}={absolute(value)}")
+        elif (_option(arg, longs) if arg.startswith("--") else arg) in paths and i + 1 < len(argv):
+            out += [arg, absolute(argv[i + 1])]
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
 def as_outcome(task: Task, state: str, value: Any, duration: float) -> Outcome:
     """Map a finished Celery result to the :class:`Outcome` the subprocess path gives."""
     if (
@@ -191,17 +261,25 @@ def as_outcome(task: Task, state: str, value: Any, duration: float) -> Outcome:
 
 #: How long a submitter waiting for results tolerates a broker that does not answer.
 OUTAGE_SECONDS = 60.0
+#: Seconds without progress before a submitter says on stderr what it is waiting for.
+PATIENCE = 30.0
+#: Seconds past a task's hard time limit (counted from its last progress) that a submitter
+#: still waits: a task whose worker died is put back and started again within about 30 s
+#: (:mod:`signal4.workers.transport`), and its result must still be written.
+WAIT_MARGIN = 60.0
+READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")
 
 
-def state_of(result: Any, outage: dict[str, float]) -> str | None:
-    """``result``'s state, or None while the broker does not answer (it may be restarting).
+def meta_of(result: Any, outage: dict[str, float]) -> tuple[str, Any] | None:
+    """``result``'s (state, info), or None while the broker does not answer (restarting?).
 
     Polls the result key (no pub/sub subscription, which does not survive a Redis restart);
     raises :class:`BrokerUnavailable` once the broker has been silent for
-    :data:`OUTAGE_SECONDS`.
+    :data:`OUTAGE_SECONDS`. ``info`` is what the worker stored with the state (for
+    ``STARTED``: its ``hostname`` and ``pid``).
     """
     try:
-        state = str(result.state)
+        meta = result.backend.get_task_meta(result.id)
     except connection_errors() as exc:
         since = outage.setdefault("since", time.monotonic())
         if time.monotonic() - since > OUTAGE_SECONDS:
@@ -210,24 +288,134 @@ def state_of(result: Any, outage: dict[str, float]) -> str | None:
             ) from None
         return None
     outage.pop("since", None)
-    return state
+    return str(meta.get("status")), meta.get("result")
 
 
-def poll(result: Any, *, every: float = 0.05) -> tuple[str, Any]:
-    """Wait until ``result`` is ready, riding out broker restarts; return (state, value)."""
+def state_of(result: Any, outage: dict[str, float]) -> str | None:
+    """``result``'s state, or None while the broker does not answer (see :func:`meta_of`)."""
+    got = meta_of(result, outage)
+    return None if got is None else got[0]
+
+
+def hard_limit(task: Task, timeout: float | None = None) -> float | None:
+    """Seconds after which a worker kills ``task`` (``timeout``: ``--timeout``); None: never."""
+    if timeout is not None:
+        return timeout + celeryapp.HARD_LIMIT_GRACE if timeout else None
+    return celeryapp.limits(task)[1]
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Watch:
+    """A submitter waiting for one task: it reports when nothing moves, and gives up.
+
+    Progress is a new state, or the task started again by another worker (a new host or
+    pid). After :data:`PATIENCE` seconds without progress one line on stderr says what is
+    awaited, then again after twice as long each time (at most every 10 minutes: a long
+    step is not a fault); past the task's hard limit plus :data:`WAIT_MARGIN` seconds
+    without progress, :class:`WaitTimeout` (exit 124).
+    """
+
+    task: str
+    queue: str
+    task_id: str
+    limit: float | None
+    broker: str | None = None
+    patience: float = PATIENCE
+    margin: float = WAIT_MARGIN
+    say: Callable[[str], None] = _say
+    progress: tuple[Any, ...] = ()
+    since: float = field(default_factory=time.monotonic)
+    told: float = field(default_factory=time.monotonic)
+    gap: float = 0.0
+
+    def see(self, state: str, info: Any, now: float | None = None) -> None:
+        """Note the task's state; report or give up when it has not moved for long."""
+        now = time.monotonic() if now is None else now
+        where = info if isinstance(info, dict) else {}
+        key = (state, where.get("hostname"), where.get("pid"))
+        if key != self.progress:
+            self.progress, self.since, self.told, self.gap = key, now, now, self.patience
+            return
+        quiet = now - self.since
+        if self.limit is not None and quiet > self.limit + self.margin:
+            raise WaitTimeout(
+                f"gave up waiting for {self.task} (task {self.task_id} on {self.queue}): "
+                f"no progress for {quiet:.0f} s, past its time limit ({self.limit:g} s) "
+                f"plus {self.margin:g} s; last seen {self.describe(state, where)}"
+            )
+        if now - self.told >= (self.gap or self.patience):
+            self.told, self.gap = now, min(2 * (self.gap or self.patience), 20 * self.patience)
+            self.say(
+                f"{self.task}: still waiting for task {self.task_id} on {self.queue} "
+                f"(no progress for {quiet:.0f} s): {self.describe(state, where)}"
+            )
+
+    def describe(self, state: str, where: Mapping[str, Any]) -> str:
+        if state == "PENDING":
+            return "PENDING (queued; no worker has started it)"
+        node = where.get("hostname")
+        if state != "STARTED" or not node:
+            return state
+        said = f"STARTED on worker {node} (pid {where.get('pid', '?')})"
+        if self.broker and not self._announced(str(node)):
+            said += (
+                ", which no longer announces itself: a live worker of the queue puts the "
+                "task back (start one if none runs)"
+            )
+        return said
+
+    def _announced(self, node: str) -> bool:
+        assert self.broker is not None
+        client = redis_client(self.broker)
+        try:
+            return bool(client.exists(HEARTBEAT_PREFIX + node))
+        except connection_errors():
+            return True  # unknown: say nothing
+        finally:
+            client.close()
+
+
+def watch_for(
+    task: Task, result: Any, *, timeout: float | None = None, broker: str | None = None
+) -> Watch:
+    """The :class:`Watch` of ``task`` sent as ``result`` (``timeout``: its ``--timeout``)."""
+    return Watch(task.name, task.queue, str(result.id), hard_limit(task, timeout), broker)
+
+
+def poll(result: Any, *, every: float = 0.05, watch: Watch | None = None) -> tuple[str, Any]:
+    """Wait until ``result`` is ready, riding out broker restarts; return (state, value).
+
+    With a ``watch``, say what is awaited when nothing moves, and give up
+    (:class:`WaitTimeout`) past the task's time limit.
+    """
     outage: dict[str, float] = {}
     while True:
-        state = state_of(result, outage)
-        if state in ("SUCCESS", "FAILURE", "REVOKED"):
-            return state, result.result
+        got = meta_of(result, outage)
+        if got is not None:
+            state, info = got
+            if state in READY_STATES:
+                return state, result.result
+            if watch is not None:
+                watch.see(state, info)
         time.sleep(every)
 
 
-def wait(task: Task, result: Any, *, started: float | None = None) -> Outcome:
-    """Wait for ``result`` and return its :class:`Outcome`."""
+def wait(
+    task: Task, result: Any, *, started: float | None = None, timeout: float | None = None
+) -> Outcome:
+    """Wait for ``result`` and return its :class:`Outcome` (``timeout``: its ``--timeout``).
+
+    Raises :class:`WaitTimeout` when the task has not finished past its time limit plus
+    :data:`WAIT_MARGIN` seconds (its worker died and no other took it back, say).
+    """
     started = time.monotonic() if started is None else started
+    broker = str(result.app.conf.broker_url)
     try:
-        state, value = poll(result)
+        state, value = poll(result, watch=watch_for(task, result, timeout=timeout, broker=broker))
     finally:
         close_app(result.app)
     return as_outcome(task, state, value, time.monotonic() - started)
@@ -289,10 +477,16 @@ def _follow_chain(
     on_update(rows)
     begun: dict[int, float] = {}
     outage: dict[str, float] = {}
+    watches: dict[int, Watch] = {}
     i = 0
     while i < len(rows):
         res, row, task = results[i], rows[i], tasks[i]
-        state = state_of(res, outage)
+        got = meta_of(res, outage)
+        state = None if got is None else got[0]
+        if got is not None and state not in READY_STATES:
+            if i not in watches:  # from when the step before it has finished
+                watches[i] = watch_for(task, res, broker=url)
+            watches[i].see(*got)
         if state == "STARTED" and i not in begun:
             begun[i] = time.monotonic()
             row.state = "running"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signal4.errors import EXIT_BROKER, Signal4Error
+from signal4.errors import EXIT_BROKER, EXIT_TIMEOUT, Signal4Error
 from signal4.run import protocol
 
 #: Environment variables ``inv worker`` hands to the worker process.
@@ -18,6 +18,13 @@ CONCURRENCY_VAR = "SIGNAL4_WORKER_CONCURRENCY"
 HEARTBEAT_PREFIX = "signal4:worker:"
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = 3 * HEARTBEAT_INTERVAL
+#: Hash: delivery tag of an unacknowledged message -> the node of the worker holding it.
+OWNERS_KEY = "signal4:unacked-owner"
+#: Seconds a task must look orphaned (its owner's heartbeat gone) before it is put back: a
+#: live worker that lost Redis for a moment announces itself again within an interval.
+ORPHAN_CONFIRM = 1.5 * HEARTBEAT_INTERVAL
+#: URL schemes a broker may have (Redis: heartbeats and the result backend live there too).
+BROKER_SCHEMES = ("redis", "rediss")
 OK_STATUSES = (protocol.COMPLETED, protocol.SKIPPED)
 
 
@@ -31,12 +38,44 @@ class BrokerUnavailable(WorkerError):
     code = EXIT_BROKER
 
 
+class BadBrokerUrl(WorkerError):
+    """The broker URL is malformed (a usage mistake, exit 2)."""
+
+
+class WaitTimeout(WorkerError):
+    """A submitted task did not finish by its time limit plus a margin (exit 124)."""
+
+    code = EXIT_TIMEOUT
+
+
 class DriftError(WorkerError):
     """A live worker was synced from another lock than the submitter's."""
 
 
 class NoWorkerError(WorkerError):
     """No live worker serves the queue."""
+
+
+def check_broker_url(url: str, source: str = "--broker") -> str:
+    """``url`` if it is a usable Redis URL, else :class:`BadBrokerUrl` naming ``source``."""
+    import re
+    from urllib.parse import urlsplit
+
+    form = "redis://[:password@]host[:port]/db"
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in BROKER_SCHEMES:
+            raise ValueError(f"the scheme must be {' or '.join(BROKER_SCHEMES)}")
+        port = parts.port  # ValueError if it is not a number
+        db = parts.path.strip("/")
+        if port == 0:
+            raise ValueError("port 0")
+        if db and not (db.isdigit() and db.isascii()):
+            raise ValueError(f"the database {db!r} is not a number")
+    except ValueError as exc:
+        shown = re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1**@", url)  # no password in a message
+        raise BadBrokerUrl(f"{source} {shown!r} is not a broker URL ({exc}); use {form}") from None
+    return url
 
 
 def redis_client(url: str, timeout: float = 2.0) -> Any:

@@ -11,7 +11,11 @@ Started by ``inv worker <env>`` (``python -m celery -A signal4.workers.workerapp
 * pool processes import their steps' heavy modules when they start (``Step.ready``), so
   even the first task is warm;
 * a malformed payload gives an ``invalid_input`` result; the worker keeps running;
-* the soft time limit ends the step as ``timed_out``;
+* a message that is no task at all (not JSON, not a kombu envelope, an undecodable body) is
+  logged and dropped, and the worker keeps serving; the unacknowledged tasks of a dead worker
+  go back on their queue (:mod:`signal4.workers.transport`);
+* the soft time limit ends the step as ``timed_out``, even when the step wraps the
+  exception it raises (:class:`SoftLimitFlag`);
 * every worker announces itself on Redis (:data:`~signal4.workers.wire.HEARTBEAT_PREFIX`
   ``<node>``: host, env, lock hash, concurrency, tasks done).
 
@@ -43,6 +47,9 @@ from signal4.workers.wire import (
     OK_STATUSES,
     redis_client,
 )
+
+#: The kombu transport a worker uses (:mod:`signal4.workers.transport`).
+TRANSPORT = "signal4.workers.transport:Transport"
 
 
 def load_step(task: Task) -> Step:
@@ -103,13 +110,59 @@ def run_payload(
     return load_step(task).run_argv(argv, reraise=reraise)
 
 
-def timed_out(task: Task, limit: float | None) -> dict[str, Any]:
-    """The result of a step stopped by its soft time limit."""
-    return {
+def timed_out(
+    task: Task, limit: float | None, result: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The result of a step stopped by its soft time limit (keeps ``result``'s content id)."""
+    out = {
         "status": protocol.TIMED_OUT,
         "step": task.name,
         "error": f"timed out after {limit or task.timeout:g} s (soft time limit)",
     }
+    for key in ("content", "seconds"):
+        if result and key in result:
+            out[key] = result[key]
+    return out
+
+
+class SoftLimitFlag:
+    """Whether the soft time limit fired during the current task (in a pool process).
+
+    Celery's pool signals the soft limit (SIGUSR1) and its handler raises
+    ``SoftTimeLimitExceeded`` wherever the step is. A step that catches it, or wraps it
+    (``StepFailure("Whisper failed…: SoftTimeLimitExceeded()")``), would end ``failed``; the
+    worker asks this flag instead, whatever the exception became. The pool installs its
+    handler after a process starts, so :meth:`arm` wraps it when a task starts.
+    """
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.previous: Any = None
+
+    def arm(self) -> None:
+        """A task starts: clear the flag and make sure the soft-limit signal sets it."""
+        import signal
+
+        self.fired = False
+        try:
+            from billiard.pool import SIG_SOFT_TIMEOUT
+        except ImportError:  # pragma: no cover - billiard comes with celery
+            return
+        if SIG_SOFT_TIMEOUT is None:
+            return
+        current = signal.getsignal(SIG_SOFT_TIMEOUT)
+        if current == self.on_signal:
+            return
+        try:
+            signal.signal(SIG_SOFT_TIMEOUT, self.on_signal)
+        except ValueError:  # not the main thread (a thread pool): no signal to watch
+            return
+        self.previous = current
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.fired = True
+        if callable(self.previous):
+            self.previous(signum, frame)
 
 
 def ping(
@@ -200,17 +253,31 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
     tasks = m.tasks_of(env)
     app = celeryapp.create(m)
     broker = str(app.conf.broker_url)
+    # kombu's Redis transport, hardened: bad messages are dropped, dead workers' tasks are
+    # put back (see signal4.workers.transport); the sweep for those runs every heartbeat
+    app.conf.broker_transport = TRANSPORT
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "unacked_restore_interval": HEARTBEAT_INTERVAL,
+    }
     counters: dict[str, Any] = {}
+
+    soft_limit = SoftLimitFlag()
 
     def register(task: Task) -> None:
         soft, hard = celeryapp.limits(task)
 
         def body(self: Any, *payload: Any, **extra: Any) -> dict[str, Any]:
+            soft_limit.arm()
+            result: dict[str, Any] | None
             try:
                 result = run_payload(task, payload, extra, reraise=(SoftTimeLimitExceeded,))
             except SoftTimeLimitExceeded:
+                result = None
+            if result is None or (soft_limit.fired and result.get("status") not in OK_STATUSES):
+                # the soft limit fired, whatever the step made of the exception
                 given = (self.request.timelimit or (None, None))[1]
-                result = timed_out(task, given or soft)
+                result = timed_out(task, given or soft, result)
             if result.get("status") not in OK_STATUSES:
                 self.request.chain = None  # the rest of a chain needs this step's output
             return result
@@ -280,6 +347,12 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
         if beat is not None:
             beat.stop()
 
+    def own_messages(sender: Any = None, **_: Any) -> None:
+        from signal4.workers import transport
+
+        transport.set_owner(str(sender))
+
+    signals.celeryd_init.connect(own_messages, weak=False)
     signals.worker_process_init.connect(warm_up, weak=False)
     signals.task_postrun.connect(count_done, weak=False)
     signals.worker_ready.connect(announce, weak=False)
