@@ -154,8 +154,9 @@ def test_project_manifest_is_valid_and_covers_the_nine_steps(
     assert served == set(project_manifest.envs)
     # every pipeline stage is a task with a stage name
     assert all(t.stage for t in project_manifest.pipeline_tasks())
-    # torch belongs to diarize alone.
-    assert [e.name for e in project_manifest.envs.values() if "torch" in e.packages] == ["diarize"]
+    # torch belongs to pyannote alone, an optional env (a plain `inv sync-all` leaves it out)
+    assert [e.name for e in project_manifest.envs.values() if "torch" in e.packages] == ["pyannote"]
+    assert [e.name for e in project_manifest.optional_envs] == ["pyannote"]
 
 
 def test_stages_and_the_pipeline_come_from_the_manifest() -> None:

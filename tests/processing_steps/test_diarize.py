@@ -1,7 +1,12 @@
-"""diarize with real silero VAD, Resemblyzer and scikit-learn on the two-speaker sample."""
+"""diarize on the two-speaker sample: the step, its options, its outputs and its imports.
+
+The models run for real (Silero VAD and the GE2E encoder on onnxruntime); the parts are
+tested on their own in test_diarize_speakers.py.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from typing import Any
@@ -29,6 +34,23 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     finally:
         mp.undo()
     return {"code": code, "result": result, "doc": doc, "rttm": rttm, "done": done}
+
+
+def test_turns_are_within_half_a_second_of_the_truth(sample_run: dict[str, Any]) -> None:
+    """Every true turn has a found turn of its speaker starting and ending within 0.5 s."""
+    doc = sample_run["doc"]
+    truth = speech.truth()["turns"]
+    names: dict[str, str] = {}
+    for t in truth:
+        match = [
+            d
+            for d in doc["turns"]
+            if abs(d["start"] - t["start"]) <= 0.5 and abs(d["end"] - t["end"]) <= 0.5
+        ]
+        assert len(match) == 1, (t, doc["turns"])
+        assert names.setdefault(t["speaker"], match[0]["speaker"]) == match[0]["speaker"]
+    assert len(set(names.values())) == 2
+    assert len(doc["turns"]) == len(truth)
 
 
 def test_two_speakers_found_on_the_sample(sample_run: dict[str, Any]) -> None:
@@ -63,6 +85,23 @@ def test_speakers_are_named_in_order_of_first_turn() -> None:
         "SPEAKER_01",
         "SPEAKER_02",
     ]
+
+
+def test_one_voice_is_one_speaker() -> None:
+    """Speaker A's two turns of the sample, with a pause between: one speaker."""
+    frames = speech.sample_frames()
+    a = [t for t in speech.truth()["turns"] if t["speaker"] == "A"]
+    pieces = [frames[2 * int(t["start"] * 16000) : 2 * int(t["end"] * 16000)] for t in a]
+    speech.converted("solo", pieces[0] + speech.silence(0.6) + pieces[1])
+    code, result = run_step(STEP, "--content", "solo")
+    assert code == 0 and result["speakers"] == 1, result
+
+
+def test_a_bad_thread_count_is_invalid_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    speech.converted("threads", speech.silence(2.0))
+    monkeypatch.setenv("SIGNAL4_THREADS", "zero")
+    code, result = run_step(STEP, "--content", "threads")
+    assert code == 2 and "SIGNAL4_THREADS" in result["error"], result
 
 
 def test_silence_has_zero_speakers() -> None:
@@ -113,5 +152,9 @@ def test_unconverted_content_is_invalid_input() -> None:
 def test_ready_probe_covers_a_real_run_on_the_sample() -> None:
     speech.converted("probe", speech.sample_frames())
     real = probe.assert_probe_covers("diarize", "--content", "probe")
-    assert {"torch", "resemblyzer", "sklearn"} <= set(real)
+    assert {"numpy", "onnxruntime", "scipy"} <= set(real)
+    # torch-free: none of the old stack is loaded, or even installed
+    assert not {"torch", "resemblyzer", "sklearn", "librosa", "numba"} & set(real)
+    for gone in ("torch", "resemblyzer", "sklearn", "librosa", "silero_vad"):
+        assert importlib.util.find_spec(gone) is None, gone
     assert db().is_done("probe", "diarize")

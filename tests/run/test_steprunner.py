@@ -394,3 +394,13 @@ def test_ctrl_c_in_a_step_is_one_line_and_exit_130(tmp_path: Path) -> None:
     assert proc.returncode == 130
     assert err.strip() == "slow: interrupted"
     assert out == ""  # no result line: the dispatcher says what happened
+
+
+def test_the_cpu_budget_comes_from_signal4_threads() -> None:
+    from signal4.run.steprunner import cpu_budget
+
+    assert cpu_budget({"SIGNAL4_THREADS": "3"}) == 3
+    assert cpu_budget({}) == len(os.sched_getaffinity(0))
+    for bad in ("0", "-2", "nan", "two", "1.5"):
+        with pytest.raises(InvalidInput, match="SIGNAL4_THREADS"):
+            cpu_budget({"SIGNAL4_THREADS": bad})

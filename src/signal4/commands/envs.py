@@ -34,15 +34,20 @@ def sync(
     check: bool = False,
     force: bool = False,
     jobs: int = 2,
+    optional: bool = False,
 ) -> int:
-    """Sync the named envs (all by default) and print a summary; return the exit code."""
+    """Sync the named envs (all but the optional ones by default) and print a summary.
+
+    ``optional`` (``inv sync-all --all``) includes the optional envs; a plain
+    ``inv sync-all`` names what it left out in one line. Returns the exit code.
+    """
     from rich.live import Live
     from rich.table import Table
 
     from signal4.console import console
 
     m = load()
-    chosen = syncer.select(m, names, full=full)
+    chosen = syncer.select(m, names, full=full, optional=optional)
     specs = [envs.spec(m, name) for name in chosen]
     out = console()
     if check:
@@ -66,6 +71,8 @@ def sync(
     for r in results:
         if r.action == "skipped":
             out.print(f"[yellow]skipped[/] {r.env}: {r.error}")
+    if not names and (left := syncer.left_out(m, chosen)):
+        out.print(syncer.left_out_line(m, left), markup=False, soft_wrap=True)
     if failed:
         for r in failed:
             out.print(f"[bold red]✘ {r.env}[/]: {r.error}")

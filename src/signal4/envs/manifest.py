@@ -83,6 +83,9 @@ class Env:
     platforms: tuple[str, ...] = ()
     #: (package, reason) pairs: own packages needed at run time though no task imports them.
     runtime_only: tuple[tuple[str, str], ...] = ()
+    #: Built only when asked for by name (``inv sync <env>``, ``inv sync-all --all``), never
+    #: by a plain ``inv sync-all``: an env too heavy for every machine (``optional = true``).
+    optional: bool = False
 
     @property
     def packages(self) -> tuple[str, ...]:
@@ -162,6 +165,11 @@ class Manifest:
         return (e for e in self.envs.values() if e.supported(plat))
 
     @property
+    def optional_envs(self) -> tuple[Env, ...]:
+        """The envs a plain ``inv sync-all`` leaves out (``optional = true``), in order."""
+        return tuple(e for e in self.envs.values() if e.optional)
+
+    @property
     def data_dir(self) -> Path:
         """Where content and the state DB live: $SIGNAL4_DATA_DIR, else ``<root>/data``.
 
@@ -202,6 +210,13 @@ def _seconds(value: Any, what: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise ManifestError(f"{what} must be >= 0 seconds (0 = no limit), got {value!r}")
     return float(value)
+
+
+def _flag(value: Any, what: str) -> bool:
+    """A yes/no from the manifest: a TOML boolean."""
+    if not isinstance(value, bool):
+        raise ManifestError(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def _count(value: Any, what: str) -> int:
@@ -285,6 +300,7 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
             requirements=tuple(requirements),
             platforms=tuple(table.get("platforms", ())),
             runtime_only=_runtime_only(name, table.get("runtime-only", []), seen),
+            optional=_flag(table.get("optional", False), f"[tool.signal4.envs.{name}] optional"),
         )
 
     default_timeout = _seconds(tool.get("default-timeout", 3600), "default-timeout")

@@ -18,7 +18,7 @@ NOX_DIR = ".nox"
 #: The sessions that are not per-env, in the order ``nox`` runs them.
 FIXED_SESSIONS = ("unit", "lint", "typecheck", "checks")
 #: What lint and format checks cover.
-LINT_PATHS = ("src", "tests", "tasks.py", "noxfile.py", "benchmarks")
+LINT_PATHS = ("src", "tests", "tasks.py", "noxfile.py", "benchmarks", "tools")
 
 
 class SessionSkip(Exception):

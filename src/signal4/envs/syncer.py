@@ -221,17 +221,52 @@ def sync_many(
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def select(manifest: Manifest, names: Sequence[str], *, full: bool = False) -> list[str]:
-    """Return the env names to act on: ``names`` (validated) or every env, plus ``full``."""
+def select(
+    manifest: Manifest, names: Sequence[str], *, full: bool = False, optional: bool = False
+) -> list[str]:
+    """Return the env names to act on: ``names`` (validated) or every env, plus ``full``.
+
+    With no names, the optional envs (``optional = true``) are left out unless ``optional``
+    is set (``inv sync-all --all``); a name always selects its env.
+    """
     if names:
         for name in names:
             if name != FULL_ENV:
                 manifest.env(name)
         return list(names)
-    chosen = list(manifest.envs)
+    chosen = [e.name for e in manifest.envs.values() if optional or not e.optional]
     if full:
         chosen.append(FULL_ENV)
     return chosen
 
 
-__all__ = ["EnvError", "SyncResult", "check_all", "select", "sync_many", "sync_one"]
+def left_out(manifest: Manifest, chosen: Sequence[str]) -> list[str]:
+    """The optional envs buildable here that ``chosen`` leaves out."""
+    return [e.name for e in manifest.optional_envs if e.supported() and e.name not in chosen]
+
+
+def left_out_line(manifest: Manifest, names: Sequence[str]) -> str:
+    """One line: which optional envs were left out, what runs there, how to build them."""
+
+    def described(name: str) -> str:
+        tasks = ", ".join(t.name for t in manifest.tasks_of(name))
+        return f"{name} ({tasks})" if tasks else name
+
+    what = ", ".join(described(name) for name in names)
+    one = names[0] if len(names) == 1 else "<env>"
+    noun = "env" if len(names) == 1 else "envs"
+    return (
+        f"left out the optional {noun} {what}; build with: inv sync {one} (or inv sync-all --all)"
+    )
+
+
+__all__ = [
+    "EnvError",
+    "SyncResult",
+    "check_all",
+    "left_out",
+    "left_out_line",
+    "select",
+    "sync_many",
+    "sync_one",
+]

@@ -1,9 +1,12 @@
-"""Who spoke when: silero VAD, Resemblyzer embeddings on sliding windows, clustering."""
+"""Who spoke when, torch-free: Silero VAD and GE2E voice embeddings on onnxruntime, scipy.
+
+The models are ONNX files shipped in ``signal4/stepkit/models`` (see its NOTICE); the
+method is described in :mod:`signal4.stepkit.speakers.diarizer`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import warnings
 import wave
 from typing import Any
 
@@ -11,11 +14,8 @@ from signal4.run.steprunner import Context, InvalidInput, Step, keeps, number
 from signal4.stepkit import diarization
 
 RATE = 16_000
-WINDOW = 1.5  # seconds of speech per embedding
-HOP = 0.75
 MAX_SPEAKERS = 8
-#: Below this mean silhouette, one speaker is assumed.
-MIN_SILHOUETTE = 0.15
+METHOD = "silero-resemblyzer"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,116 +35,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def ready() -> None:
+    """Import what a real run imports (its models load in the run)."""
     import numpy  # noqa: F401
-
-    _quiet_imports()
-    import sklearn.cluster
-    import sklearn.metrics  # noqa: F401
-
-    # librosa loads its submodules on first use; Resemblyzer's mel spectrogram pulls in
-    # librosa.feature, and with it numba, soundfile, soxr and audioread. A real run pays
-    # for them, so the probe must too.
-    from librosa.feature import melspectrogram  # noqa: F401
+    import onnxruntime  # noqa: F401
+    import scipy.cluster.hierarchy  # noqa: F401
 
     import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    import signal4.content.state
+    import signal4.stepkit.speakers.diarizer  # noqa: F401
 
 
-def choose_k(embeddings: Any, max_k: int) -> tuple[int, Any]:
-    """Pick the speaker count by silhouette score; return (k, labels)."""
+def read_audio(path: str) -> Any:
+    """A 16 kHz mono 16-bit WAV as float32 samples in [-1, 1)."""
     import numpy as np
-    from sklearn.cluster import AgglomerativeClustering
-    from sklearn.metrics import silhouette_score
 
-    n = len(embeddings)
-    best: tuple[float, int, Any] = (MIN_SILHOUETTE, 1, np.zeros(n, dtype=int))
-    for k in range(2, min(max_k, n - 1) + 1):
-        labels = AgglomerativeClustering(
-            n_clusters=k, metric="cosine", linkage="average"
-        ).fit_predict(embeddings)
-        score = float(silhouette_score(embeddings, labels, metric="cosine"))
-        if score > best[0]:
-            best = (score, k, labels)
-    return best[1], best[2]
-
-
-def _quiet_imports() -> tuple[Any, Any, Any, Any, Any]:
-    """Import the models' packages, hiding their own deprecation noise (not ours to fix)."""
-    with warnings.catch_warnings():
-        for category in (DeprecationWarning, FutureWarning, UserWarning):
-            warnings.simplefilter("ignore", category)
-        import torch
-        from resemblyzer import VoiceEncoder
-        from silero_vad import get_speech_timestamps, load_silero_vad
-
-        return torch, VoiceEncoder, get_speech_timestamps, load_silero_vad, warnings
+    with wave.open(path, "rb") as w:
+        if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (RATE, 1, 2):
+            raise InvalidInput("audio.wav is not 16 kHz mono 16-bit; run convert again")
+        pcm = w.readframes(w.getnframes())
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def diarize(wav_path: str, speakers: int | None, max_k: int) -> list[dict[str, Any]]:
     """Return speaker turns (start, end, speaker) of a 16 kHz mono WAV."""
-    import numpy as np
-    from sklearn.cluster import AgglomerativeClustering
+    from signal4.stepkit.speakers import runtime
+    from signal4.stepkit.speakers.diarizer import Diarizer
 
-    torch, VoiceEncoder, get_speech_timestamps, load_vad, _ = _quiet_imports()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load, inside silero-vad
-        vad = load_vad()
-
-    torch.set_num_threads(2)
-    with wave.open(wav_path, "rb") as w:
-        if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (RATE, 1, 2):
-            raise InvalidInput("audio.wav is not 16 kHz mono 16-bit; run convert again")
-        pcm = w.readframes(w.getnframes())
-    audio = torch.from_numpy(np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0)
-    regions = get_speech_timestamps(audio, vad, sampling_rate=RATE, return_seconds=True)
-    if not regions:
-        return []
-    wav = audio.numpy().astype(np.float32)
-    windows: list[tuple[float, float]] = []
-    for r in regions:
-        start, end = float(r["start"]), float(r["end"])
-        t = start
-        while True:
-            w_end = min(t + WINDOW, end)
-            windows.append((t, w_end))
-            if w_end >= end:
-                break
-            t += HOP
-    encoder = VoiceEncoder("cpu", verbose=False)
-    embeds = np.stack(
-        [
-            encoder.embed_utterance(wav[int(s * RATE) : max(int(e * RATE), int(s * RATE) + 1600)])
-            for s, e in windows
-        ]
-    )
-    if speakers is not None:
-        k = min(speakers, len(windows))
-        labels = (
-            np.zeros(len(windows), dtype=int)
-            if k <= 1
-            else AgglomerativeClustering(
-                n_clusters=k, metric="cosine", linkage="average"
-            ).fit_predict(embeds)
-        )
-    else:
-        _, labels = choose_k(embeds, max_k)
-    # each window speaks for its centre half-hop either side; turns are then merged
-    turns = []
-    for (s, e), label in zip(windows, labels, strict=True):
-        turns.append({"start": s, "end": e, "speaker": f"SPEAKER_{int(label):02d}"})
-    return _resolve_overlaps(turns)
-
-
-def _resolve_overlaps(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Cut overlapping windows at the midpoint of their overlap."""
-    out: list[dict[str, Any]] = []
-    for t in sorted(turns, key=lambda t: t["start"]):
-        if out and t["start"] < out[-1]["end"]:
-            mid = (t["start"] + out[-1]["end"]) / 2
-            out[-1]["end"] = mid
-            t = {**t, "start": mid}
-        out.append(dict(t))
-    return [t for t in out if t["end"] > t["start"]]
+    threads = runtime.cpu_budget()  # a bad SIGNAL4_THREADS is invalid input, before any work
+    audio = read_audio(wav_path)
+    return Diarizer(threads)(audio, speakers=speakers, max_speakers=max_k)
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -156,7 +75,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         return done
     wav = diarization.audio(ctx, cid)
     turns = diarize(str(wav), options.speakers, options.max_speakers)
-    return diarization.finish(ctx, cid, turns, method="silero-resemblyzer")
+    return diarization.finish(ctx, cid, turns, method=METHOD)
 
 
 STEP = Step(

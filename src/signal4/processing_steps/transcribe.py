@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, keeps
+from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, cpu_budget, keeps
 
 PLAN = "chunks.json"
 OUT_DIR = "transcript"
@@ -65,8 +65,11 @@ class FasterWhisper:
     def __init__(self, source: str) -> None:
         from faster_whisper import WhisperModel
 
+        threads = cpu_budget()  # a bad SIGNAL4_THREADS is named as such, not as the model
         try:
-            self.model = WhisperModel(source, device="cpu", compute_type="int8")
+            self.model = WhisperModel(
+                source, device="cpu", compute_type="int8", cpu_threads=threads
+            )
         except Exception as exc:
             raise InvalidInput(
                 f"cannot load the Whisper model {source!r} (SIGNAL4_WHISPER_MODEL): {exc}"

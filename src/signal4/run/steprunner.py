@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -123,6 +123,31 @@ def number(
 
     convert.__name__ = what.removeprefix("a ")
     return convert
+
+
+THREADS_VARIABLE = "SIGNAL4_THREADS"
+
+
+def cpu_budget(environ: Mapping[str, str] | None = None) -> int:
+    """How many threads a step's own pools may use: ``SIGNAL4_THREADS``, else its CPUs.
+
+    Its CPUs are its affinity mask (a container's or ``taskset``'s limit), or the machine's
+    count where there is no such call. ``inv pipeline`` sets the variable to each step's
+    share of ``--jobs``. A bad value is InvalidInput naming it.
+    """
+    raw = (os.environ if environ is None else environ).get(THREADS_VARIABLE, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise InvalidInput(f"{THREADS_VARIABLE}={raw!r}: must be a whole number >= 1")
+        return value
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def content_id_arg(text: str) -> str:
