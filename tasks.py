@@ -57,13 +57,19 @@ _usage_errors_exit_2()
         "full": "Also build the monolithic 'full' env (the measurement baseline).",
         "force": "Run uv sync even for envs that are up to date.",
         "jobs": "How many envs to sync at once.",
+        "all": "Also build the optional envs (`optional = true` in the manifest).",
     }
 )
 def sync_all(
-    c: Context, check: bool = False, full: bool = False, force: bool = False, jobs: int = 2
+    c: Context,
+    check: bool = False,
+    full: bool = False,
+    force: bool = False,
+    jobs: int = 2,
+    all_: bool = False,
 ) -> None:
-    """Create or update every env from uv.lock, in parallel."""
-    _call(lambda: env_cmd.sync((), full=full, check=check, force=force, jobs=jobs))
+    """Create or update every env from uv.lock, in parallel (optional envs with --all)."""
+    _call(lambda: env_cmd.sync((), full=full, check=check, force=force, jobs=jobs, optional=all_))
 
 
 @task(
@@ -191,24 +197,61 @@ def check(c: Context, strict: bool = False, sync: bool = False) -> None:
 
 
 @task(
+    iterable=["source"],
     help={
-        "source": "A feed or video URL, or a local media file (default: the bundled sample).",
+        "source": "A media file, a folder of them, a feed URL (every episode) or a video URL; "
+        "repeatable (default: the bundled sample).",
+        "from": "Read more sources from this file, one per line ('#' starts a comment line).",
+        "recursive": "Take a folder's media files from its subfolders too.",
+        "latest": "Take only the newest N episodes of each feed (default: all).",
+        "jobs": "Run at most N steps at once (default: the CPU count).",
+        "dry_run": "Print the plan (each item's stages, what is done) and run nothing.",
         "sync": "Sync the envs the pipeline needs first.",
         "workers": "Send the steps to warm Celery workers (inv worker) instead of running here.",
         "broker": "The broker URL for --workers (default: SIGNAL4_BROKER_URL or local Redis).",
-    }
+    },
 )
 def pipeline(
     c: Context,
-    source: str | None = None,
+    source: list[str] | None = None,
+    from_: str = "",
+    recursive: bool = False,
+    latest: int = 0,
+    jobs: int = 0,
+    dry_run: bool = False,
     sync: bool = False,
     workers: bool = False,
     broker: str = "",
 ) -> None:
-    """Run download -> convert -> transcribe -> diarize -> stitch -> compress, resuming."""
+    """Run the pipeline on every item of the sources, several at once, resuming."""
     from signal4.commands import pipeline as pipeline_mod
 
-    _call(lambda: pipeline_mod.main(source, sync_first=sync, workers=workers, broker=broker))
+    _call(
+        lambda: pipeline_mod.main(
+            source or [],
+            from_file=from_,
+            recursive=recursive,
+            latest=latest,
+            jobs=jobs,
+            dry_run=dry_run,
+            sync_first=sync,
+            workers=workers,
+            broker=broker,
+        )
+    )
+
+
+@task(
+    help={
+        "failed": "Only the items with a failed stage.",
+        "json": "Print JSON (every stage's status, error, time and info) instead of a table.",
+    }
+)
+def status(c: Context, failed: bool = False, json: bool = False) -> None:
+    """Show every content item's stages from the state DB: done, failed (why) or pending."""
+    from signal4.commands import status as status_cmd
+
+    _call(lambda: status_cmd.main(failed=failed, as_json=json))
 
 
 @task(

@@ -194,15 +194,16 @@ def test_run_exits_1_for_a_failed_step_and_124_for_a_timeout(
     assert "timed out after 1 s" in timed.stderr
 
 
-def test_pipeline_exits_124_when_a_stage_times_out(
+def test_pipeline_exits_1_naming_the_item_when_a_stage_times_out(
     slow_demo: manifest.Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEMO_MARKER", str(tmp_path / "pid"))
     media = tmp_path / "talk.wav"
     media.write_bytes(b"RIFF")
     got = inv("pipeline", "--source", str(media), cwd=slow_demo.root)
-    assert got.returncode == 124, got.stdout + got.stderr
-    assert "sleepy timed_out" in got.stderr
+    assert got.returncode == 1, got.stdout + got.stderr
+    assert "timed_out     sleepy" in got.stdout  # the step's line, then the summary
+    assert "failed: file-talk-" in got.stdout
 
 
 @pytest.mark.parametrize("command", [("run", "sleepy"), ("pipeline", "--source", "TALK")])
@@ -267,4 +268,4 @@ def test_pipeline_exits_1_when_a_stage_fails(tmp_path: Path) -> None:
     media.write_bytes(b"RIFF")
     got = inv("pipeline", "--source", str(media), cwd=m.root)
     assert got.returncode == 1, got.stdout + got.stderr
-    assert "failing failed: it broke" in got.stderr
+    assert "failed        failing" in got.stdout and "it broke" in got.stdout

@@ -1,65 +1,246 @@
-"""The body of ``inv pipeline``: the steps with a live progress table, here or on workers."""
+"""The body of ``inv pipeline``: plan the sources, run the batch, show progress and a summary.
+
+Exit codes: 0 every item done; 1 an item failed (each is named); 2 a usage mistake (no
+usable source, an env not synced, a bad flag); 3 (``--workers``) the broker does not
+answer; 130 interrupted (143 for SIGTERM).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from signal4.commands.envs import sync
 from signal4.envs import venv as envs
-from signal4.envs.manifest import load
+from signal4.envs.manifest import Manifest, load
 from signal4.errors import UsageError
-from signal4.run.pipeline import (
-    SAMPLE,
-    StepRow,
-    download_task,
-    no_such_source,
-    run,
-    run_workers,
-    tasks_needed,
-    transcript_paths,
-)
+from signal4.run import dispatch, protocol
+from signal4.run.batch import Batch, Event, ItemResult, cpus
+from signal4.run.pipeline import SAMPLE, StepRow, run_workers, transcript_paths
+from signal4.run.plan import Plan, SourceError, build, read_source_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _sources(sources: Sequence[str], from_file: str, m: Manifest) -> list[str]:
+    raw = list(sources)
+    for s in raw:
+        if not s.strip():
+            raise UsageError("--source is empty: give a media file, a folder or a URL")
+    if from_file:
+        raw += read_source_file(Path(from_file))
+    return raw or [str(m.root / SAMPLE)]
+
+
+def _list_feed(m: Manifest) -> Any:
+    def list_feed(url: str) -> list[dict[str, Any]]:
+        outcome = dispatch.run(m, m.task("download_podcast"), ["--feed", url, "--list"])
+        if not outcome.ok:
+            raise SourceError(f"{url}: {outcome.error or outcome.status}")
+        episodes: list[dict[str, Any]] = outcome.result.get("episodes", [])
+        return episodes
+
+    return list_feed
+
+
+def _require_envs(m: Manifest, names: set[str]) -> None:
+    """UsageError naming the first env of ``names`` that is not up to date."""
+    for name in sorted(names):
+        if envs.status(m, envs.spec(m, name)) is not envs.State.UP_TO_DATE:
+            raise UsageError(
+                f"env {name!r} is not synced; run: inv pipeline --sync (or inv sync {name})"
+            )
 
 
 def main(
-    source: str | None, *, sync_first: bool = False, workers: bool = False, broker: str = ""
+    sources: Sequence[str] = (),
+    *,
+    from_file: str = "",
+    recursive: bool = False,
+    latest: int = 0,
+    jobs: int = 0,
+    dry_run: bool = False,
+    sync_first: bool = False,
+    workers: bool = False,
+    broker: str = "",
 ) -> int:
-    """Run the pipeline with a rich progress view; print where the transcript is.
-
-    ``workers``: send the steps to warm Celery workers on ``broker`` instead of running
-    them here (the envs then need to be synced where the workers run, not here).
-    """
-    from rich.live import Live
-    from rich.table import Table
-
+    """Plan the sources, run every pending stage, print a summary; return the exit code."""
     from signal4.console import console
     from signal4.content.settings import Settings
     from signal4.content.state import StateDB
 
     m = load()
-    # the same data dir the dispatcher gives the steps (Manifest.data_dir)
-    conf = Settings(data_dir=m.data_dir)
-    if source is None:
-        source = str(m.root / SAMPLE)
-    elif not source.strip():
-        raise UsageError("--source is empty: give a media file or a URL, or leave it out")
-    if download_task(source) is None and not Path(source).expanduser().is_file():
-        raise no_such_source(source)
-    needed = tasks_needed(m, source)
-    env_names = sorted({t.env for t in needed})
-    if sync_first:
-        code = sync(env_names)
+    if jobs < 0 or latest < 0:
+        raise UsageError("--jobs and --latest must be 0 (automatic / all) or more")
+    raw = _sources(sources, from_file, m)
+    conf = Settings(data_dir=m.data_dir)  # the data dir the dispatcher gives the steps
+    db = StateDB(conf.db_url)
+    out = console()
+    if workers:
+        if len(raw) != 1:
+            raise UsageError("--workers takes one source for now; run the others here")
+        return _on_workers(m, raw[0], db=db, conf=conf, broker=broker, out=out)
+
+    if sync_first and not dry_run:
+        downloads = {t.env for t in m.tasks.values() if t.stage == "download"}
+        code = sync(sorted({t.env for t in m.pipeline_tasks()} | downloads))
         if code:
             return code
-    for name in [] if workers else env_names:
-        if envs.status(m, envs.spec(m, name)) is not envs.State.UP_TO_DATE:
-            raise UsageError(
-                f"env {name!r} is not synced; run: inv pipeline --sync (or inv sync {name})"
-            )
-    out = console()
-    out.print(f"pipeline: {source}" + (" (on warm workers)" if workers else ""))
+    plan, failed = build(
+        m,
+        raw,
+        db=db,
+        recursive=recursive,
+        latest=latest or None,
+        list_feed=_list_feed(m),
+    )
+    if not plan.items and failed:
+        more = "" if len(failed) == 1 else f" (and {len(failed) - 1} more)"
+        raise SourceError(failed[0][1] + more)
+    jobs = jobs or cpus()
+    if dry_run:
+        _print_plan(out, plan, failed, jobs)
+        return 0
+    _require_envs(m, {s.task.env for item in plan.items for s in item.pending})
+    out.print(
+        f"pipeline: {len(plan.items)} item(s), {plan.stages_total - plan.stages_done} "
+        f"stage(s) to run, {plan.stages_done} done before; {jobs} at once"
+    )
     started = time.monotonic()
-    db = StateDB(conf.db_url)
+    batch = Batch(m, plan, db=db, jobs=jobs, on_event=lambda e: None)
+    with _View(out, plan) as view:
+        batch.on_event = view.event
+        results = batch.run()
+    return _summary(out, results, failed, time.monotonic() - started, conf.content_root)
+
+
+def _print_plan(out: Console, plan: Plan, failed: list[tuple[str, str]], jobs: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"plan: {len(plan.items)} item(s), up to {jobs} steps at once")
+    for col in ("item", "source", "stages to run", "done before"):
+        table.add_column(col, overflow="fold")
+    for item in plan.items:
+        done = [s.label for s in item.stages if s.done]
+        todo = [s.label for s in item.pending]
+        table.add_row(item.label, item.title, " → ".join(todo) or "—", ", ".join(done) or "—")
+    out.print(table)
+    for source, error in failed:
+        out.print(f"[red]cannot plan[/] {source}: {error}", soft_wrap=True)
+
+
+class _View:
+    """Progress: a live view on a terminal, one plain line per finished step elsewhere."""
+
+    def __init__(self, out: Console, plan: Plan) -> None:
+        self.out = out
+        self.plan = plan
+        self.done = plan.stages_done
+        self.failed = 0
+        self.running: dict[tuple[int, str], tuple[str, str, float]] = {}
+        self.live: Any = None
+
+    def __enter__(self) -> _View:
+        if self.out.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(get_renderable=self._render, console=self.out, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def event(self, e: Event) -> None:
+        key = (id(e.item), e.stage.task.name)
+        if e.kind == "start":
+            self.running[key] = (e.item.label, e.stage.task.name, e.started)
+            return
+        self.running.pop(key, None)
+        outcome = e.outcome
+        assert outcome is not None
+        if outcome.ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        if self.live is None:
+            note = "" if outcome.ok else f": {outcome.error}"
+            self.out.print(
+                f"{outcome.status:<13} {e.stage.task.name:<22} {e.item.label} "
+                f"({outcome.duration:.1f}s){note}",
+                markup=False,
+                soft_wrap=True,
+            )
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        total = self.plan.stages_total or 1
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(
+            ProgressBar(total=total, completed=self.done, width=40),
+            f"{self.done}/{total} stages · {len(self.running)} running · {self.failed} failed",
+        )
+        now = time.monotonic()
+        for label, task, began in list(self.running.values()):
+            grid.add_row(f"  {task}", f"{label}  {now - began:.0f}s")
+        return Group(grid)
+
+
+def _summary(
+    out: Console,
+    results: list[ItemResult],
+    failed_sources: list[tuple[str, str]],
+    seconds: float,
+    content_root: Path,
+) -> int:
+    from rich.table import Table
+
+    table = Table(title=f"pipeline summary ({seconds:.1f} s)")
+    for col in ("item", "title or file", "stages", "time", "status", "error"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        total = len(r.item.stages)
+        done = total - len(r.item.pending)
+        style = "green" if r.ok else "red"
+        table.add_row(
+            r.item.label,
+            r.item.title,
+            f"{done}/{total}",
+            f"{r.seconds:.1f}s",
+            f"[{style}]{r.status}[/]",
+            r.error or "",
+        )
+    for source, error in failed_sources:
+        table.add_row(source, "", "0/0", "", "[red]failed[/]", error)
+    out.print(table)
+    for r in results:
+        if r.ok and r.item.content:
+            for path in transcript_paths(content_root / r.item.content):
+                out.print(f"  {path}", markup=False, soft_wrap=True)
+    bad = [r for r in results if not r.ok]
+    if any(r.status == "interrupted" for r in bad):
+        return 130
+    if bad or failed_sources:
+        names = [r.item.label for r in bad] + [s for s, _ in failed_sources]
+        out.print(f"[red]failed:[/] {', '.join(names)}", soft_wrap=True)
+        return 1
+    return 0
+
+
+def _on_workers(m: Manifest, source: str, *, db: Any, conf: Any, broker: str, out: Console) -> int:
+    """One source as one Celery chain on warm workers (the earlier single-item path)."""
+    from rich.live import Live
+    from rich.table import Table
+
+    out.print(f"pipeline: {source} (on warm workers)")
+    started = time.monotonic()
 
     def render(rows: list[StepRow]) -> Table:
         table = Table(title="pipeline")
@@ -73,31 +254,23 @@ def main(
             )
         return table
 
-    with Live(render([StepRow(t.name) for t in needed]), console=out, refresh_per_second=4) as live:
+    with Live(render([]), console=out, refresh_per_second=4) as live:
         try:
-            if workers:
-                cid, _rows = run_workers(
-                    m,
-                    source,
-                    db=db,
-                    broker=broker or None,
-                    on_update=lambda rows: live.update(render(rows)),
-                )
-            else:
-                cid, _rows = run(m, source, db=db, on_update=lambda rows: live.update(render(rows)))
+            cid, _rows = run_workers(
+                m, source, db=db, broker=broker or None, on_update=lambda r: live.update(render(r))
+            )
         except BaseException:
             live.stop()
             raise
-    out.line()  # a non-terminal Live leaves its last frame without a newline
+    out.line()
     folder = conf.content_root / cid
     out.print(f"done in {time.monotonic() - started:.1f} s: content {cid}")
     found = transcript_paths(folder)
     for path in found:
         out.print(f"  {path}")
     if not found:
-        # The steps ran elsewhere (warm workers) and wrote to their own content folder.
         out.print(
             f"[yellow]note:[/] no transcript of {cid} in {folder}: the workers write to their "
             "own SIGNAL4_DATA_DIR; give this machine and the workers the same one to see it here"
         )
-    return 0
+    return protocol.EXIT_OK

@@ -57,6 +57,25 @@ class StepState(Base):
     content: Mapped[Content] = relationship(back_populates="steps")
 
 
+class StageRun(Base):
+    """One run of one stage of one item, as the runner saw it: when, where, how it ended."""
+
+    __tablename__ = "stage_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    #: The content id (None for a download that failed before it named one).
+    content_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    #: The item as the batch names it (its content id, or its source).
+    item: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    host: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine (and the SQLite file's folder); tables are created if missing."""
     if url.startswith("sqlite:///"):
@@ -160,3 +179,40 @@ class StateDB:
     def is_done(self, content_id: str, stage: str) -> bool:
         """Whether ``stage`` completed for ``content_id``."""
         return self.stage_status(content_id, stage) == DONE
+
+    def record_run(
+        self,
+        *,
+        item: str,
+        stage: str,
+        task: str,
+        status: str,
+        started: dt.datetime,
+        ended: dt.datetime,
+        content_id: str | None = None,
+        host: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record one run of a stage (the runner calls this; the step records its state)."""
+        with self.session() as s:
+            s.add(
+                StageRun(
+                    content_id=content_id,
+                    item=item,
+                    stage=stage,
+                    task=task,
+                    status=status,
+                    started_at=started,
+                    ended_at=ended,
+                    host=host,
+                    error=error,
+                )
+            )
+
+    def runs(self, content_id: str | None = None) -> list[StageRun]:
+        """The recorded stage runs (of one item, or all), oldest first."""
+        with self.session() as s:
+            query = select(StageRun).order_by(StageRun.started_at, StageRun.id)
+            if content_id is not None:
+                query = query.where(StageRun.content_id == content_id)
+            return list(s.scalars(query))

@@ -196,6 +196,7 @@ def run_command(
     on_stdout: Callable[[str], None] | None = None,
     on_stderr: Callable[[str], None] | None = None,
     cwd: Path | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run ``cmd`` as a step: timeout, signal forwarding, result classification.
 
@@ -244,6 +245,8 @@ def run_command(
                 command=tuple(cmd),
             )
         forward.started(proc.pid)
+        if on_start:
+            on_start(proc.pid)  # the step's process group: a batch runner stops it on Ctrl-C
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, out), daemon=True),
@@ -310,6 +313,7 @@ def run(
     on_stdout: Callable[[str], None] | None = None,
     on_stderr: Callable[[str], None] | None = None,
     env: Venv | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Outcome:
     """Run ``task`` in its env with the manifest's timeout (or ``timeout``).
 
@@ -326,6 +330,7 @@ def run(
         environ=child_environ(manifest, env_vars),
         on_stdout=on_stdout,
         on_stderr=on_stderr,
+        on_start=on_start,
     )
 
 

@@ -1,0 +1,287 @@
+"""The local runner: a plan's steps run at the same time, within the manifest's limits.
+
+A stage starts when its item's previous stage is done and there is room:
+
+* at most the task's ``concurrency`` (from the manifest) copies of one task at once;
+* at most ``jobs`` steps in all.
+
+Each step runs in its env through the dispatcher, in a thread of this process, with
+``SIGNAL4_THREADS`` set to its share of the CPUs (``cpus // jobs``, at least 1), so that
+steps that use several threads themselves do not oversubscribe the cores. One item's
+failure stops only that item. Every run is recorded in the state DB (``stage_run``: item,
+stage, start, end, status, host).
+
+Ctrl-C or SIGTERM: no new step starts, every running step's process group gets SIGTERM
+(the dispatcher's grace period and SIGKILL follow if it does not stop), the runner waits
+for all of them, then raises :class:`~signal4.errors.Interrupted`. Steps write
+atomically, so the store and the state DB stay consistent; running the same batch again
+resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from signal4.envs.manifest import Manifest
+from signal4.errors import Interrupted
+from signal4.run import dispatch, protocol
+from signal4.run.plan import Item, Plan, Stage
+
+if TYPE_CHECKING:
+    from signal4.content.state import StateDB
+
+THREADS_VAR = "SIGNAL4_THREADS"
+
+
+def cpus() -> int:
+    """The CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_step(jobs: int) -> int:
+    """Each step's share of the CPUs when ``jobs`` steps run at once."""
+    return max(1, cpus() // max(1, jobs))
+
+
+@dataclass
+class ItemResult:
+    """How one item ended."""
+
+    item: Item
+    status: str = "waiting"  # waiting, running, done, failed, interrupted
+    error: str | None = None
+    exit_code: int = 0
+    seconds: float = 0.0
+    ran: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+
+@dataclass
+class Event:
+    """What the runner tells its view: a step started or finished."""
+
+    kind: str  # "start" or "end"
+    item: Item
+    stage: Stage
+    outcome: dispatch.Outcome | None = None
+    started: float = 0.0
+
+
+class Batch:
+    """Run a :class:`Plan` with ``jobs`` steps at most at once."""
+
+    def __init__(
+        self,
+        m: Manifest,
+        plan: Plan,
+        *,
+        db: StateDB,
+        jobs: int,
+        on_event: Callable[[Event], None] = lambda e: None,
+        env_vars: dict[str, str] | None = None,
+    ) -> None:
+        self.m = m
+        self.plan = plan
+        self.db = db
+        self.jobs = max(1, jobs)
+        self.on_event = on_event
+        self.env_vars = {THREADS_VAR: str(threads_per_step(self.jobs)), **(env_vars or {})}
+        self.results = {id(i): ItemResult(i) for i in plan.items}
+        self._pids: dict[int, int] = {}  # thread id -> step pid
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    # ----------------------------------------------------------------- scheduling
+
+    def _next_stage(self, item: Item) -> Stage | None:
+        return next((s for s in item.stages if not s.done), None)
+
+    def _args(self, item: Item, stage: Stage) -> list[str]:
+        args = list(stage.args)
+        if item.content is not None and "--content" not in args:
+            args += ["--content", item.content]
+        return args
+
+    def _startable(
+        self, running: dict[Future[dispatch.Outcome], tuple[Item, Stage, float]]
+    ) -> Iterator[tuple[Item, Stage]]:
+        """The (item, next stage) pairs that may start now, within the limits."""
+        busy_items = {id(item) for item, _s, _t in running.values()}
+        per_task: dict[str, int] = {}
+        for _item, stage, _t in running.values():
+            per_task[stage.task.name] = per_task.get(stage.task.name, 0) + 1
+        slots = self.jobs - len(running)
+        for item in self.plan.items:
+            result = self.results[id(item)]
+            if id(item) in busy_items or result.status in ("done", "failed", "interrupted"):
+                continue
+            nxt = self._next_stage(item)
+            if nxt is None:
+                result.status = "done"
+                continue
+            if slots <= 0:
+                return
+            if per_task.get(nxt.task.name, 0) >= nxt.task.concurrency:
+                continue
+            per_task[nxt.task.name] = per_task.get(nxt.task.name, 0) + 1
+            busy_items.add(id(item))
+            slots -= 1
+            yield item, nxt
+
+    def _run_step(self, item: Item, stage: Stage) -> dispatch.Outcome:
+        me = threading.get_ident()
+
+        def started(pid: int) -> None:
+            with self._lock:
+                self._pids[me] = pid
+                stopping = self._stopping
+            if stopping:  # the batch was interrupted while this step was starting
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGTERM)
+
+        try:
+            return dispatch.run(
+                self.m,
+                stage.task,
+                self._args(item, stage),
+                env_vars=self.env_vars,
+                on_start=started,
+            )
+        finally:
+            with self._lock:
+                self._pids.pop(me, None)
+
+    def _finished(self, item: Item, stage: Stage, outcome: dispatch.Outcome, began: float) -> None:
+        result = self.results[id(item)]
+        result.seconds += outcome.duration
+        result.ran.append(stage.task.name)
+        if item.content is None and outcome.ok:
+            item.content = protocol.content_of(outcome.result)
+        ended = dt.datetime.now(dt.UTC)
+        self.db.record_run(
+            content_id=item.content,
+            item=item.label,
+            stage=stage.task.stage,
+            task=stage.task.name,
+            status=outcome.status,
+            started=ended - dt.timedelta(seconds=outcome.duration),
+            ended=ended,
+            host=socket.gethostname(),
+            error=outcome.error,
+        )
+        if outcome.ok and item.content is not None:
+            stage.done = True
+        elif outcome.ok:
+            result.status, result.exit_code = "failed", protocol.EXIT_FAILED
+            result.error = f"{stage.task.name} reported no content id"
+        elif outcome.interrupted:
+            result.status, result.exit_code = "interrupted", outcome.exit_code
+            result.error = f"{stage.task.name}: {outcome.error}"
+        else:
+            result.status, result.exit_code = "failed", outcome.exit_code
+            tail = outcome.stderr_tail.strip().splitlines()[-1:]
+            result.error = f"{stage.task.name} {outcome.status}: {outcome.error or ''.join(tail)}"
+        self.on_event(Event("end", item, stage, outcome, began))
+
+    def run(self) -> list[ItemResult]:
+        """Run every pending stage; return each item's result, in plan order.
+
+        Raises :class:`~signal4.errors.Interrupted` after stopping every running step on
+        Ctrl-C or SIGTERM.
+        """
+        for item in self.plan.items:
+            if item.error:
+                self.results[id(item)].status = "failed"
+                self.results[id(item)].error = item.error
+                self.results[id(item)].exit_code = protocol.EXIT_FAILED
+        running: dict[Future[dispatch.Outcome], tuple[Item, Stage, float]] = {}
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="signal4-step")
+        try:
+            with _stop_on_signals():
+                while True:
+                    for item, stage in list(self._startable(running)):
+                        self.results[id(item)].status = "running"
+                        began = time.monotonic()
+                        running[pool.submit(self._run_step, item, stage)] = (item, stage, began)
+                        self.on_event(Event("start", item, stage, started=began))
+                    if not running:
+                        break
+                    done, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        item, stage, began = running.pop(future)
+                        self._finished(item, stage, future.result(), began)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            sig = exc.signal if isinstance(exc, Interrupted) else signal.SIGINT
+            with _repeat_stop(self):
+                self._stop(sig)
+                for future, (item, stage, began) in list(running.items()):
+                    self._finished(item, stage, future.result(), began)
+            for result in self.results.values():
+                if result.status in ("waiting", "running"):
+                    result.status = "interrupted"
+            raise Interrupted(sig) from None
+        finally:
+            pool.shutdown(wait=True)
+        return [self.results[id(i)] for i in self.plan.items]
+
+    def _stop(self, _sig: signal.Signals | None = None) -> None:
+        """SIGTERM every running step's process group (the dispatcher escalates to SIGKILL)."""
+        with self._lock:
+            self._stopping = True
+            pids = list(self._pids.values())
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While a batch runs, SIGTERM (like Ctrl-C) raises Interrupted in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum))
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _repeat_stop(batch: Batch) -> Iterator[None]:
+    """While the batch waits for its stopped steps, another signal only repeats the stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        batch._stop()
+
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, handler) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,263 @@
+"""One plan for a batch: sources -> items -> the stages each item still needs.
+
+A *source* is a media file, a folder of them, a feed URL (every episode, newest first),
+or a video or media URL. A URL is routed by what its server sends, not by words in it:
+an RSS/Atom document is a podcast feed, a media type is a direct download (yt-dlp's
+generic extractor), anything else (HTML, unknown) goes to yt-dlp; Rumble pages go to
+``download_rumble``. Each *item* gets its stages: its download (if any), then the
+manifest's ``[tool.signal4] pipeline``, each marked done from the state DB when the
+item's content id is known up front (files and feed episodes; a video's id is known only
+after its download).
+
+The local runner (:mod:`signal4.run.batch`) and the warm-worker runner execute this
+same plan; ``inv pipeline --dry-run`` prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from signal4.envs.manifest import Manifest, Task
+from signal4.errors import UsageError
+from signal4.stepkit.fetch import MEDIA_EXTS, UnsafeURL, check_url, on_site
+
+if TYPE_CHECKING:
+    from signal4.content.state import StateDB
+
+#: How much of a URL's body is read to tell a feed from a page.
+SNIFF_BYTES = 64 * 1024
+SNIFF_TIMEOUT = 20.0
+FEED_MARKERS = (b"<rss", b"<feed", b"<rdf:rdf")
+
+
+class SourceError(UsageError):
+    """A source that cannot be planned (no such file, an unreachable or refused URL)."""
+
+
+@dataclass
+class Stage:
+    """One step of one item: the task, its arguments, and whether it is done already."""
+
+    task: Task
+    args: list[str]
+    done: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.task.name
+
+
+@dataclass
+class Item:
+    """One piece of media and the stages it still needs."""
+
+    source: str
+    title: str
+    stages: list[Stage]
+    #: The content id, when it is known before anything runs.
+    content: str | None = None
+    #: Why the item cannot run at all (an episode the feed lists without media, say).
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.content or self.title
+
+    @property
+    def pending(self) -> list[Stage]:
+        return [s for s in self.stages if not s.done]
+
+
+@dataclass
+class Plan:
+    """Every item of a batch, in the order the sources gave them."""
+
+    items: list[Item] = field(default_factory=list)
+
+    @property
+    def stages_total(self) -> int:
+        return sum(len(i.stages) for i in self.items)
+
+    @property
+    def stages_done(self) -> int:
+        return sum(len(i.stages) - len(i.pending) for i in self.items)
+
+
+def read_source_file(path: Path) -> list[str]:
+    """The sources listed in ``path``: one per line; blank lines and ``#`` comments skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--from {path}: {exc.strerror or exc}") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def media_files(folder: Path, *, recursive: bool) -> list[Path]:
+    """The media files in ``folder`` (by suffix), sorted; hidden files and folders skipped."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        p
+        for p in folder.glob(pattern)
+        if p.is_file()
+        and p.suffix.lower() in MEDIA_EXTS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def sniff(url: str, *, timeout: float = SNIFF_TIMEOUT) -> tuple[str, bytes]:
+    """(content type, the first bytes of the body) of ``url``; SourceError if it fails."""
+    request = urllib.request.Request(url, headers={"User-Agent": "signal4-planner"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return str(response.headers.get("Content-Type") or ""), response.read(SNIFF_BYTES)
+    except urllib.error.HTTPError as exc:
+        raise SourceError(f"{url}: the server answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SourceError(f"{url}: cannot reach it ({reason})") from None
+
+
+def route(url: str, *, allow_loopback: bool) -> str:
+    """Which download task takes ``url``: by its site (Rumble), else by what it serves."""
+    try:
+        check_url(url, allow_loopback=allow_loopback)
+    except UnsafeURL as exc:
+        raise SourceError(str(exc)) from None
+    if on_site(url, "rumble.com"):
+        return "download_rumble"
+    content_type, head = sniff(url)
+    main = content_type.split(";", 1)[0].strip().lower()
+    body = head.lstrip()[:4096].lower()
+    feed_body = any(marker in body for marker in FEED_MARKERS)
+    feed_type = (
+        not main
+        or any(w in main for w in ("xml", "rss", "atom"))
+        or main
+        in (
+            "text/plain",
+            "application/octet-stream",
+        )
+    )
+    if feed_body and feed_type:
+        return "download_podcast"
+    # a media type (a direct download: yt-dlp's generic extractor), HTML, or anything else
+    return "download_youtube"
+
+
+def _pipeline_stages(m: Manifest, first_args: list[str]) -> list[Stage]:
+    tasks = m.pipeline_tasks()
+    return [Stage(t, list(first_args) if i == 0 else []) for i, t in enumerate(tasks)]
+
+
+def file_item(m: Manifest, path: Path) -> Item:
+    """The item of a local media file: its content id comes from its name and bytes."""
+    from signal4.processing_steps.convert import input_content_id
+
+    src = path.expanduser().resolve()
+    return Item(
+        source=str(path),
+        title=src.name,
+        content=input_content_id(src),
+        stages=_pipeline_stages(m, ["--input", str(src)]),
+    )
+
+
+def download_item(m: Manifest, task: str, args: list[str], source: str, title: str) -> Item:
+    """An item fetched by ``task``; its content id is known once the download ran."""
+    return Item(
+        source=source, title=title, stages=[Stage(m.task(task), args), *_pipeline_stages(m, [])]
+    )
+
+
+def feed_items(
+    m: Manifest,
+    url: str,
+    episodes: Sequence[dict[str, Any]],
+    *,
+    latest: int | None,
+) -> list[Item]:
+    """One item per episode of a feed, newest first (as the feed lists them)."""
+    chosen = list(episodes)[:latest] if latest else list(episodes)
+    items = []
+    for ep in chosen:
+        item = download_item(
+            m, "download_podcast", ["--feed", url, "--guid", str(ep["url"])], url, str(ep["title"])
+        )
+        item.content = str(ep["content"])
+        items.append(item)
+    return items
+
+
+def mark_done(items: Iterable[Item], db: StateDB) -> None:
+    """Mark the stages the state DB records as done (items with a known content id)."""
+    for item in items:
+        if item.content is None:
+            continue
+        for stage in item.stages:
+            stage.done = db.is_done(item.content, stage.task.stage)
+
+
+def build(
+    m: Manifest,
+    sources: Sequence[str],
+    *,
+    db: StateDB,
+    recursive: bool = False,
+    latest: int | None = None,
+    list_feed: Callable[[str], Sequence[dict[str, Any]]],
+    allow_loopback: bool | None = None,
+) -> tuple[Plan, list[tuple[str, str]]]:
+    """Plan ``sources``; return the plan and (source, error) for the sources that failed.
+
+    ``list_feed(url)`` returns a feed's episodes (``download_podcast --list`` run in its
+    env). A source that fails (no such file, a refused URL, a feed that does not answer)
+    does not stop the others.
+    """
+    if allow_loopback is None:
+        allow_loopback = os.environ.get("SIGNAL4_ALLOW_LOOPBACK", "").lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+    plan = Plan()
+    failed: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(item: Item) -> None:
+        key = item.content or f"{item.stages[0].task.name}:{item.stages[0].args}"
+        if key not in seen:
+            seen.add(key)
+            plan.items.append(item)
+
+    for raw in sources:
+        try:
+            if "://" in raw:
+                task = route(raw, allow_loopback=allow_loopback)
+                if task == "download_podcast":
+                    for item in feed_items(m, raw, list_feed(raw), latest=latest):
+                        add(item)
+                else:
+                    add(download_item(m, task, ["--url", raw], raw, raw))
+                continue
+            path = Path(raw).expanduser()
+            if path.is_dir():
+                files = media_files(path, recursive=recursive)
+                if not files:
+                    raise SourceError(f"{raw}: no media files in this folder")
+                for f in files:
+                    add(file_item(m, f))
+            elif path.is_file():
+                add(file_item(m, path))
+            else:
+                raise SourceError(f"{raw}: no such file or folder")
+        except SourceError as exc:
+            failed.append((raw, str(exc)))
+    mark_done(plan.items, db)
+    return plan, failed
