@@ -247,3 +247,16 @@ def test_the_import_closure_runs_parent_packages() -> None:
         "step_dep",
     }
     assert chains["top_dep"] == ["pkg.sub.step", "pkg", "top_dep"]
+
+
+def test_an_unsynced_optional_env_is_a_note_not_a_failure(project_manifest: Manifest) -> None:
+    optional = [e.name for e in project_manifest.envs.values() if e.optional]
+    assert optional, "the project has an optional env (pyannote)"
+
+    def inspect(m: Manifest, names: object) -> tuple[dict[str, checks.EnvInfo], list[str]]:
+        return {}, [*optional, "stitch"]
+
+    [imports] = checks.run_checks(project_manifest, only=["imports"], inspect=inspect)
+    assert any("not synced, so not checked: stitch;" in e for e in imports.errors)
+    assert not any(o in e for e in imports.errors for o in optional)
+    assert any(f"optional env {optional[0]!r} is not synced" in n for n in imports.notes)
