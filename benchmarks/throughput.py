@@ -129,6 +129,13 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {w['way']} | {w['wall_s']:.1f} | {ratio} | {w['items_per_min']:.1f} | "
             f"{w['audio_s_per_wall_s']:.2f} | {w['cpu_utilisation']:.0%} |"
         )
+    lines += [
+        "",
+        "CPU use: the CPU time of `inv` and every process it started / (wall x cores). For",
+        "`warm` that is the submitter alone: the warm workers' CPU time is not counted, so its",
+        "CPU use is not comparable. `warm` runs the items one chain after another (`inv",
+        "pipeline --workers` takes one source), so it saves the steps' start-up, not idle cores.",
+    ]
     return "\n".join(lines) + "\n"
 
 
