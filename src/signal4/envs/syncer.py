@@ -31,6 +31,7 @@ from signal4.envs.venv import (
     sync_lock,
 )
 from signal4.errors import Interrupted
+from signal4.signals import handling
 
 #: Lines of uv's output kept to explain a failed sync.
 ERROR_TAIL = 12
@@ -112,10 +113,6 @@ _CHILDREN = _Children()
 @contextlib.contextmanager
 def _forwarding_signals() -> Iterator[None]:
     """On SIGINT or SIGTERM: pass it to the running uv processes, then stop with Interrupted."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     stopping: list[int] = []
 
     def handler(signum: int, _frame: FrameType | None) -> None:
@@ -124,13 +121,8 @@ def _forwarding_signals() -> Iterator[None]:
             stopping.append(signum)
             raise Interrupted(signal.Signals(signum))
 
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, handler) for sig in sigs}
-    try:
+    with handling(handler):
         yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def sync_one(

@@ -37,6 +37,7 @@ from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
 from signal4.run import dispatch, protocol
 from signal4.run.plan import Item, Plan, Stage
+from signal4.signals import handling
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
@@ -251,37 +252,15 @@ class Batch:
                 os.killpg(pid, signal.SIGTERM)
 
 
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
+def _stop_on_signals() -> contextlib.AbstractContextManager[None]:
     """While a batch runs, SIGTERM (like Ctrl-C) raises Interrupted in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         raise Interrupted(signal.Signals(signum))
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return handling(handler, [signal.SIGTERM])
 
 
-@contextlib.contextmanager
-def _repeat_stop(batch: Batch) -> Iterator[None]:
+def _repeat_stop(batch: Batch) -> contextlib.AbstractContextManager[None]:
     """While the batch waits for its stopped steps, another signal only repeats the stop."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        batch._stop()
-
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, handler) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return handling(lambda _signum, _frame: batch._stop())

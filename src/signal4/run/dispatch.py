@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -29,6 +29,7 @@ from typing import IO, Any
 from signal4.envs.manifest import Manifest, Task
 from signal4.envs.venv import Venv, require_ready, spec
 from signal4.run import protocol
+from signal4.signals import handling
 
 DEFAULT_GRACE = 10.0
 STDERR_TAIL_LINES = 40
@@ -145,19 +146,9 @@ class _Forwarder:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signum)
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
+    def installed(self) -> contextlib.AbstractContextManager[None]:
         """Hold the handlers (on the main thread only; elsewhere signals are not ours)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        sigs = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self.handler) for sig in sigs}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+        return handling(self.handler)
 
 
 def _pump(stream: IO[str], sink: Callable[[str], None]) -> None:
