@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def _import_pipeline() -> Any:
 
 def ready() -> None:
     _import_pipeline()
+    import torch  # noqa: F401  (the waveform handed to the pipeline)
 
     import signal4.content.settings
     import signal4.content.state  # noqa: F401
@@ -56,6 +58,33 @@ def pipeline_source(model: str | None, token: str | None) -> tuple[str, str | No
     )
 
 
+def waveform(wav: Path, uri: str) -> dict[str, Any]:
+    """convert's 16 kHz mono WAV in memory, as pyannote takes it.
+
+    Handing pyannote a path would make it decode the file with torchcodec, which needs
+    FFmpeg's shared libraries on the system; the samples are already decoded.
+    """
+    import numpy as np
+    import torch
+
+    with wave.open(str(wav), "rb") as w:
+        if (w.getnchannels(), w.getsampwidth()) != (1, 2):
+            raise InvalidInput("audio.wav is not mono 16-bit; run convert again")
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    samples = torch.from_numpy(pcm.astype(np.float32) / 32768.0)[None, :]
+    return {"waveform": samples, "sample_rate": rate, "uri": uri}
+
+
+def turns_of(annotation: Any) -> list[dict[str, Any]]:
+    """A pyannote Annotation (or a 4.x DiarizeOutput) as start/end/speaker turns."""
+    annotation = getattr(annotation, "speaker_diarization", annotation)
+    return [
+        {"start": float(seg.start), "end": float(seg.end), "speaker": str(label)}
+        for seg, _, label in annotation.itertracks(yield_label=True)
+    ]
+
+
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     cid = options.content
     diarization.require_registered(ctx, cid)
@@ -71,13 +100,8 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if pipeline is None:
         raise StepFailure(f"cannot load the pyannote pipeline {source!r}: check the token's access")
     kwargs = {"num_speakers": options.speakers} if options.speakers else {}
-    annotation = pipeline(str(wav), **kwargs)
-    annotation = getattr(annotation, "speaker_diarization", annotation)
-    turns = [
-        {"start": float(seg.start), "end": float(seg.end), "speaker": str(label)}
-        for seg, _, label in annotation.itertracks(yield_label=True)
-    ]
-    return diarization.finish(ctx, cid, turns, method="pyannote")
+    annotation = pipeline(waveform(wav, cid), **kwargs)
+    return diarization.finish(ctx, cid, turns_of(annotation), method="pyannote")
 
 
 STEP = Step(
