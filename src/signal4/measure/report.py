@@ -133,8 +133,8 @@ def ways_table(doc: Document) -> TableData:
         right=frozenset(columns[2:]),
         note="uv run: `uv run --locked` (checks the lock and the env at each launch); direct: the "
         "env's interpreter. Ratios are medians of per-round ratios. uv's own time: median of "
-        "per-round (uv run - direct); with this project's `compile-bytecode = true`, each "
-        "`uv run` also re-checks the bytecode of every file in the env.",
+        "per-round (uv run - direct). The step envs are compiled when they are synced; "
+        "`[tool.uv]` sets no `compile-bytecode`, so `uv run` does not re-check it.",
     )
 
 
