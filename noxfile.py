@@ -1,4 +1,4 @@
-"""Nox sessions: one per env from the manifest, plus unit, lint, typecheck and checks."""
+"""Nox sessions: one per env from the manifest, plus unit, lint, typecheck, checks, mutation."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def typecheck(session: nox.Session) -> None:
-    """Type-check src/, tasks.py and noxfile.py with mypy (config in pyproject.toml)."""
+    """Type-check src/, tools/, tasks.py and noxfile.py with mypy (config in pyproject.toml)."""
     session.run(sys.executable, "-m", "mypy", external=True)
 
 
@@ -62,3 +62,11 @@ def typecheck(session: nox.Session) -> None:
 def checks(session: nox.Session) -> None:
     """Run `inv check --sync`: lock, drift, imports, unused packages, task map, platforms."""
     session.run(str(DEV_BIN / "inv"), "check", *(session.posargs or ["--sync"]), external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation-test the core modules with tools/mutation.py (slow: not in the default run)."""
+    session.run(
+        sys.executable, str(ROOT / "tools" / "mutation.py"), *session.posargs, external=True
+    )

@@ -1,0 +1,1202 @@
+"""Mutation testing of the core modules: a small AST mutation runner built for this project.
+
+Each mutant is one small change to a module (``<`` becomes ``<=``, a call becomes
+``pass``...); the module's tests should fail on it ("killed"). A mutant they pass
+("survived") is a behaviour no test pins down, unless it is equivalent to the original.
+
+Why not mutmut: our tests launch other interpreters (each env's python, ``inv`` in a
+child process) that import signal4 from the editable install, so in-process trampolines
+are never seen there. This runner copies the project (``git ls-files``: tracked and
+untracked-but-not-ignored files, as they are in the working tree) into a scratch folder
+once, writes each mutant into that copy, and runs the target's tests with
+``PYTHONPATH=<copy>/src``: it comes before the editable install's ``.pth`` path, and every
+child process inherits it. The working tree is never written to.
+
+    .venv/bin/nox -s mutation -- [--module NAME ...] [--list] [--record tests/MUTATION.md]
+
+The targets (a module, or some of its functions; the tests that guard it; the interpreter
+that runs them) are :data:`TARGETS`; survivors kept on purpose are :data:`ALLOWED`, each
+with its reason. Exit 0 when at least :data:`THRESHOLD` % of the mutants are killed and
+every survivor is on the allow-list, else 1 (2 for a usage mistake).
+
+Standard library only at import time; rich is imported when something is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import datetime as dt
+import fnmatch
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_PYTHON = ".venv/bin/python"
+#: The least share of killed mutants, in percent, for a passing run.
+THRESHOLD = 90.0
+#: A mutant whose code spans a line holding this comment is not generated.
+PRAGMA = "pragma: no mutate"
+#: Set in every test run's environment (not SIGNAL4_*: the tests' fixture clears those), so
+#: that processes a run left behind can be found by it and stopped.
+TOKEN_VAR = "MUTATION_RUN_TOKEN"
+#: A mutant's time limit: this many times its target's baseline, plus the slack below.
+TIMEOUT_FACTOR = 3.0
+TIMEOUT_SLACK = 10.0
+BASELINE_TIMEOUT = 1800.0
+
+
+# ---------------------------------------------------------------------------
+# What is mutated, what guards it, and which survivors are kept on purpose
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module (or some of its top-level functions and classes) and the tests that guard it.
+
+    ``python`` (relative to the project) runs ``pytest --env <env> -m <markers> <tests>``;
+    the tests are listed fastest and most specific first, since a run stops at the first
+    failure.
+    """
+
+    name: str
+    path: str
+    tests: tuple[str, ...]
+    only: tuple[str, ...] = ()
+    env: str = "none"
+    python: str = DEV_PYTHON
+    markers: str = "not slow"
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "dispatch",
+        "src/signal4/run/dispatch.py",
+        (
+            "tests/run/test_dispatch.py",
+            "tests/envs/test_venv.py",
+            "tests/envs/test_syncer.py",
+            "tests/test_tasks.py",
+        ),
+    ),
+    Target(
+        "signals",
+        "src/signal4/signals.py",
+        ("tests/run/test_dispatch.py", "tests/envs/test_syncer.py"),
+    ),
+    Target(
+        "venv",
+        "src/signal4/envs/venv.py",
+        (
+            "tests/envs/test_venv.py",
+            "tests/envs/test_syncer.py",
+            "tests/envs/test_optional_envs.py",
+            "tests/envs/test_noxsupport.py",
+            "tests/test_tasks.py",
+        ),
+    ),
+    Target(
+        "syncer",
+        "src/signal4/envs/syncer.py",
+        (
+            "tests/envs/test_syncer.py",
+            "tests/envs/test_optional_envs.py",
+            "tests/envs/test_venv.py",
+            "tests/test_tasks.py",
+        ),
+    ),
+    Target(
+        "manifest",
+        "src/signal4/envs/manifest.py",
+        (
+            "tests/envs/test_manifest.py",
+            "tests/envs/test_optional_envs.py",
+            "tests/workers/test_celeryapp.py",
+            "tests/envs/test_noxsupport.py",
+            "tests/envs/test_venv.py",
+            "tests/test_tasks.py",
+        ),
+    ),
+    Target("checks", "src/signal4/envs/checks.py", ("tests/envs/test_checks.py",)),
+    Target(
+        "lockgraph",
+        "src/signal4/envs/lockgraph.py",
+        ("tests/envs/test_checks.py", "tests/envs/test_optional_envs.py"),
+    ),
+    Target(
+        "protocol",
+        "src/signal4/run/protocol.py",
+        (
+            "tests/workers/test_celeryapp.py",
+            "tests/run/test_steprunner.py",
+            "tests/run/test_dispatch.py",
+        ),
+    ),
+    Target("steprunner", "src/signal4/run/steprunner.py", ("tests/run/test_steprunner.py",)),
+    Target(
+        "submit",
+        "src/signal4/workers/submit.py",
+        ("tests/workers/test_celeryapp.py",),
+        only=("as_outcome",),
+    ),
+    Target(
+        "stitch",
+        "src/signal4/processing_steps/stitch.py",
+        ("tests/processing_steps/test_stitch.py",),
+        only=("assign_speakers", "dedup_overlap"),
+        env="stitch",
+        python=".nox/stitch/bin/python",
+    ),
+)
+
+#: Survivors kept on purpose: (module file, operator, text in the original line) -> why.
+#: A pattern, not a line number, so that an entry survives edits elsewhere in the file.
+ALLOWED: dict[tuple[str, str, str], str] = {}
+
+
+# ---------------------------------------------------------------------------
+# Mutants
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One mutation of one module: where, what, and the whole mutated source."""
+
+    path: str
+    line: int
+    col: int
+    operator: str
+    description: str
+    before: str
+    after: str
+    source: str = field(repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        """``file:line:col:operator``: stable while the code above it does not move."""
+        return f"{self.path}:{self.line}:{self.col}:{self.operator}"
+
+
+# op -> (replacement, operator name, its token in the source, the new token)
+_COMPARE: dict[type[ast.cmpop], tuple[type[ast.cmpop], str, str, str]] = {
+    ast.Lt: (ast.LtE, "lt-to-le", r"<(?!=)", "<="),
+    ast.LtE: (ast.Lt, "le-to-lt", r"<=", "<"),
+    ast.Gt: (ast.GtE, "gt-to-ge", r">(?!=)", ">="),
+    ast.GtE: (ast.Gt, "ge-to-gt", r">=", ">"),
+    ast.Eq: (ast.NotEq, "eq-to-ne", r"==", "!="),
+    ast.NotEq: (ast.Eq, "ne-to-eq", r"!=", "=="),
+    ast.In: (ast.NotIn, "in-to-notin", r"\bin\b", "not in"),
+    ast.NotIn: (ast.In, "notin-to-in", r"\bnot\s+in\b", "in"),
+    ast.Is: (ast.IsNot, "is-to-isnot", r"\bis\b", "is not"),
+    ast.IsNot: (ast.Is, "isnot-to-is", r"\bis\s+not\b", "is"),
+}
+_SYMBOL: dict[type[ast.AST], str] = {
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.In: "in",
+    ast.NotIn: "not in",
+    ast.Is: "is",
+    ast.IsNot: "is not",
+    ast.And: "and",
+    ast.Or: "or",
+    ast.Add: "+",
+    ast.Sub: "-",
+}
+# An ``if`` whose test is one of these comparisons is already negated by the comparison swap.
+_NEGATING_COMPARE = (ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot)
+# Operands that make ``+`` a concatenation, where ``-`` could only raise TypeError.
+_SEQUENCES = (ast.JoinedStr, ast.List, ast.Tuple, ast.ListComp)
+_LOG_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "exception", "critical"})
+_LOGGER = re.compile(r"_?(log|logger|logging)", re.IGNORECASE)
+# Fields never mutated: annotations and decorators are declarations, not behaviour.
+_SKIP_FIELDS: dict[type[ast.AST], frozenset[str]] = {
+    ast.FunctionDef: frozenset({"decorator_list", "returns", "type_comment"}),
+    ast.AsyncFunctionDef: frozenset({"decorator_list", "returns", "type_comment"}),
+    ast.ClassDef: frozenset({"decorator_list"}),
+    ast.arg: frozenset({"annotation", "type_comment"}),
+    ast.AnnAssign: frozenset({"annotation"}),
+}
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _is_log_or_print(node: ast.AST) -> bool:
+    """``print(...)``, ``<x>.print(...)`` or ``logging/logger/log.<level>(...)``."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if isinstance(func, ast.Name):
+        return func.id == "print"
+    if not isinstance(func, ast.Attribute):
+        return False
+    if func.attr == "print":
+        return True
+    owner = func.value
+    name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+    return func.attr in _LOG_METHODS and bool(_LOGGER.fullmatch(name))
+
+
+def _never_runs_under_test(node: ast.If) -> bool:
+    """``if TYPE_CHECKING:`` and ``if __name__ == "__main__":`` blocks."""
+    test = node.test
+    if isinstance(test, ast.Name | ast.Attribute):
+        return getattr(test, "id", getattr(test, "attr", "")) == "TYPE_CHECKING"
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
+
+
+@dataclass(frozen=True)
+class _Site:
+    """A mutation found in the tree, before its source is written and checked."""
+
+    node: ast.AST  # replaced by ``new`` in the mutant's tree
+    parent: ast.AST
+    field: str
+    index: int | None
+    new: ast.AST
+    operator: str
+    description: str
+    where: tuple[int, int]  # (line, byte column) that names the mutant
+    edits: tuple[tuple[int, int, str], ...]  # (start, end, text), byte offsets
+
+
+class _Finder:
+    """Walks a module's tree and collects the mutation sites."""
+
+    def __init__(self, source: str) -> None:
+        self.data = source.encode("utf-8")
+        self.lines = source.split("\n")
+        self.starts = [0]
+        for raw in self.data.split(b"\n")[:-1]:
+            self.starts.append(self.starts[-1] + len(raw) + 1)
+        self.pragma = {i + 1 for i, text in enumerate(self.lines) if PRAGMA in text}
+        self.sites: list[_Site] = []
+
+    # -- positions --------------------------------------------------------
+
+    def start(self, node: ast.AST) -> int:
+        return self.starts[node.lineno - 1] + node.col_offset  # type: ignore[attr-defined,no-any-return]
+
+    def end(self, node: ast.AST) -> int:
+        return self.starts[node.end_lineno - 1] + node.end_col_offset  # type: ignore[attr-defined,no-any-return]
+
+    def text(self, start: int, end: int) -> str:
+        return self.data[start:end].decode("utf-8")
+
+    def token(self, start: int, end: int, pattern: str) -> tuple[int, int] | None:
+        """The byte span of ``pattern`` between two operands (comments ignored)."""
+        gap = self.text(start, end)
+        masked = re.sub(r"#[^\n]*", lambda m: " " * len(m.group(0)), gap)
+        match = re.search(pattern, masked)
+        if match is None:
+            return None
+        return (
+            start + len(gap[: match.start()].encode("utf-8")),
+            start + len(gap[: match.end()].encode("utf-8")),
+        )
+
+    def pragma_in(self, node: ast.AST) -> bool:
+        first, last = node.lineno, node.end_lineno or node.lineno  # type: ignore[attr-defined]
+        return any(line in self.pragma for line in range(first, last + 1))
+
+    # -- the walk -----------------------------------------------------------
+
+    def visit(self, node: ast.AST, parent: ast.AST, fld: str, index: int | None) -> None:
+        if isinstance(node, ast.JoinedStr) or _is_log_or_print(node):
+            return
+        if isinstance(node, ast.Expr) and (
+            isinstance(node.value, ast.Constant) or _is_log_or_print(node.value)
+        ):
+            return  # docstrings, bare strings, logging and print statements
+        if isinstance(node, ast.If) and _never_runs_under_test(node):
+            return
+        self.mutate(node, parent, fld, index)
+        skip = _SKIP_FIELDS.get(type(node), frozenset())
+        for name, value in ast.iter_fields(node):
+            if name in skip:
+                continue
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, ast.AST):
+                        self.visit(item, node, name, i)
+            elif isinstance(value, ast.AST):
+                self.visit(value, node, name, None)
+
+    def add(
+        self,
+        node: ast.AST,
+        parent: ast.AST,
+        fld: str,
+        index: int | None,
+        new: ast.AST,
+        operator: str,
+        description: str,
+        edits: Sequence[tuple[int, int, str]],
+        where: ast.AST | None = None,
+        span: ast.AST | None = None,
+    ) -> None:
+        if self.pragma_in(span or node):
+            return
+        at = where or node
+        self.sites.append(
+            _Site(
+                node,
+                parent,
+                fld,
+                index,
+                new,
+                operator,
+                description,
+                (at.lineno, at.col_offset),  # type: ignore[attr-defined]
+                tuple(edits),
+            )
+        )
+
+    def mutate(self, node: ast.AST, parent: ast.AST, fld: str, index: int | None) -> None:
+        here = (node, parent, fld, index)
+        new: ast.AST
+        if isinstance(node, ast.Compare):
+            for i, op in enumerate(node.ops):
+                swap = _COMPARE.get(type(op))
+                if swap is None:
+                    continue
+                new_op, name, pattern, token = swap
+                ops = [*node.ops]
+                ops[i] = new_op()
+                left = node.left if i == 0 else node.comparators[i - 1]
+                right = node.comparators[i]
+                span = self.token(self.end(left), self.start(right), pattern)
+                edits = [(*span, token)] if span else []
+                new = ast.Compare(left=node.left, ops=ops, comparators=node.comparators)
+                desc = f"`{_SYMBOL[type(op)]}` -> `{_SYMBOL[new_op]}`"
+                self.add(*here, new, name, desc, edits, where=right)
+        elif isinstance(node, ast.BoolOp):
+            old, other = (ast.And, ast.Or) if isinstance(node.op, ast.And) else (ast.Or, ast.And)
+            edits = []
+            for a, b in zip(node.values, node.values[1:], strict=False):
+                span = self.token(self.end(a), self.start(b), rf"\b{_SYMBOL[old]}\b")
+                if span:
+                    edits.append((*span, _SYMBOL[other]))
+            name = f"{_SYMBOL[old]}-to-{_SYMBOL[other]}"
+            desc = f"`{_SYMBOL[old]}` -> `{_SYMBOL[other]}`"
+            self.add(*here, ast.BoolOp(op=other(), values=node.values), name, desc, edits)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            span = self.token(self.start(node), self.start(node.operand), r"not\s*")
+            edits = [(*span, "")] if span else []
+            self.add(*here, node.operand, "drop-not", "`not` dropped", edits)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            new_value = not node.value
+            name = f"{str(node.value).lower()}-to-{str(new_value).lower()}"
+            edits = [(self.start(node), self.end(node), str(new_value))]
+            desc = f"`{node.value}` -> `{new_value}`"
+            self.add(*here, ast.Constant(value=new_value), name, desc, edits)
+        elif isinstance(node, ast.Constant) and type(node.value) is int:
+            bumped = node.value + 1
+            edits = [(self.start(node), self.end(node), str(bumped))]
+            desc = f"`{node.value}` -> `{bumped}`"
+            self.add(*here, ast.Constant(value=bumped), "int-plus-one", desc, edits)
+        elif isinstance(node, ast.BinOp | ast.AugAssign) and isinstance(node.op, ast.Add | ast.Sub):
+            self._arithmetic(node, parent, fld, index)
+        elif isinstance(node, ast.Return) and node.value is not None:
+            value = node.value
+            if isinstance(value, ast.Constant) and value.value is None:
+                return
+            edits = [(self.start(value), self.end(value), "None")]
+            new = ast.Return(value=ast.Constant(value=None))
+            self.add(*here, new, "return-none", "returns None instead of the value", edits)
+        elif isinstance(node, ast.If):
+            test = node.test
+            if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+                return  # drop-not makes the same mutant
+            if (
+                isinstance(test, ast.Compare)
+                and len(test.ops) == 1
+                and isinstance(test.ops[0], _NEGATING_COMPARE)
+            ):
+                return  # the comparison swap makes the same mutant
+            start, end = self.start(test), self.end(test)
+            edits = [(start, end, f"not ({self.text(start, end)})")]
+            new = ast.UnaryOp(op=ast.Not(), operand=test)
+            self.add(test, node, "test", None, new, "negate-if", "`if` condition negated", edits)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            callee = ast.unparse(node.value.func)
+            callee = callee if len(callee) <= 40 else callee[:37] + "..."
+            edits = [(self.start(node), self.end(node), "pass")]
+            desc = f"call `{callee}(...)` replaced by `pass`"
+            self.add(*here, ast.Pass(), "call-to-pass", desc, edits)
+        elif isinstance(node, ast.Break | ast.Continue):
+            brk = isinstance(node, ast.Break)
+            new_stmt: ast.stmt = ast.Continue() if brk else ast.Break()
+            word = "continue" if brk else "break"
+            name = "break-to-continue" if brk else "continue-to-break"
+            desc = f"`{'break' if brk else 'continue'}` -> `{word}`"
+            self.add(*here, new_stmt, name, desc, [(self.start(node), self.end(node), word)])
+
+    def _arithmetic(
+        self, node: ast.BinOp | ast.AugAssign, parent: ast.AST, fld: str, index: int | None
+    ) -> None:
+        if isinstance(node, ast.BinOp):
+            left, right = node.left, node.right
+        else:
+            left, right = node.target, node.value
+        for operand in (left, right):
+            is_text = isinstance(operand, ast.Constant) and isinstance(operand.value, str | bytes)
+            if is_text or isinstance(operand, _SEQUENCES):
+                return  # a concatenation: `-` could only raise
+        add = isinstance(node.op, ast.Add)
+        other: ast.operator = ast.Sub() if add else ast.Add()
+        suffix = "=" if isinstance(node, ast.AugAssign) else ""
+        old_tok, new_tok = ("+", "-") if add else ("-", "+")
+        span = self.token(self.end(left), self.start(right), re.escape(old_tok + suffix))
+        edits = [(*span, new_tok + suffix)] if span else []
+        new: ast.AST
+        if isinstance(node, ast.BinOp):
+            new = ast.BinOp(left=node.left, op=other, right=node.right)
+        else:
+            new = ast.AugAssign(target=node.target, op=other, value=node.value)
+        name = "add-to-sub" if add else "sub-to-add"
+        desc = f"`{old_tok}{suffix}` -> `{new_tok}{suffix}`"
+        self.add(node, parent, fld, index, new, name, desc, edits, where=right)
+
+
+def _splice(data: bytes, edits: Sequence[tuple[int, int, str]]) -> bytes:
+    out = data
+    for start, end, text in sorted(edits, reverse=True):
+        out = out[:start] + text.encode("utf-8") + out[end:]
+    return out
+
+
+def _dump_with(site: _Site, stmt: ast.stmt) -> str:
+    """The dump of ``stmt`` with the site's node replaced in it (and put back after)."""
+    if site.node is stmt:
+        return ast.dump(site.new)
+    holder = getattr(site.parent, site.field)
+    if site.index is None:
+        setattr(site.parent, site.field, site.new)
+    else:
+        holder[site.index] = site.new
+    try:
+        return ast.dump(stmt)
+    finally:
+        if site.index is None:
+            setattr(site.parent, site.field, site.node)
+        else:
+            holder[site.index] = site.node
+
+
+class _Checker:
+    """Whether an edited module parses to the intended tree.
+
+    Only the top-level statement that holds the change is parsed and compared (edits
+    never leave their node, so the rest of the module is the original text).
+    """
+
+    def __init__(self, tree: ast.Module, finder: _Finder) -> None:
+        self.tree = tree
+        self.finder = finder
+
+    def statement(self, node: ast.AST) -> tuple[ast.stmt, int, int]:
+        line = node.lineno  # type: ignore[attr-defined]
+        stmt = next(s for s in self.tree.body if s.lineno <= line <= (s.end_lineno or line))
+        # a top-level statement starts its line; a decorated one at its first decorator
+        first = min(n.lineno for n in (stmt, *getattr(stmt, "decorator_list", ())))
+        return stmt, self.finder.starts[first - 1], self.finder.end(stmt)
+
+    def ok(self, site: _Site, edits: Sequence[tuple[int, int, str]]) -> bytes | None:
+        """The whole mutated source when ``edits`` make exactly the site's mutant, else None."""
+        if not edits:
+            return None
+        stmt, start, end = self.statement(site.node)
+        data = _splice(self.finder.data, edits)
+        grown = sum(len(text.encode("utf-8")) - (b - a) for a, b, text in edits)
+        try:
+            got = ast.parse(data[start : end + grown])
+        except SyntaxError:
+            return None
+        if len(got.body) != 1 or ast.dump(got.body[0]) != _dump_with(site, stmt):
+            return None
+        return data
+
+
+def mutants(source: str, path: str = "<source>", only: Sequence[str] = ()) -> list[Mutant]:
+    """Every mutant of ``source`` (of the top-level functions or classes in ``only``).
+
+    Each mutant's source is checked: it must parse to exactly the intended tree. The text
+    edit keeps the line as written; when it does not pass that check, the node is written
+    from the tree instead (``ast.unparse``). Raises ValueError for a name in ``only`` that
+    the module does not define at its top.
+    """
+    tree = ast.parse(source)
+    finder = _Finder(source)
+    for node, parent, index in _roots(tree, only):
+        finder.visit(node, parent, "body", index)
+    checker = _Checker(tree, finder)
+    out: list[Mutant] = []
+    seen: set[str] = set()
+    for site in finder.sites:
+        data = checker.ok(site, site.edits)
+        if data is None:
+            new = ast.unparse(site.new)
+            new = f"({new})" if isinstance(site.new, ast.expr) else new
+            data = checker.ok(site, [(finder.start(site.node), finder.end(site.node), new)])
+            if data is None:  # pragma: no cover - a bug in an operator
+                raise AssertionError(f"cannot write the {site.operator} mutant at {site.where}")
+        text = data.decode("utf-8")
+        line, byte_col = site.where
+        prefix = finder.data[finder.starts[line - 1] : finder.starts[line - 1] + byte_col]
+        before, after = _first_change(finder.lines, text.split("\n"))
+        mutant = Mutant(
+            path=path,
+            line=line,
+            col=len(prefix.decode("utf-8")) + 1,
+            operator=site.operator,
+            description=site.description,
+            before=before,
+            after=after,
+            source=text,
+        )
+        if mutant.id in seen:  # pragma: no cover - two sites of one kind at one place
+            raise AssertionError(f"two mutants named {mutant.id}")
+        seen.add(mutant.id)
+        out.append(mutant)
+    return sorted(out, key=lambda m: (m.line, m.col, m.operator))
+
+
+def _roots(tree: ast.Module, only: Sequence[str]) -> Iterator[tuple[ast.AST, ast.AST, int]]:
+    """The statements to walk: the whole module, or the named defs (``Class.method`` too)."""
+    if not only:
+        for i, stmt in enumerate(tree.body):
+            yield stmt, tree, i
+        return
+    for name in only:
+        owner: ast.AST = tree
+        found: tuple[ast.AST, ast.AST, int] | None = None
+        for part in name.split("."):
+            body = getattr(owner, "body", [])
+            found = next(
+                (
+                    (stmt, owner, i)
+                    for i, stmt in enumerate(body)
+                    if isinstance(stmt, _DEFS) and stmt.name == part
+                ),
+                None,
+            )
+            if found is None:
+                raise ValueError(f"{name!r} is not a function or class defined at the top")
+            owner = found[0]
+        assert found is not None
+        yield found
+
+
+def _first_change(old: list[str], new: list[str]) -> tuple[str, str]:
+    for a, b in zip(old, new, strict=False):
+        if a != b:
+            return a.strip(), b.strip()
+    return "", ""  # pragma: no cover - a mutant always changes a line
+
+
+def target_mutants(target: Target, root: Path = ROOT) -> list[Mutant]:
+    """The mutants of ``target``'s module as it is under ``root``."""
+    source = (root / target.path).read_text(encoding="utf-8")
+    return mutants(source, target.path, target.only)
+
+
+def allowed_reason(mutant: Mutant) -> str | None:
+    """Why ``mutant`` may survive, from :data:`ALLOWED`; None when it may not."""
+    for (path, operator, text), reason in ALLOWED.items():
+        if mutant.path == path and mutant.operator == operator and text in mutant.before:
+            return reason
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Running the tests against each mutant, in a scratch copy of the project
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the tests made of one mutant: killed, timeout (counts as killed) or survived."""
+
+    mutant: Mutant
+    target: str
+    status: str
+    seconds: float
+    killer: str = ""
+
+    @property
+    def killed(self) -> bool:
+        return self.status != "survived"
+
+
+@dataclass
+class Baseline:
+    """The unmutated tests of one target: they must pass; their time sets the mutants' limit."""
+
+    target: Target
+    ok: bool
+    seconds: float
+    why: str = ""
+
+    @property
+    def timeout(self) -> float:
+        return TIMEOUT_FACTOR * self.seconds + TIMEOUT_SLACK
+
+
+class Sandbox:
+    """A scratch copy of the project, and test runs in it under ``PYTHONPATH=<copy>/src``."""
+
+    def __init__(self, root: Path, scratch: Path) -> None:
+        self.root = root
+        self.scratch = scratch
+        self.tree = scratch / "tree"
+        self.basetemp = scratch / "basetemp"
+        self.log = scratch / "pytest.log"
+
+    def populate(self) -> int:
+        """Copy the project's files as they are now (``git ls-files``); return how many."""
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=self.root,
+            capture_output=True,
+            check=True,
+        ).stdout.decode("utf-8")
+        count = 0
+        for name in filter(None, listed.split("\0")):
+            src = self.root / name
+            if not (src.is_file() or src.is_symlink()):
+                continue  # deleted in the working tree
+            dest = self.tree / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest, follow_symlinks=False)
+            count += 1
+        # Tests call the dev env's tools by path (ROOT/.venv/bin/inv, nox, actionlint): link
+        # those scripts, never the env itself, so nothing run in the copy can change it.
+        bin_dir = self.tree / ".venv" / "bin"
+        bin_dir.mkdir(parents=True)
+        for exe in sorted((self.root / ".venv" / "bin").iterdir()):
+            if not exe.name.startswith(("python", "activate")):
+                (bin_dir / exe.name).symlink_to(exe)
+        return count
+
+    def environ(self, token: str) -> dict[str, str]:
+        environ = dict(os.environ)
+        environ.pop("VIRTUAL_ENV", None)
+        paths = [str(self.tree / "src"), *filter(None, [environ.get("PYTHONPATH")])]
+        environ["PYTHONPATH"] = os.pathsep.join(paths)
+        environ["PYTHONDONTWRITEBYTECODE"] = "1"  # a stale .pyc must never stand for a mutant
+        environ[TOKEN_VAR] = token
+        return environ
+
+    def python(self, target: Target) -> Path:
+        return self.root / target.python
+
+    def check_imports(self, target: Target) -> str | None:
+        """Why signal4 would not come from the copy for ``target``'s interpreter, or None.
+
+        Checked in the interpreter and in a child it starts, as the tests' subprocesses are.
+        """
+        code = (
+            "import signal4, subprocess, sys\n"
+            "print(signal4.__file__)\n"
+            "child = [sys.executable, '-c', 'import signal4; print(signal4.__file__)']\n"
+            "print(subprocess.run(child, capture_output=True, text=True, check=True).stdout)\n"
+        )
+        python = self.python(target)
+        if not python.exists():
+            return f"{target.python} does not exist (for --env {target.env}: nox -s {target.env})"
+        proc = subprocess.run(
+            [str(python), "-c", code],
+            cwd=self.tree,
+            env=self.environ("check"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        want = str(self.tree / "src")
+        seen = proc.stdout.split()
+        if proc.returncode != 0 or len(seen) != 2 or not all(p.startswith(want) for p in seen):
+            return f"signal4 is not imported from the copy: {proc.stdout.strip()} {proc.stderr}"
+        return None
+
+    def command(self, target: Target) -> list[str]:
+        cmd = [str(self.python(target)), "-m", "pytest", "-p", "no:cacheprovider", "-x", "-q"]
+        cmd += ["--no-header", "--tb=line", f"--basetemp={self.basetemp}", "--env", target.env]
+        if target.markers:
+            cmd += ["-m", target.markers]
+        return [*cmd, *target.tests]
+
+    def run_tests(self, target: Target, timeout: float) -> tuple[int | None, float, str]:
+        """Run ``target``'s tests in the copy: (exit code or None on timeout, seconds, log)."""
+        token = uuid.uuid4().hex
+        started = time.monotonic()
+        with self.log.open("w", encoding="utf-8") as log:
+            proc = subprocess.Popen(
+                self.command(target),
+                cwd=self.tree,
+                env=self.environ(token),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            code: int | None
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+                _kill_group(proc.pid)
+                proc.wait()
+            except BaseException:  # Ctrl-C: stop the run before anything else
+                _kill_group(proc.pid)
+                proc.wait()
+                _sweep(token)
+                raise
+        seconds = time.monotonic() - started
+        _sweep(token)
+        return code, seconds, self.log.read_text(encoding="utf-8", errors="replace")
+
+    def clean_bytecode(self) -> None:
+        for cache in (self.tree / "src").rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _sweep(token: str) -> None:
+    """SIGKILL the processes a test run left behind: those whose environment holds its token."""
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        return
+    needle = f"{TOKEN_VAR}={token}".encode()
+    for entry in proc_dir.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def _killer(log: str) -> str:
+    for line in log.splitlines():
+        match = re.match(r"(FAILED|ERROR) (\S+)", line)
+        if match:
+            return match.group(2)
+    return ""
+
+
+def run_target(
+    sandbox: Sandbox,
+    baseline: Baseline,
+    selected: Sequence[Mutant],
+    on_done: Callable[[Verdict], None],
+) -> list[Verdict]:
+    """Write each mutant into the copy, run the target's tests, put the module back."""
+    target = baseline.target
+    module = sandbox.tree / target.path
+    original = module.read_bytes()
+    verdicts = []
+    try:
+        for mutant in selected:
+            module.write_text(mutant.source, encoding="utf-8")
+            try:
+                code, seconds, log = sandbox.run_tests(target, baseline.timeout)
+            finally:
+                module.write_bytes(original)
+                sandbox.clean_bytecode()
+            if code is None:
+                verdict = Verdict(mutant, target.name, "timeout", seconds, "timeout")
+            elif code == 0:
+                verdict = Verdict(mutant, target.name, "survived", seconds)
+            else:
+                verdict = Verdict(mutant, target.name, "killed", seconds, _killer(log))
+            verdicts.append(verdict)
+            on_done(verdict)
+    finally:
+        module.write_bytes(original)
+    return verdicts
+
+
+# ---------------------------------------------------------------------------
+# Output: the console report and the record
+# ---------------------------------------------------------------------------
+
+
+def _percent(killed: int, total: int) -> float:
+    return 100.0 * killed / total if total else 100.0
+
+
+@dataclass
+class Summary:
+    """Everything a report needs, per target and overall."""
+
+    targets: list[Target]
+    baselines: dict[str, Baseline]
+    verdicts: list[Verdict]
+    threshold: float
+    seconds: float = 0.0
+
+    def of(self, target: Target) -> list[Verdict]:
+        return [v for v in self.verdicts if v.target == target.name]
+
+    @property
+    def killed(self) -> int:
+        return sum(v.killed for v in self.verdicts)
+
+    @property
+    def total(self) -> int:
+        return len(self.verdicts)
+
+    @property
+    def survivors(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.killed]
+
+    @property
+    def failed_baselines(self) -> list[Baseline]:
+        return [b for b in self.baselines.values() if not b.ok]
+
+    @property
+    def passed(self) -> bool:
+        return (
+            _percent(self.killed, self.total) >= self.threshold
+            and all(allowed_reason(v.mutant) for v in self.survivors)
+            and not self.failed_baselines
+        )
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, emoji=False, soft_wrap=True)
+
+
+def print_report(console: Console, summary: Summary) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="mutants per module", title_justify="left")
+    for column in ("module", "mutants", "killed", "timed out", "survived", "killed %"):
+        table.add_column(column, justify="left" if column == "module" else "right")
+    for target in summary.targets:
+        baseline = summary.baselines.get(target.name)
+        if baseline is not None and not baseline.ok:
+            table.add_row(target.name, "-", "-", "-", "-", "[red]baseline failed[/]")
+            continue
+        got = summary.of(target)
+        killed = sum(v.killed for v in got)
+        timeouts = sum(v.status == "timeout" for v in got)
+        table.add_row(
+            target.name,
+            str(len(got)),
+            str(killed),
+            str(timeouts),
+            str(len(got) - killed),
+            f"{_percent(killed, len(got)):.1f}",
+        )
+    console.print(table)
+    for baseline in summary.failed_baselines:
+        console.print(f"[red]baseline of {baseline.target.name} failed:[/] {escape(baseline.why)}")
+    rate = _percent(summary.killed, summary.total)
+    console.print(f"[bold]killed {summary.killed} of {summary.total} ({rate:.1f}%)[/]")
+    if summary.survivors:
+        console.print(f"survivors ({len(summary.survivors)}):")
+    for v in summary.survivors:
+        reason = allowed_reason(v.mutant)
+        mark = f"[green]allowed:[/] {escape(reason)}" if reason else "[red]not allowed[/]"
+        console.print(f"  [bold]{escape(v.mutant.id)}[/] {escape(v.mutant.description)}; {mark}")
+        console.print(f"      - {escape(v.mutant.before)}")
+        console.print(f"      + {escape(v.mutant.after)}")
+    verdict = "[green]pass[/]" if summary.passed else "[red]fail[/]"
+    unallowed = sum(1 for v in summary.survivors if not allowed_reason(v.mutant))
+    console.print(
+        f"{verdict}: {rate:.1f}% killed (threshold {summary.threshold:g}%), "
+        f"{unallowed} survivor(s) not on the allow-list; {summary.seconds:.0f} s"
+    )
+
+
+def _code(text: str) -> str:
+    """``text`` as inline Markdown code that survives a table cell."""
+    text = text.replace("|", "\\|")
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def record_text(summary: Summary, command: str, when: dt.datetime) -> str:
+    """The Markdown record of a run (tests/MUTATION.md)."""
+    rate = _percent(summary.killed, summary.total)
+    unallowed = sum(1 for v in summary.survivors if not allowed_reason(v.mutant))
+    lines = [
+        "# Mutation testing: the last run",
+        "",
+        "Written by `tools/mutation.py --record` (`.venv/bin/nox -s mutation -- --record "
+        "tests/MUTATION.md`); rerun it rather than edit this file. Survivors kept on purpose, "
+        "and why, are the allow-list `ALLOWED` in `tools/mutation.py`.",
+        "",
+        f"- Date: {when.isoformat(timespec='seconds')}; wall time {summary.seconds:.0f} s",
+        f"- Command: `{command}`",
+        f"- Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}; "
+        f"Python {platform.python_version()}",
+        f"- Result: **killed {summary.killed} of {summary.total} ({rate:.1f}%)**; threshold "
+        f"{summary.threshold:g}%; survivors not on the allow-list: {unallowed}; "
+        f"{'pass' if summary.passed else 'fail'}",
+        "",
+        "## Per module",
+        "",
+        "| module | file | functions | tests | mutants | killed | timed out | survived "
+        "| killed % |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for target in summary.targets:
+        got = summary.of(target)
+        killed = sum(v.killed for v in got)
+        timeouts = sum(v.status == "timeout" for v in got)
+        baseline = summary.baselines.get(target.name)
+        share = f"{_percent(killed, len(got)):.1f}"
+        if baseline is not None and not baseline.ok:
+            share = "baseline failed"
+        tests = ", ".join(t.removeprefix("tests/") for t in target.tests)
+        lines.append(
+            f"| {target.name} | `{target.path}` | {', '.join(target.only) or 'all'} | "
+            f"{tests} (`--env {target.env}`) | {len(got)} | {killed} | {timeouts} | "
+            f"{len(got) - killed} | {share} |"
+        )
+    lines += ["", "## Survivors", ""]
+    if not summary.survivors:
+        lines.append("None.")
+    else:
+        lines += [
+            "| mutant | mutation | line | mutated line | reason it survives |",
+            "|---|---|---|---|---|",
+        ]
+        for v in summary.survivors:
+            reason = allowed_reason(v.mutant) or "**not on the allow-list: a test gap**"
+            what = v.mutant.description.replace("|", "\\|")
+            lines.append(
+                f"| `{v.mutant.id}` | {what} | "
+                f"{_code(v.mutant.before)} | {_code(v.mutant.after)} | {reason} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tools/mutation.py",
+        description="Mutation-test the core modules: killed K of N, per module, and survivors.",
+    )
+    names = ", ".join(t.name for t in TARGETS)
+    parser.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"only this target (repeatable): {names}, or its file",
+    )
+    parser.add_argument(
+        "--mutant",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only mutants whose id contains PATTERN or matches it as a glob (repeatable)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    parser.add_argument("--record", type=Path, metavar="FILE", help="write the run's record here")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        help=f"least killed share in percent for exit 0 (default {THRESHOLD:g})",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch copy and print where it is"
+    )
+    return parser
+
+
+def _select_targets(names: Sequence[str]) -> list[Target]:
+    if not names:
+        return list(TARGETS)
+    chosen = []
+    for name in names:
+        match = [t for t in TARGETS if name in (t.name, t.path)]
+        if not match:
+            valid = ", ".join(t.name for t in TARGETS)
+            raise ValueError(f"unknown module {name!r}; valid: {valid}")
+        chosen += [t for t in match if t not in chosen]
+    return chosen
+
+
+def _wanted(mutant: Mutant, patterns: Sequence[str]) -> bool:
+    return not patterns or any(
+        p in mutant.id or fnmatch.fnmatchcase(mutant.id, p) for p in patterns
+    )
+
+
+def _list(console: Console, targets: Sequence[Target], patterns: Sequence[str]) -> int:
+    from rich.markup import escape
+
+    total = 0
+    for target in targets:
+        found = [m for m in target_mutants(target) if _wanted(m, patterns)]
+        total += len(found)
+        console.print(f"[bold]{target.name}[/] ({target.path}): {len(found)} mutants")
+        for m in found:
+            console.print(f"  {escape(m.id)}  {escape(m.description)}")
+            console.print(f"      - {escape(m.before)}")
+            console.print(f"      + {escape(m.after)}")
+    console.print(f"{total} mutants in {len(targets)} modules")
+    return 0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run (or list) the mutants of the chosen targets; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        targets = _select_targets(args.module)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    console = _console()
+    if args.list:
+        return _list(console, targets, args.mutant)
+
+    # The tests run as from a terminal: a shell's background job starts with SIGINT and
+    # SIGQUIT ignored, children inherit that, and the tests of Ctrl-C would fail on it.
+    # SIGTERM ends the run as Ctrl-C does: the test run stopped, the copy removed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="signal4-mutation-"))
+    sandbox = Sandbox(ROOT, scratch)
+    try:
+        count = sandbox.populate()
+        console.print(f"copied {count} files to {sandbox.tree}")
+        summary = Summary(targets, {}, [], args.threshold)
+        plan: list[tuple[Baseline, list[Mutant]]] = []
+        for target in targets:
+            found = [m for m in target_mutants(target, sandbox.tree) if _wanted(m, args.mutant)]
+            if not found:
+                continue
+            why = sandbox.check_imports(target)
+            if why is None:
+                code, seconds, log = sandbox.run_tests(target, BASELINE_TIMEOUT)
+                if code != 0:
+                    tail = "\n".join(log.strip().splitlines()[-5:])
+                    why = f"the unmutated tests exit {code}: {tail}"
+            else:
+                seconds = 0.0
+            baseline = Baseline(target, why is None, seconds, why or "")
+            summary.baselines[target.name] = baseline
+            state = f"{seconds:.1f} s" if baseline.ok else f"[red]failed, skipped:[/] {why}"
+            console.print(f"baseline {target.name}: {len(found)} mutants; {state}")
+            if baseline.ok:
+                plan.append((baseline, found))
+        _run_plan(console, sandbox, plan, summary)
+        summary.seconds = time.monotonic() - started
+        print_report(console, summary)
+        if args.record:
+            command = shlex.join(["nox", "-s", "mutation", "--", *(argv or sys.argv[1:])])
+            when = dt.datetime.now(dt.UTC).astimezone()
+            args.record.write_text(record_text(summary, command, when), encoding="utf-8")
+            console.print(f"record written to {args.record}")
+        return 0 if summary.passed else 1
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    finally:
+        if args.keep:
+            console.print(f"scratch copy kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_plan(
+    console: Console,
+    sandbox: Sandbox,
+    plan: Sequence[tuple[Baseline, list[Mutant]]],
+    summary: Summary,
+) -> None:
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    total = sum(len(found) for _baseline, found in plan)
+    done = [0]
+    if console.is_terminal:
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        bar = progress.add_task("mutants", total=total)
+        killed = [0]
+
+        def on_done(v: Verdict) -> None:
+            killed[0] += v.killed
+            progress.update(bar, advance=1, description=f"{v.target}: {killed[0]} killed")
+            if not v.killed:
+                progress.console.print(f"[yellow]survived[/] {escape(v.mutant.id)}")
+
+        with progress:
+            for baseline, found in plan:
+                summary.verdicts += run_target(sandbox, baseline, found, on_done)
+        return
+
+    def on_line(v: Verdict) -> None:
+        done[0] += 1
+        killer = f" by {v.killer}" if v.killer else ""
+        console.print(
+            f"[{done[0]}/{total}] {escape(v.mutant.id)} {v.status}{escape(killer)} "
+            f"({v.seconds:.1f} s)"
+        )
+
+    for baseline, found in plan:
+        summary.verdicts += run_target(sandbox, baseline, found, on_line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
