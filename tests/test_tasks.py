@@ -269,3 +269,24 @@ def test_pipeline_exits_1_when_a_stage_fails(tmp_path: Path) -> None:
     got = inv("pipeline", "--source", str(media), cwd=m.root)
     assert got.returncode == 1, got.stdout + got.stderr
     assert "failed        failing" in got.stdout and "it broke" in got.stdout
+
+
+@pytest.mark.parametrize("command", [("worker", "stitch"), ("workers",)])
+def test_a_broker_that_does_not_answer_is_exit_3(command: tuple[str, ...]) -> None:
+    # nothing listens on port 9 of the loopback address
+    proc = inv(*command, "--broker", "redis://127.0.0.1:9/0")
+    assert_one_line_error(proc, 3, "does not answer")
+
+
+def test_max_tasks_per_child_reaches_the_worker_and_is_checked(
+    project_manifest: manifest.Manifest,
+) -> None:
+    from signal4.commands import workers as workers_cmd
+
+    cmd = workers_cmd.worker_command(
+        project_manifest, "stitch", concurrency=2, max_tasks_per_child=7
+    )
+    assert cmd[cmd.index("--max-tasks-per-child") + 1] == "7"
+    assert cmd[cmd.index("--concurrency") + 1] == "2"
+    proc = inv("worker", "stitch", "--max-tasks-per-child", "0")
+    assert_one_line_error(proc, 2, "--max-tasks-per-child >= 1")
