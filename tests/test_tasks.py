@@ -273,6 +273,8 @@ def test_pipeline_exits_1_when_a_stage_fails(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [("worker", "stitch"), ("workers",)])
 def test_a_broker_that_does_not_answer_is_exit_3(command: tuple[str, ...]) -> None:
+    if command[0] == "worker":  # a worker checks its env first (exit 2): build it
+        assert inv("sync", command[1]).returncode == 0
     # nothing listens on port 9 of the loopback address
     proc = inv(*command, "--broker", "redis://127.0.0.1:9/0")
     assert_one_line_error(proc, 3, "does not answer")

@@ -112,11 +112,11 @@ def worker(
     if concurrency < 0 or max_tasks_per_child < 1:
         raise UsageError("--concurrency must be >= 1 and --max-tasks-per-child >= 1")
     url = celeryapp.broker_url(broker_url or None)
+    envs.require_ready(m, envs.spec(m, env))
     # a broker that does not answer now is exit 3, not a worker retrying in silence
     from signal4.workers import submit as submit_mod
 
     submit_mod.live_workers(url)
-    envs.require_ready(m, envs.spec(m, env))
     n = concurrency or m.pool_size(env)
     cmd = worker_command(
         m, env, concurrency=n, max_tasks_per_child=max_tasks_per_child, loglevel=loglevel
