@@ -113,7 +113,8 @@ def number(
         except (TypeError, ValueError):
             raise argparse.ArgumentTypeError(f"must be {wanted}, not {text!r}") from None
         if (
-            not math.isfinite(value)
+            # an int is always finite (and math.isfinite cannot take a huge one)
+            (not isinstance(value, int) and not math.isfinite(value))
             or (ge is not None and value < ge)
             or (gt is not None and value <= gt)
             or (le is not None and value > le)
