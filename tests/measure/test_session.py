@@ -60,8 +60,10 @@ def test_measure_a_real_project_end_to_end(mdemo: manifest.Manifest) -> None:
     assert m.target.ratio_to_floor == pytest.approx(_median_ratio(sub, floor))
     assert m.target.ratio_to_pass == pytest.approx(_median_ratio(sub, bare))
     assert m.target.met == (m.target.ratio_to_floor <= ways.TARGET_RATIO)
-    assert m.target.ratio_to_pass > 1.3
-    assert _median_ratio(floor, bare) > 1.2
+    # (loose on purpose: importing pysbd costs several times `-c pass`, and only the
+    # direction is asserted, so a loaded machine cannot flip it)
+    assert m.target.ratio_to_pass > 1.0
+    assert _median_ratio(floor, bare) > 1.0
     assert m.uv_overhead_s.sub == pytest.approx(
         statistics.median(x - y for x, y in zip(m.ways[SUB_UV].samples_ns, sub, strict=True)) / 1e9
     )
