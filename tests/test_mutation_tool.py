@@ -230,21 +230,40 @@ def test_sequence_concatenation_is_not_flipped_to_a_subtraction() -> None:
     assert "add-to-sub" not in made
 
 
-def test_the_allow_list_matches_by_file_operator_and_line_text(
+def test_the_allow_list_matches_by_file_operator_and_text_near_the_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (m,) = [x for x in _mutants("x = a < b") if x.operator == "lt-to-le"]
-    monkeypatch.setattr(mutation, "ALLOWED", {("m.py", "lt-to-le", "a < b"): "equivalent"})
-    assert mutation.allowed_reason(m) == "equivalent"
-    monkeypatch.setattr(mutation, "ALLOWED", {("m.py", "lt-to-le", "c < d"): "equivalent"})
-    assert mutation.allowed_reason(m) is None
+    code = """
+    def f(a, b, c):
+        if c:  # the guard
+            return a < b
+        f(a)
+        f(b)
+        return a < c
+    """
+    first, second = [x for x in _mutants(code) if x.operator == "lt-to-le"]
+
+    def allow(text: str, path: str = "m.py", operator: str = "lt-to-le") -> list[bool]:
+        monkeypatch.setattr(mutation, "ALLOWED", {(path, operator, text): "why"})
+        return [mutation.allowed_reason(m) == "why" for m in (first, second)]
+
+    assert allow("a < b") == [True, False]  # the line as written
+    assert allow("a <= c") == [False, True]  # the line as mutated
+    assert allow("if c:  # the guard\nreturn a < b") == [True, False]  # lines, as written
+    assert allow("# the guard") == [False, False]  # one line: the mutated line only
+    assert allow("a < b", path="other.py") == [False, False]
+    assert allow("a < b", operator="lt-to-gt") == [False, False]
+    assert mutation.unused_allowances([first, second]) == [("m.py", "lt-to-gt", "a < b")]
 
 
 def test_every_target_names_files_that_exist() -> None:
     for target in mutation.TARGETS:
         assert (ROOT / target.path).is_file(), target.path
-        assert all((ROOT / t).is_file() for t in target.tests), target.tests
-        assert mutation.target_mutants(target, ROOT), target.name  # only= names exist
+        assert target.suites, target.name
+        for suite in target.suites:
+            assert all((ROOT / t).is_file() for t in suite.tests), suite.tests
+        if target.only:
+            assert mutation.target_mutants(target, ROOT), target.name  # the names exist
 
 
 def test_the_record_lists_survivors_with_their_reason() -> None:
