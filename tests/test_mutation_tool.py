@@ -282,3 +282,71 @@ def test_the_record_lists_survivors_with_their_reason() -> None:
     assert "`x = a \\| b <= c`" in text  # a table cell: the pipe escaped
     assert "not on the allow-list" in text
     assert not summary.passed
+
+
+def _summary(target: mutation.Target, killed: int, survivors: int) -> mutation.Summary:
+    """A run of ``target`` alone: ``killed`` killed mutants and ``survivors`` survived."""
+    made = [x for x in _mutants("x = a < b < c < d < e < f") if x.operator == "lt-to-le"]
+    verdicts = [
+        mutation.Verdict(m, target.name, "killed" if i < killed else "survived", 1.0)
+        for i, m in enumerate(made[: killed + survivors])
+    ]
+    return mutation.Summary(
+        [target],
+        {target.name: mutation.Baseline(target, True, (1.0,))},
+        verdicts,
+        90.0,
+        seconds=12.0,
+    )
+
+
+def test_a_record_of_one_module_replaces_its_rows_and_keeps_the_others() -> None:
+    import datetime as dt
+
+    first, second = mutation.TARGETS[0], mutation.TARGETS[1]
+    at_one = dt.datetime(2026, 1, 2, 1, 0, 0, tzinfo=dt.UTC)
+    at_two = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    at_three = dt.datetime(2026, 1, 3, 0, 0, 0, tzinfo=dt.UTC)
+
+    text = mutation.record_text(_summary(first, 3, 1), "run one", at_one)
+    text = mutation.record_text(_summary(second, 4, 0), "run two", at_two, previous=text)
+    # both modules' rows, each with the time of its own run, and the total over both
+    assert "killed 7 of 8 (87.5%)" in text
+    rows = {
+        line.split(" | ")[0].strip("| "): line
+        for line in text.splitlines()
+        if line.startswith(f"| {first.name} |") or line.startswith(f"| {second.name} |")
+    }
+    assert rows[first.name].endswith("| 4 | 3 | 0 | 1 | 75.0 | 2026-01-02 01:00:00 |")
+    assert rows[second.name].endswith("| 4 | 4 | 0 | 0 | 100.0 | 2026-01-02 03:04:05 |")
+    # the header says which run made which rows
+    assert f"2026-01-02 01:00:00 UTC: {first.name}; `run one`" in text
+    assert f"2026-01-02 03:04:05 UTC: {second.name}; `run two`" in text
+    assert text.count("`x = a < b < c < d <= e < f`") == 1  # the survivor, in its table
+
+    # the first module again: its row and survivors are replaced, the second's stay
+    text = mutation.record_text(_summary(first, 2, 0), "run three", at_three, previous=text)
+    assert "killed 6 of 6 (100.0%)" in text
+    assert "run one" not in text  # no row comes from it any more
+    assert f"2026-01-03 00:00:00 UTC: {first.name}; `run three`" in text
+    assert f"2026-01-02 03:04:05 UTC: {second.name}; `run two`" in text
+    assert "d <= e" not in text
+    record = mutation.Record.from_text(text)
+    assert [(r.module, r.killed, r.mutants) for r in record.rows] == [
+        (first.name, 2, 2),
+        (second.name, 4, 4),
+    ]
+    assert record.missing() == [t.name for t in mutation.TARGETS[2:]]
+    assert "Modules with no row yet" in text
+    assert not record.passed  # some modules have no row
+
+
+def test_a_record_without_data_is_replaced_and_record_needs_every_mutant() -> None:
+    import datetime as dt
+
+    target = mutation.TARGETS[0]
+    when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    text = mutation.record_text(_summary(target, 1, 0), "run", when, previous="# old notes\n")
+    assert "killed 1 of 1 (100.0%)" in text
+    assert "old notes" not in text
+    assert mutation.main(["--record", "x.md", "--mutant", "foo"]) == 2

@@ -19,6 +19,10 @@ that runs them) are :data:`TARGETS`; survivors kept on purpose are :data:`ALLOWE
 with its reason. Exit 0 when at least :data:`THRESHOLD` % of the mutants are killed and
 every survivor is on the allow-list, else 1 (2 for a usage mistake).
 
+``--record FILE`` merges: the modules this run ran get new rows and survivors in FILE, the
+other modules keep theirs, and every row names the run (its start, UTC) that produced it;
+the header totals all rows. So ``--module X --record tests/MUTATION.md`` refreshes X only.
+
 Standard library only at import time; rich is imported when something is printed.
 """
 
@@ -29,6 +33,8 @@ import ast
 import contextlib
 import datetime as dt
 import fnmatch
+import hashlib
+import json
 import os
 import platform
 import re
@@ -1205,61 +1211,263 @@ def _code(text: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
-def record_text(summary: Summary, command: str, when: dt.datetime) -> str:
-    """The Markdown record of a run (tests/MUTATION.md)."""
-    rate = _percent(summary.killed, summary.total)
-    unallowed = sum(1 for v in summary.survivors if not allowed_reason(v.mutant))
+#: The record keeps its rows as JSON in this HTML comment, so that a later run can merge.
+RECORD_DATA = "mutation-record-data"
+_NO_ALLOWANCE = "**not on the allow-list: a test gap**"
+
+
+@dataclass(frozen=True)
+class RecordRun:
+    """One run that produced rows of the record."""
+
+    when: str  # UTC, "2026-12-01 07:50:12 UTC": it also names the run in the rows
+    command: str
+    seconds: float
+    machine: str
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """One module's line in the record, from one run."""
+
+    module: str
+    path: str
+    functions: str
+    tests: str
+    mutants: int
+    killed: int
+    timeouts: int
+    run: str  # RecordRun.when
+    baseline_failed: bool = False
+    #: sha256 of the module's source as it was mutated (to tell when the code moved on)
+    source: str = ""
+
+    @property
+    def survived(self) -> int:
+        return self.mutants - self.killed
+
+
+@dataclass(frozen=True)
+class RecordSurvivor:
+    """A mutant that survived, as the record lists it."""
+
+    module: str
+    id: str
+    description: str
+    before: str
+    after: str
+    reason: str  # "" when it is not on the allow-list
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.reason)
+
+
+@dataclass
+class Record:
+    """The rows of tests/MUTATION.md: per module, each from the run that last ran it."""
+
+    threshold: float = THRESHOLD
+    runs: list[RecordRun] = field(default_factory=list)
+    rows: list[RecordRow] = field(default_factory=list)
+    survivors: list[RecordSurvivor] = field(default_factory=list)
+
+    @property
+    def killed(self) -> int:
+        return sum(r.killed for r in self.rows)
+
+    @property
+    def total(self) -> int:
+        return sum(r.mutants for r in self.rows)
+
+    @property
+    def unallowed(self) -> int:
+        return sum(not s.allowed for s in self.survivors)
+
+    def missing(self) -> list[str]:
+        """The targets with no row."""
+        have = {r.module for r in self.rows}
+        return [t.name for t in TARGETS if t.name not in have]
+
+    @property
+    def passed(self) -> bool:
+        return (
+            _percent(self.killed, self.total) >= self.threshold
+            and not self.unallowed
+            and not any(r.baseline_failed for r in self.rows)
+            and not self.missing()
+        )
+
+    def merged(self, newer: Record) -> Record:
+        """This record with ``newer``'s modules replaced (rows and survivors); runs no row
+        names any more are dropped."""
+        fresh = {r.module for r in newer.rows}
+        rows = [r for r in self.rows if r.module not in fresh] + newer.rows
+        order = {t.name: i for i, t in enumerate(TARGETS)}
+        rows.sort(key=lambda r: (order.get(r.module, len(order)), r.module))
+        survivors = [s for s in self.survivors if s.module not in fresh] + newer.survivors
+        survivors.sort(key=lambda s: (order.get(s.module, len(order)), s.module))
+        used = {r.run for r in rows}
+        runs = [r for r in self.runs if r.when not in {n.when for n in newer.runs}]
+        runs = sorted((r for r in [*runs, *newer.runs] if r.when in used), key=lambda r: r.when)
+        return Record(newer.threshold, runs, rows, survivors)
+
+    def to_json(self) -> str:
+        data = {
+            "threshold": self.threshold,
+            "runs": [vars(r) for r in self.runs],
+            "rows": [vars(r) for r in self.rows],
+            "survivors": [vars(s) for s in self.survivors],
+        }
+        # ">" only occurs inside JSON strings: escaped, the comment cannot be closed early
+        return json.dumps(data, indent=1).replace(">", "\\u003e")
+
+    @classmethod
+    def from_text(cls, text: str) -> Record:
+        """The record kept in ``text`` (a record file); empty when it holds none."""
+        match = re.search(rf"<!-- {RECORD_DATA}\n(.*?)\n-->", text, re.DOTALL)
+        if match is None:
+            return cls()
+        data = json.loads(match.group(1))
+        return cls(
+            float(data.get("threshold", THRESHOLD)),
+            [RecordRun(**r) for r in data.get("runs", [])],
+            [RecordRow(**r) for r in data.get("rows", [])],
+            [RecordSurvivor(**s) for s in data.get("survivors", [])],
+        )
+
+
+def _utc(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _source_hash(root: Path, target: Target) -> str:
+    path = root / target.path
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else ""
+
+
+def summary_record(summary: Summary, command: str, when: dt.datetime, root: Path = ROOT) -> Record:
+    """The rows of one run: one per target it ran."""
+    stamp = _utc(when)
+    machine = (
+        f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}; "
+        f"Python {platform.python_version()}"
+    )
+    run = RecordRun(stamp, command, round(summary.seconds, 1), machine)
+    rows = []
+    for target in summary.targets:
+        got = summary.of(target)
+        baseline = summary.baselines.get(target.name)
+        rows.append(
+            RecordRow(
+                module=target.name,
+                path=target.path,
+                functions=", ".join(target.only) or "all",
+                tests="; ".join(suite.label for suite in target.suites),
+                mutants=len(got),
+                killed=sum(v.killed for v in got),
+                timeouts=sum(v.status == "timeout" for v in got),
+                run=stamp,
+                baseline_failed=baseline is not None and not baseline.ok,
+                source=_source_hash(root, target),
+            )
+        )
+    survivors = [
+        RecordSurvivor(
+            v.target,
+            v.mutant.id,
+            v.mutant.description,
+            v.mutant.before,
+            v.mutant.after,
+            allowed_reason(v.mutant) or "",
+        )
+        for v in summary.survivors
+    ]
+    return Record(summary.threshold, [run], rows, survivors)
+
+
+def render_record(record: Record, root: Path = ROOT) -> str:
+    """The Markdown of a record (tests/MUTATION.md), its data at the end."""
+    rate = _percent(record.killed, record.total)
+    changed = [
+        r.module
+        for r in record.rows
+        if r.source
+        and (t := next((t for t in TARGETS if t.name == r.module), None)) is not None
+        and _source_hash(root, t) != r.source
+    ]
     lines = [
-        "# Mutation testing: the last run",
+        "# Mutation testing record",
         "",
         "Written by `tools/mutation.py --record` (`.venv/bin/nox -s mutation -- --record "
-        "tests/MUTATION.md`); rerun it rather than edit this file. Survivors kept on purpose, "
-        "and why, are the allow-list `ALLOWED` in `tools/mutation.py`.",
+        "tests/MUTATION.md`, or `-- --module NAME --record tests/MUTATION.md` for one module: "
+        "that replaces the module's row and survivors and keeps the others); rerun it rather "
+        "than edit this file. Each row names the run that produced it. Survivors kept on "
+        "purpose, and why, are the allow-list `ALLOWED` in `tools/mutation.py`.",
         "",
-        f"- Date: {when.isoformat(timespec='seconds')}; wall time {summary.seconds:.0f} s",
-        f"- Command: `{command}`",
-        f"- Machine: {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}; "
-        f"Python {platform.python_version()}",
-        f"- Result: **killed {summary.killed} of {summary.total} ({rate:.1f}%)**; threshold "
-        f"{summary.threshold:g}%; survivors not on the allow-list: {unallowed}; "
-        f"{'pass' if summary.passed else 'fail'}",
+        f"- Result over all rows: **killed {record.killed} of {record.total} ({rate:.1f}%)**; "
+        f"threshold {record.threshold:g}%; survivors not on the allow-list: "
+        f"{record.unallowed}; {'pass' if record.passed else 'fail'}",
+    ]
+    if record.missing():
+        lines.append(f"- Modules with no row yet: {', '.join(record.missing())}")
+    if changed:
+        lines.append(
+            f"- Modules whose code changed after their row's run: {', '.join(changed)} "
+            "(the row is for the code as it was then)"
+        )
+    lines.append("- Runs (which rows each produced):")
+    for run in record.runs:
+        mine = [r.module for r in record.rows if r.run == run.when]
+        lines.append(
+            f"  - {run.when}: {', '.join(mine)}; `{run.command}`; wall time "
+            f"{run.seconds:.0f} s; {run.machine}"
+        )
+    lines += [
         "",
         "## Per module",
         "",
         "| module | file | functions | tests | mutants | killed | timed out | survived "
-        "| killed % |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| killed % | run (UTC) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for target in summary.targets:
-        got = summary.of(target)
-        killed = sum(v.killed for v in got)
-        timeouts = sum(v.status == "timeout" for v in got)
-        baseline = summary.baselines.get(target.name)
-        share = f"{_percent(killed, len(got)):.1f}"
-        if baseline is not None and not baseline.ok:
+    for row in record.rows:
+        share = f"{_percent(row.killed, row.mutants):.1f}"
+        if row.baseline_failed:
             share = "baseline failed"
-        tests = "; ".join(suite.label for suite in target.suites)
         lines.append(
-            f"| {target.name} | `{target.path}` | {', '.join(target.only) or 'all'} | "
-            f"{tests} | {len(got)} | {killed} | {timeouts} | "
-            f"{len(got) - killed} | {share} |"
+            f"| {row.module} | `{row.path}` | {row.functions} | {row.tests} | {row.mutants} | "
+            f"{row.killed} | {row.timeouts} | {row.survived} | {share} | "
+            f"{row.run.removesuffix(' UTC')} |"
         )
     lines += ["", "## Survivors", ""]
-    if not summary.survivors:
+    if not record.survivors:
         lines.append("None.")
     else:
         lines += [
             "| mutant | mutation | line | mutated line | reason it survives |",
             "|---|---|---|---|---|",
         ]
-        for v in summary.survivors:
-            reason = allowed_reason(v.mutant) or "**not on the allow-list: a test gap**"
-            what = v.mutant.description.replace("|", "\\|")
-            lines.append(
-                f"| `{v.mutant.id}` | {what} | "
-                f"{_code(v.mutant.before)} | {_code(v.mutant.after)} | {reason} |"
-            )
+        for s in record.survivors:
+            what = s.description.replace("|", "\\|")
+            reason = (s.reason or _NO_ALLOWANCE).replace("|", "\\|")
+            lines.append(f"| `{s.id}` | {what} | {_code(s.before)} | {_code(s.after)} | {reason} |")
+    lines += ["", f"<!-- {RECORD_DATA}", record.to_json(), "-->"]
     return "\n".join(lines) + "\n"
+
+
+def record_text(
+    summary: Summary,
+    command: str,
+    when: dt.datetime,
+    previous: str | None = None,
+    mutated: Path = ROOT,
+) -> str:
+    """The Markdown record of a run, merged into ``previous`` (the record file's text, if
+    any): the modules this run ran get its rows, the others keep theirs. ``mutated`` is the
+    tree whose modules were mutated (the scratch copy)."""
+    newer = summary_record(summary, command, when, mutated)
+    return render_record(Record.from_text(previous or "").merged(newer))
 
 
 # ---------------------------------------------------------------------------
@@ -1288,7 +1496,12 @@ def _parser() -> argparse.ArgumentParser:
         help="only mutants whose id contains PATTERN or matches it as a glob (repeatable)",
     )
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
-    parser.add_argument("--record", type=Path, metavar="FILE", help="write the run's record here")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="merge the run into this record: the modules run get new rows, the others keep theirs",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -1353,6 +1566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.record and args.mutant:
+        print("error: --record needs every mutant of a module: drop --mutant", file=sys.stderr)
+        return 2
     console = _console()
     if args.list:
         return _list(console, targets, args.mutant)
@@ -1364,6 +1580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
+    run_started = dt.datetime.now(dt.UTC)
+    ran = [t.name for t in targets]
     scratch = Path(tempfile.mkdtemp(prefix="signal4-mutation-"))
     sandbox = Sandbox(ROOT, scratch)
     try:
@@ -1395,9 +1613,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_report(console, summary)
         if args.record:
             command = shlex.join(["nox", "-s", "mutation", "--", *(argv or sys.argv[1:])])
-            when = dt.datetime.now(dt.UTC).astimezone()
-            args.record.write_text(record_text(summary, command, when), encoding="utf-8")
-            console.print(f"record written to {args.record}")
+            previous = args.record.read_text(encoding="utf-8") if args.record.exists() else None
+            text = record_text(summary, command, run_started, previous, sandbox.tree)
+            args.record.write_text(text, encoding="utf-8")
+            console.print(f"record written to {args.record} (rows of {', '.join(ran)} replaced)")
         return 0 if summary.passed else 1
     except KeyboardInterrupt:
         console.print("interrupted")
