@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,9 +84,36 @@ def test_broken_env_is_rebuilt(demo: manifest.Manifest) -> None:
     assert env.python.exists()
 
 
-def test_stale_after_lock_change(demo: manifest.Manifest) -> None:
+def test_stale_after_a_lock_change_of_its_own_packages(demo: manifest.Manifest) -> None:
+    env, alpha = envs.spec(demo, "beta"), envs.spec(demo, "alpha")
+    syncer.sync_many(demo, [env, alpha])
+    stamp = envs.read_stamp(env) or {}
+    assert stamp["lock"] == envs.lock_hash(demo)
+    assert stamp["fingerprint"] == envs.current_fingerprint(demo, env)
+    lock = demo.root / "uv.lock"
+    original = lock.read_bytes()
+    try:
+        # another env's package: beta's packages are the same, so it stays fresh
+        lock.write_bytes(original.replace(b'version = "0.3.4"', b'version = "0.3.5"'))
+        assert envs.status(demo, env) is State.UP_TO_DATE
+        assert envs.status(demo, alpha) is State.STALE
+        # beta's own package
+        lock.write_bytes(original.replace(b'version = "4.16.0"', b'version = "4.16.1"'))
+        assert envs.status(demo, env) is State.STALE
+    finally:
+        lock.write_bytes(original)
+    assert envs.status(demo, env) is State.UP_TO_DATE
+
+
+def test_a_stamp_without_a_fingerprint_is_stale_after_any_lock_change(
+    demo: manifest.Manifest,
+) -> None:
     env = envs.spec(demo, "beta")
     syncer.sync_one(demo, env)
+    stamp = envs.read_stamp(env) or {}
+    del stamp["fingerprint"]  # a stamp written before fingerprints
+    env.stamp.write_text(json.dumps(stamp))
+    assert envs.status(demo, env) is State.UP_TO_DATE  # the lock still vouches for it
     lock = demo.root / "uv.lock"
     original = lock.read_bytes()
     try:
@@ -93,7 +121,7 @@ def test_stale_after_lock_change(demo: manifest.Manifest) -> None:
         assert envs.status(demo, env) is State.STALE
     finally:
         lock.write_bytes(original)
-    assert envs.status(demo, env) is State.UP_TO_DATE
+        syncer.sync_one(demo, env, force=True)
 
 
 def test_lock_out_of_date_fails_with_the_fix(demo: manifest.Manifest) -> None:

@@ -154,34 +154,47 @@ def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
     return 0
 
 
+#: How much of an env's fingerprint ``inv envs`` shows.
+FINGERPRINT_SHOWN = 12
+
+
 def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
-    """Print a table of envs: tasks, package count, sync state, size on disk."""
+    """Print a table of envs: tasks, sync state, package count, size on disk, fingerprint.
+
+    The fingerprint is the current lock's for this machine (``—`` where the env is not
+    built). Within 80 columns: the package count is headed ``pkgs``, and the size is the
+    apparent one (a venv's hard-linked files are its cache's, so its unique size is the same).
+    """
     from rich.table import Table
 
     from signal4.console import console
+    from signal4.envs.fingerprint import fingerprints
 
     m = load()
     if markdown:
         _refresh_env_table(m)
         return 0
-    table = Table(title="sub-environments")
+    table = Table(title="sub-environments", show_edge=False)
     rows = inventory.env_rows(m, sizes=sizes)
+    prints = fingerprints(m)
     widest = max((len(t) for row in rows for t in row.tasks), default=5)
-    for col in ("env", "tasks", "state", "packages", "size", "unique"):
+    for col in ("env", "tasks", "state", "pkgs", "size", "fingerprint"):
         table.add_column(
             col,
-            justify="right" if col in ("packages", "size", "unique") else "left",
+            justify="right" if col in ("pkgs", "size") else "left",
             min_width=widest if col == "tasks" else None,
+            no_wrap=col == "fingerprint",
         )
     for row in rows:
         style = "green" if row.state is envs.State.UP_TO_DATE else "yellow"
+        fp = prints.get(row.env)
         table.add_row(
             row.env,
             "\n".join(row.tasks) or "—",  # one per line: a narrow terminal cuts none off
             f"[{style}]{row.state.value}[/]",
             str(row.packages) if row.packages else "—",
             human_bytes(row.apparent_bytes) if row.apparent_bytes else "—",
-            human_bytes(row.unique_bytes) if row.unique_bytes else "—",
+            fp.digest[:FINGERPRINT_SHOWN] if fp else "—",
         )
     console().print(table)
     return 0

@@ -1,11 +1,15 @@
 """Sub-environments on disk: where they live, whether they are fresh, and how to sync them.
 
-An env is *up to date* when its interpreter exists and its sync stamp names the current
-``uv.lock`` hash and the same selection of extras and groups. The stamp is removed before
-a sync starts and written only after ``uv sync`` succeeds, so an env whose sync was
+An env is *up to date* when its interpreter exists and its sync stamp names the same
+selection of extras and groups and either the current ``uv.lock`` hash or, when the lock
+changed, the env's current fingerprint (:mod:`signal4.envs.fingerprint`): a lock change
+that does not touch an env's own packages leaves it fresh. The stamp is removed before a
+sync starts and written only after ``uv sync`` succeeds, so an env whose sync was
 interrupted is never taken for a usable one.
 
-Standard library only: :func:`status` is on the ``inv run`` start-up path.
+Standard library only: :func:`status` is on the ``inv run`` start-up path. Its fast path
+(the stamp names the current lock) reads two files; only a changed lock loads the
+fingerprint module, which reads its cache, or parses the lock once per lock.
 """
 
 from __future__ import annotations
@@ -128,12 +132,30 @@ def status(manifest: Manifest, env: Venv, *, lock: str | None = None) -> State:
     if not env.python.exists():
         return State.BROKEN
     stamp = read_stamp(env)
-    if stamp is None:
+    if stamp is None or stamp.get("selection") != env.selection():
         return State.STALE
     current = lock or lock_hash(manifest)
-    if stamp.get("lock") != current or stamp.get("selection") != env.selection():
-        return State.STALE
-    return State.UP_TO_DATE
+    if stamp.get("lock") == current:
+        return State.UP_TO_DATE
+    recorded = stamp.get("fingerprint")
+    if not isinstance(recorded, str) or not recorded:
+        return State.STALE  # a stamp from before fingerprints: only its lock can vouch
+    return (
+        State.UP_TO_DATE if current_fingerprint(manifest, env, current) == recorded else State.STALE
+    )
+
+
+def current_fingerprint(manifest: Manifest, env: Venv, lock: str | None = None) -> str | None:
+    """The digest of what ``env`` resolves to in the current lock; None if it cannot be had.
+
+    ``lock`` is the current lock hash when the caller has it (the cache is keyed by it).
+    """
+    from signal4.envs import fingerprint
+
+    try:
+        return fingerprint.venv_digest(manifest, env, lock=lock)
+    except (EnvError, ImportError, LookupError, ValueError, OSError):
+        return None  # a lock we cannot read vouches for nothing: the env counts as stale
 
 
 def sync_hint(env: str) -> str:
@@ -205,12 +227,16 @@ def begin_sync(env: Venv) -> None:
 
 
 def finish_sync(manifest: Manifest, env: Venv) -> None:
-    """Record that ``env`` now matches the current lock (atomically)."""
-    payload = {
-        "lock": lock_hash(manifest),
+    """Record that ``env`` now matches the current lock and its fingerprint (atomically)."""
+    lock = lock_hash(manifest)
+    payload: dict[str, object] = {
+        "lock": lock,
         "selection": env.selection(),
         "python": sys.version.split()[0],
     }
+    digest = current_fingerprint(manifest, env, lock)
+    if digest:
+        payload["fingerprint"] = digest
     tmp = env.stamp.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload) + "\n", encoding="utf-8")
     os.replace(tmp, env.stamp)
