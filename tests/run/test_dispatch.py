@@ -201,7 +201,8 @@ time.sleep(60)
 '''
 out = dispatch.run_command([sys.executable, "-c", child, marker], task="t", env="e",
                            timeout=30, on_stdout=lambda line: print(line, end="", flush=True))
-print(json.dumps({"status": out.status, "exit_code": out.exit_code, "error": out.error}))
+print(json.dumps({"status": out.status, "exit_code": out.exit_code, "error": out.error,
+                  "interrupted": out.interrupted}))
 """
 
 
@@ -224,6 +225,7 @@ def test_signals_reach_the_child(tmp_path: Path, sig: signal.Signals) -> None:
     # The child exited 0 without a result line: the run was interrupted, not completed.
     assert f'"exit_code": {128 + sig.value}' in rest
     assert f"interrupted by {sig.name}" in rest
+    assert '"interrupted": true' in rest  # what tells a batch to stop
 
 
 EARLY_SCRIPT = r"""
@@ -276,3 +278,100 @@ def test_forwarding_is_skipped_off_the_main_thread() -> None:
     t.start()
     t.join()
     assert results[0].status == protocol.COMPLETED
+
+
+# -- exit codes of steps that break the protocol: a failure never exits 0 -----------------
+
+
+@pytest.mark.parametrize(
+    ("code", "exit_code", "error"),
+    [
+        ("import sys", 1, "the step printed no result line on stdout"),
+        ('print(\'{"status": "failed", "error": "e"}\')', 1, "exited with code 0"),
+        ('print(\'{"status": "completed"\'); import sys; sys.exit(5)', 5, "not JSON"),
+        ('print(\'{"status": "completed"\')', 1, "not JSON"),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 1, "killed by signal SIGKILL"),
+    ],
+)
+def test_a_broken_step_fails_with_a_non_zero_exit_code(
+    code: str, exit_code: int, error: str
+) -> None:
+    out = run(code)
+    assert (out.status, out.exit_code, out.ok) == (protocol.FAILED, exit_code, False)
+    assert error in (out.error or "")
+
+
+def test_the_step_sees_its_env_vars_and_streams_stderr_as_it_comes(tmp_path: Path) -> None:
+    code = """
+    import json, os, sys
+    print("warming up", file=sys.stderr)
+    print(json.dumps({"status": "completed", "pid": os.getpid(), "pgid": os.getpgid(0),
+                      "var": os.environ.get("STEP_VAR"), "cwd": os.getcwd()}))
+    """
+    lines: list[str] = []
+    pids: list[int] = []
+    started = time.monotonic()
+    out = dispatch.run_command(
+        step(code),
+        task="t",
+        env="e",
+        timeout=30,
+        environ={**os.environ, "STEP_VAR": "set"},
+        on_stderr=lines.append,
+        on_start=pids.append,
+        cwd=tmp_path,
+    )
+    took = time.monotonic() - started
+    assert out.status == protocol.COMPLETED, out.error
+    assert out.result["var"] == "set"
+    assert out.result["cwd"] == str(tmp_path)
+    assert lines == ["warming up\n"]
+    # on_start gets the step's pid, which leads its own process group (what Ctrl-C stops)
+    assert pids == [out.result["pid"]] == [out.result["pgid"]]
+    assert 0 < out.duration <= took
+    assert out.command == tuple(step(code))
+
+
+def test_a_finished_step_leaves_no_thread_behind() -> None:
+    before = set(threading.enumerate())
+    out = run('print(\'{"status": "completed"}\')', timeout=300)
+    assert out.status == protocol.COMPLETED
+    # neither the output pumps nor the timeout's watchdog (which would wait its 300 s): a
+    # batch of many steps must not pile up sleeping threads
+    for thread in set(threading.enumerate()) - before:
+        thread.join(60)
+        assert not thread.is_alive(), thread
+
+
+def test_the_step_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from signal4.envs.manifest import parse
+
+    m = parse(
+        {
+            "project": {"optional-dependencies": {"a": ["x"]}},
+            "tool": {"signal4": {"envs": {"a": {}}}},
+        },
+        tmp_path,
+    )
+    monkeypatch.setenv("VIRTUAL_ENV", "/somewhere/.venv")
+    monkeypatch.setenv("PYTHONHOME", "/somewhere")
+    monkeypatch.delenv("SIGNAL4_DATA_DIR")
+    environ = dispatch.child_environ(m, {"EXTRA": "1"})
+    # not the caller's venv; output unbuffered (progress shows live); the project's data
+    assert "VIRTUAL_ENV" not in environ and "PYTHONHOME" not in environ
+    assert environ["PYTHONUNBUFFERED"] == "1"
+    assert environ["SIGNAL4_DATA_DIR"] == str(tmp_path / "data")
+    assert environ["EXTRA"] == "1"
+    monkeypatch.setenv("SIGNAL4_DATA_DIR", "/elsewhere")
+    assert dispatch.child_environ(m)["SIGNAL4_DATA_DIR"] == "/elsewhere"
+
+
+def test_a_steps_output_is_passed_on_at_once() -> None:
+    """inv run echoes each line of the step as it comes, even into a pipe (`| tee`)."""
+    code = (
+        "import os; from signal4.run import dispatch; "
+        "dispatch.echo_stdout('out line\\n'); dispatch.echo_stderr('err line\\n'); os._exit(0)"
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # os._exit skips the buffers' flush at exit: only what was flushed at once is there
+    assert (got.stdout, got.stderr) == ("out line\n", "err line\n")
