@@ -151,3 +151,26 @@ def test_ready_probe_covers_a_real_run() -> None:
     real = probe.assert_probe_covers("stitch", "--content", "probe")
     assert "pysbd" in real
     assert db().is_done("probe", "stitch")
+
+
+def test_a_later_chunk_keeps_a_word_that_starts_as_the_previous_chunk_ends() -> None:
+    # chunk 0's last word ends at 9.95 s; chunk 1 hears a new word from 9.97 s: not a repeat
+    words = [_w("Fine,", 9.75, 9.95), _w("Fine,", 9.76, 9.95, 1), _w("thanks.", 9.97, 10.4, 1)]
+    assert [(w["word"], w["chunk"]) for w in dedup_overlap(words)] == [
+        ("Fine,", 0),
+        ("thanks.", 1),
+    ]
+
+
+def test_a_word_goes_to_the_turn_it_overlaps_even_a_little() -> None:
+    turns = [
+        {"start": 0.0, "end": 5.0, "speaker": "A"},
+        {"start": 6.0, "end": 10.0, "speaker": "B"},
+        {"start": 20.0, "end": 30.0, "speaker": "C"},
+    ]
+    # half a second inside A, then a gap: A, not the nearest turn after it
+    assert assign_speakers([_w("x", 4.5, 5.5)], turns)[0]["speaker"] == "A"
+    # in the gap, touching A's end: A (the nearest), not a far turn
+    assert assign_speakers([_w("y", 5.0, 5.4)], turns)[0]["speaker"] == "A"
+    # more inside B than inside A: B
+    assert assign_speakers([_w("z", 4.8, 7.0)], turns)[0]["speaker"] == "B"
