@@ -209,6 +209,8 @@ def check(c: Context, strict: bool = False, sync: bool = False) -> None:
         "sync": "Sync the envs the pipeline needs first.",
         "workers": "Send the steps to warm Celery workers (inv worker) instead of running here.",
         "broker": "The broker URL for --workers (default: SIGNAL4_BROKER_URL or local Redis).",
+        "rerun_triggers": "Re-run a done stage when its recorded env, params, code or input "
+        "differ from now: a comma list, all (default) or none.",
     },
 )
 def pipeline(
@@ -222,6 +224,7 @@ def pipeline(
     sync: bool = False,
     workers: bool = False,
     broker: str = "",
+    rerun_triggers: str = "all",
 ) -> None:
     """Run the pipeline on every item of the sources, several at once, resuming."""
     from signal4.commands import pipeline as pipeline_mod
@@ -237,6 +240,7 @@ def pipeline(
             sync_first=sync,
             workers=workers,
             broker=broker,
+            rerun_triggers=rerun_triggers,
         )
     )
 
@@ -244,14 +248,27 @@ def pipeline(
 @task(
     help={
         "failed": "Only the items with a failed stage.",
-        "json": "Print JSON (every stage's status, error, time and info) instead of a table.",
+        "json": "Print JSON (every stage's status, error, time, info and provenance) "
+        "instead of a table.",
+        "stale": "Only the items whose done outputs are out of date, and why.",
+        "rerun_triggers": "With --stale: what counts (env, params, code, input; default all).",
     }
 )
-def status(c: Context, failed: bool = False, json: bool = False) -> None:
+def status(
+    c: Context,
+    failed: bool = False,
+    json: bool = False,
+    stale: bool = False,
+    rerun_triggers: str = "all",
+) -> None:
     """Show every content item's stages from the state DB: done, failed (why) or pending."""
     from signal4.commands import status as status_cmd
 
-    _call(lambda: status_cmd.main(failed=failed, as_json=json))
+    _call(
+        lambda: status_cmd.main(
+            failed=failed, as_json=json, stale_only=stale, triggers=rerun_triggers
+        )
+    )
 
 
 @task(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from signal4.envs.manifest import Manifest, load
@@ -22,10 +23,51 @@ def stages(m: Manifest) -> list[str]:
     return names
 
 
-def rows(m: Manifest, items: list[Any], *, failed_only: bool = False) -> list[dict[str, Any]]:
-    """One dict per item: id, kind, title, and each stage's status and error."""
+def stale(
+    m: Manifest, db: Any, items: list[Any], checker: Any, content_root: Path
+) -> dict[str, dict[str, str]]:
+    """content id -> stage -> why its done outputs are out of date (items with none left out).
+
+    The same test as ``inv pipeline``'s plan: a stage whose provenance differs for a
+    trigger, and the done stages after it; stages with no provenance are not stale.
+    """
+    from signal4.run.plan import Item, Stage, mark_done
+
+    planned = [
+        Item(
+            source=i.source_url or "",
+            title=i.title or "",
+            content=i.id,
+            stages=[Stage(t, []) for t in m.pipeline_tasks()],
+        )
+        for i in items
+    ]
+    mark_done(planned, db, checker=checker, content_root=content_root)
+    found: dict[str, dict[str, str]] = {}
+    for item in planned:
+        for stage in item.stages:
+            if stage.rewrite:
+                found.setdefault(str(item.content), {})[stage.task.stage] = stage.reason or ""
+    return found
+
+
+def rows(
+    m: Manifest,
+    items: list[Any],
+    *,
+    failed_only: bool = False,
+    provenance: dict[str, dict[str, Any]] | None = None,
+    stale_only: dict[str, dict[str, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """One dict per item: id, kind, title, and each stage's status and error.
+
+    With ``provenance`` (content id -> stage -> record), each stage carries its record;
+    with ``stale_only``, only those items are listed, each stage with its ``stale`` reason.
+    """
     out = []
     for item in items:
+        if stale_only is not None and item.id not in stale_only:
+            continue
         states = {s.stage: s for s in item.steps}
         row: dict[str, Any] = {
             "content": item.id,
@@ -43,23 +85,35 @@ def rows(m: Manifest, items: list[Any], *, failed_only: bool = False) -> list[di
                 "updated": state.updated_at.isoformat() if state else None,
                 "info": state.info if state else None,
             }
+            if provenance is not None:
+                row["stages"][stage]["provenance"] = provenance.get(item.id, {}).get(stage)
+            if stale_only is not None:
+                row["stages"][stage]["stale"] = stale_only.get(item.id, {}).get(stage)
         if failed_only and all(s["status"] in ("done", PENDING) for s in row["stages"].values()):
             continue
         out.append(row)
     return out
 
 
-def main(*, failed: bool = False, as_json: bool = False) -> int:
-    """Print the state of every content item; exit 0."""
+def main(
+    *, failed: bool = False, as_json: bool = False, stale_only: bool = False, triggers: str = "all"
+) -> int:
+    """Print the state of every content item (or the stale ones, and why); exit 0."""
     from rich.table import Table
 
     from signal4.console import console
     from signal4.content.settings import Settings
     from signal4.content.state import StateDB
+    from signal4.run.provenance import Checker, parse_triggers
 
     m = load()
-    db = StateDB(Settings(data_dir=m.data_dir).db_url)
-    data = rows(m, db.all(), failed_only=failed)
+    checker = Checker(m, parse_triggers(triggers))
+    conf = Settings(data_dir=m.data_dir)
+    db = StateDB(conf.db_url)
+    items = db.all()
+    why = stale(m, db, items, checker, conf.content_root) if stale_only else None
+    records = db.provenance() if as_json else None
+    data = rows(m, items, failed_only=failed, provenance=records, stale_only=why)
     if as_json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
@@ -83,6 +137,10 @@ def main(*, failed: bool = False, as_json: bool = False) -> int:
     out.print(table)
     for content, stage, error in errors:
         out.print(f"[red]{content}[/] {stage}: {error}", soft_wrap=True, highlight=False)
+    for content, reasons in (why or {}).items():
+        for stage, reason in reasons.items():
+            out.print(f"[yellow]{content}[/] {stage}: {reason}", soft_wrap=True, highlight=False)
     if not data:
-        out.print("no items yet" + (" with a failed stage" if failed else ""))
+        what = " with a failed stage" if failed else " out of date" if stale_only else ""
+        out.print(("no items" if stale_only or failed else "no items yet") + what)
     return 0

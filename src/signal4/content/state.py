@@ -8,7 +8,7 @@ step, its state and the error of the last failure.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,20 @@ class StageRun(Base):
     ended_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     host: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Provenance(Base):
+    """How a stage's current outputs were made (the last completed run): env, params, code,
+    inputs, host and times, as one JSON record. A stage done before provenance existed has
+    no row: its outputs are of unknown origin, which is not the same as out of date.
+    """
+
+    __tablename__ = "provenance"
+
+    content_id: Mapped[str] = mapped_column(ForeignKey("content.id"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 def make_engine(url: str) -> Engine:
@@ -152,10 +166,13 @@ class StateDB:
         *,
         error: str | None = None,
         info: dict[str, Any] | None = None,
+        new_outputs: bool = True,
     ) -> None:
         """Record ``stage``'s state for ``content_id`` (the error of the last failure too).
 
         Stage names come from the manifest (``Task.stage``); the DB takes any of them.
+        Marking a stage done with ``new_outputs`` drops its provenance record: the record
+        described the outputs now replaced (the pipeline's runner writes the new one).
         """
         with self.session() as s:
             if s.get(Content, content_id) is None:
@@ -169,6 +186,10 @@ class StateDB:
             if info is not None:
                 row.info = info
             row.updated_at = _now()
+            if status == DONE and new_outputs:
+                old = s.get(Provenance, (content_id, stage))
+                if old is not None:
+                    s.delete(old)
 
     def stage_status(self, content_id: str, stage: str) -> str | None:
         """Return the recorded status of ``stage`` (None if never run)."""
@@ -208,6 +229,40 @@ class StateDB:
                     error=error,
                 )
             )
+
+    def set_provenance(self, content_id: str, stage: str, record: dict[str, Any]) -> None:
+        """Replace ``stage``'s provenance record for ``content_id``."""
+        with self.session() as s:
+            if s.get(Content, content_id) is None:
+                raise KeyError(content_id)
+            row = s.get(Provenance, (content_id, stage))
+            if row is None:
+                s.add(Provenance(content_id=content_id, stage=stage, record=record))
+            else:
+                row.record = record
+                row.recorded_at = _now()
+
+    def provenance(self, content_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """content id -> stage -> record (of the ids given, or all), in one query."""
+        with self.session() as s:
+            query = select(Provenance)
+            if content_ids is not None:
+                query = query.where(Provenance.content_id.in_(list(content_ids)))
+            found: dict[str, dict[str, Any]] = {}
+            for row in s.scalars(query):
+                found.setdefault(row.content_id, {})[row.stage] = row.record
+            return found
+
+    def statuses(self, content_ids: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
+        """content id -> stage -> status (of the ids given, or all), in one query."""
+        with self.session() as s:
+            query = select(StepState.content_id, StepState.stage, StepState.status)
+            if content_ids is not None:
+                query = query.where(StepState.content_id.in_(list(content_ids)))
+            found: dict[str, dict[str, str]] = {}
+            for cid, stage, status in s.execute(query):
+                found.setdefault(cid, {})[stage] = status
+            return found
 
     def runs(self, content_id: str | None = None) -> list[StageRun]:
         """The recorded stage runs (of one item, or all), oldest first."""

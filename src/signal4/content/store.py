@@ -55,6 +55,46 @@ def check_id(content_id: str) -> str:
     return content_id
 
 
+#: Each content folder's record of what cleanup kept and how each stage's outputs were
+#: made (its ``provenance`` key: stage -> record, written by the pipeline's runner).
+STORAGE_MANIFEST = "storage_manifest.json"
+
+
+def update_provenance(
+    folder: Path, records: dict[str, Any] | None = None, *, forget: str | None = None
+) -> None:
+    """Merge ``records`` (stage -> record) into ``folder``'s storage manifest, or drop the
+    stage ``forget``; atomic. Nothing is written into a folder that does not exist."""
+    path = folder / STORAGE_MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        data = {}
+    except (OSError, ValueError):
+        data = {}  # unreadable: rewritten with what is known
+    if not isinstance(data, dict):
+        data = {}
+    provenance = dict(data.get("provenance") or {})
+    if forget is not None:
+        if forget not in provenance:
+            return
+        del provenance[forget]
+    provenance.update(records or {})
+    data["provenance"] = provenance
+    if not folder.is_dir():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def kept(path: Path) -> bool:
     """Whether ``path`` exists, plain or gzipped by cleanup_and_compress."""
     return path.is_file() or path.with_name(path.name + ".gz").is_file()

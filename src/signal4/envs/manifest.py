@@ -114,6 +114,9 @@ class Task:
     concurrency: int
     #: The stage it records in the state DB (tasks of one family share one: ``download``).
     stage: str = ""
+    #: The files (relative to the content folder) it reads: their digests go into its
+    #: provenance, and a changed one re-runs it (``--rerun-triggers input``).
+    inputs: tuple[str, ...] = ()
 
     @property
     def queue(self) -> str:
@@ -250,6 +253,17 @@ def load(root: Path | None = None) -> Manifest:
     return parse(data, root)
 
 
+def _inputs(value: object, task: str) -> tuple[str, ...]:
+    """A task's ``inputs``: relative paths inside a content folder."""
+    where = f"task {task!r}: inputs"
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ManifestError(f"{where} must be a list of file names, not {value!r}")
+    for v in value:
+        if v.startswith("/") or ".." in v.split("/"):
+            raise ManifestError(f"{where}: {v!r} must be a path inside the content folder")
+    return tuple(value)
+
+
 def parse(data: Mapping[str, Any], root: Path) -> Manifest:
     """Validate the parsed pyproject ``data`` and build the :class:`Manifest`."""
     project = data.get("project", {})
@@ -333,6 +347,7 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
             timeout=timeout,
             concurrency=concurrency,
             stage=str(entry.get("stage", name)),
+            inputs=_inputs(entry.get("inputs", []), name),
         )
 
     conflicts = tuple(

@@ -71,6 +71,15 @@ def _json_files(folder: Path) -> list[Path]:
     )
 
 
+def _read_manifest(store: Any, path: Path) -> dict[str, Any] | None:
+    """The storage manifest already there (None if none, or unreadable: it is rewritten)."""
+    try:
+        data = store.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def encode_opus(ctx: Context, cid: str, bitrate: str) -> dict[str, Any]:
     """Encode audio.wav to audio.opus atomically, checking the Opus decodes to the same length."""
     from signal4.stepkit import media
@@ -189,8 +198,11 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     after = sum(e["bytes_after"] for e in entries)
     manifest = {"content": cid, "files": entries, "bytes_before": before, "bytes_after": after}
     previous = folder / MANIFEST
-    if previous.exists() and not entries:
-        manifest = store.read_json(previous)
+    earlier = _read_manifest(store, previous)
+    if earlier is not None and not entries:
+        manifest = earlier
+    elif earlier is not None and "provenance" in earlier:  # the runner's records stay
+        manifest["provenance"] = earlier["provenance"]
     store.write_json(previous, manifest)
     db.mark(cid, "compress", "done", info={"bytes_before": before, "bytes_after": after})
     return {
@@ -203,6 +215,11 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     }
 
 
+def params(options: argparse.Namespace, _ctx: Context) -> dict[str, Any]:
+    """The Opus bitrate."""
+    return {"bitrate": options.bitrate}
+
+
 STEP = Step(
     name="cleanup_and_compress",
     description="Encode audio.wav to Opus, gzip JSON outputs and remove the WAV and chunks "
@@ -212,6 +229,7 @@ STEP = Step(
     ready=ready,
     stage="compress",
     outputs_kept=keeps(MANIFEST),
+    params=params,
 )
 
 if __name__ == "__main__":

@@ -340,6 +340,13 @@ def _write_chunks(
         raise
 
 
+def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """How the audio is cut: the chunk length and overlap in effect."""
+    chunk = ctx.settings.chunk_seconds if options.chunk_seconds is None else options.chunk_seconds
+    overlap = ctx.settings.chunk_overlap if options.overlap is None else options.overlap
+    return {"chunk_seconds": chunk, "chunk_overlap": overlap}
+
+
 STEP = Step(
     name="convert",
     description="Convert source media to 16 kHz mono WAV plus overlapping chunk WAVs.",
@@ -348,6 +355,7 @@ STEP = Step(
     ready=ready,
     stage="convert",
     needs_content=False,
+    params=params,
     outputs_kept=keeps(PLAN),
 )
 

@@ -78,6 +78,20 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return diarization.finish(ctx, cid, turns, method=METHOD)
 
 
+def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """The method, its ONNX models (by content) and the speaker counts asked for."""
+    from signal4.stepkit.digest import tree_digest
+    from signal4.stepkit.speakers.runtime import MODELS
+
+    cache = ctx.settings.data_dir / ".cache" / "digests.json"
+    return {
+        "method": METHOD,
+        "models": tree_digest(MODELS, cache),
+        "speakers": options.speakers,
+        "max_speakers": options.max_speakers,
+    }
+
+
 STEP = Step(
     name="diarize",
     description="Find who spoke when (VAD, voice embeddings, clustering): diarization.json, .rttm.",
@@ -86,6 +100,7 @@ STEP = Step(
     ready=ready,
     stage="diarize",
     outputs_kept=keeps(diarization.JSON_NAME),
+    params=params,
 )
 
 if __name__ == "__main__":

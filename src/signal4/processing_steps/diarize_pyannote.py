@@ -104,12 +104,30 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     return diarization.finish(ctx, cid, turns_of(annotation), method="pyannote")
 
 
+def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """The pipeline (a local folder by its digest, or a hub name) and the speaker count."""
+    from signal4.stepkit.digest import tree_digest
+
+    model = ctx.settings.pyannote_model
+    digest = None
+    if model and Path(model).expanduser().is_dir():
+        cache = ctx.settings.data_dir / ".cache" / "digests.json"
+        digest = tree_digest(Path(model).expanduser(), cache)
+        model = Path(model).name
+    return {
+        "method": "pyannote",
+        "model": {"name": model, "digest": digest},
+        "speakers": options.speakers,
+    }
+
+
 STEP = Step(
     name="diarize_pyannote",
     description="Find who spoke when with a pyannote.audio pipeline into diarization.json/.rttm.",
     add_arguments=add_arguments,
     execute=execute,
     ready=ready,
+    params=params,
     stage="diarize",
     outputs_kept=keeps(diarization.JSON_NAME),
 )

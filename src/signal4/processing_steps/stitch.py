@@ -164,6 +164,7 @@ STEP = Step(
     ready=ready,
     stage="stitch",
     outputs_kept=keeps(TRANSCRIPT),
+    params=lambda _options, _ctx: {},  # no options: its code and inputs are what matter
 )
 
 if __name__ == "__main__":

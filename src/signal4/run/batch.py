@@ -30,8 +30,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
@@ -41,6 +42,7 @@ from signal4.signals import handling
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
+    from signal4.run.provenance import Checker
 
 THREADS_VAR = "SIGNAL4_THREADS"
 
@@ -78,11 +80,12 @@ class ItemResult:
 class Event:
     """What the runner tells its view: a step started or finished."""
 
-    kind: str  # "start" or "end"
+    kind: str  # "start", "end" or "note"
     item: Item
     stage: Stage
     outcome: dispatch.Outcome | None = None
     started: float = 0.0
+    note: str = ""
 
 
 class Batch:
@@ -97,6 +100,8 @@ class Batch:
         jobs: int,
         on_event: Callable[[Event], None] = lambda e: None,
         env_vars: dict[str, str] | None = None,
+        checker: Checker | None = None,
+        content_root: Path | None = None,
     ) -> None:
         self.m = m
         self.plan = plan
@@ -108,6 +113,10 @@ class Batch:
         self._pids: dict[int, int] = {}  # thread id -> step pid
         self._lock = threading.Lock()
         self._stopping = False
+        #: Records each completed stage's provenance (None: none is recorded).
+        self.checker = checker
+        self.content_root = content_root
+        self._inputs: dict[tuple[int, str], dict[str, Any]] = {}
 
     # ----------------------------------------------------------------- scheduling
 
@@ -118,6 +127,8 @@ class Batch:
         args = list(stage.args)
         if item.content is not None and "--content" not in args:
             args += ["--content", item.content]
+        if stage.rewrite and "--rewrite" not in args:
+            args.append("--rewrite")
         return args
 
     def _startable(
@@ -157,6 +168,13 @@ class Batch:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGTERM)
 
+        if self.checker is not None and self.content_root is not None and item.content:
+            from signal4.run.provenance import input_fingerprints
+
+            # what the step reads, as it is before it runs (its provenance's inputs)
+            self._inputs[(id(item), stage.task.name)] = input_fingerprints(
+                stage.task, self.content_root / item.content
+            )
         try:
             return dispatch.run(
                 self.m,
@@ -189,6 +207,7 @@ class Batch:
         )
         if outcome.ok and item.content is not None:
             stage.done = True
+            self._record_provenance(item, stage, outcome, ended)
         elif outcome.ok:
             result.status, result.exit_code = "failed", protocol.EXIT_FAILED
             result.error = f"{stage.task.name} reported no content id"
@@ -200,6 +219,33 @@ class Batch:
             tail = outcome.stderr_tail.strip().splitlines()[-1:]
             result.error = f"{stage.task.name} {outcome.status}: {outcome.error or ''.join(tail)}"
         self.on_event(Event("end", item, stage, outcome, began))
+
+    def _record_provenance(
+        self, item: Item, stage: Stage, outcome: dispatch.Outcome, ended: dt.datetime
+    ) -> None:
+        """Record how a completed stage was made (a step that skipped keeps its record)."""
+        inputs = self._inputs.pop((id(item), stage.task.name), {})
+        if self.checker is None or outcome.status != protocol.COMPLETED or not item.content:
+            return
+        from signal4.envs.venv import lock_hash
+        from signal4.run import provenance
+
+        params = outcome.result.get("params")
+        record = provenance.build_record(
+            stage.task,
+            self.checker.now(stage.task, probe=False),
+            params=params if isinstance(params, dict) else None,
+            inputs=inputs,
+            started=ended - dt.timedelta(seconds=outcome.duration),
+            ended=ended,
+            status=outcome.status,
+            lock=lock_hash(self.m),
+        )
+        folder = (self.content_root or Path(".")) / item.content
+        try:
+            provenance.save(self.db, folder, item.content, stage.task.stage, record)
+        except (OSError, KeyError) as exc:  # the work is done; say what was not recorded
+            self.on_event(Event("note", item, stage, outcome, note=f"provenance not saved: {exc}"))
 
     def run(self) -> list[ItemResult]:
         """Run every pending stage; return each item's result, in plan order.

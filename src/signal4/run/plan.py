@@ -29,11 +29,17 @@ from signal4.stepkit.fetch import MEDIA_EXTS, UnsafeURL, check_url, on_site
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
+    from signal4.run.provenance import Checker
 
 #: How much of a URL's body is read to tell a feed from a page.
 SNIFF_BYTES = 64 * 1024
 SNIFF_TIMEOUT = 20.0
 FEED_MARKERS = (b"<rss", b"<feed", b"<rdf:rdf")
+#: The stage of the download tasks (never re-run by a trigger).
+DOWNLOAD_STAGE = "download"
+#: Above this many items, the plan reads the whole state DB in one query instead of
+#: asking for each id.
+BULK_IDS = 500
 
 
 class SourceError(UsageError):
@@ -47,10 +53,21 @@ class Stage:
     task: Task
     args: list[str]
     done: bool = False
+    #: Why a stage recorded done runs again (its provenance differs, or an earlier stage
+    #: runs); None for a stage that simply is not done.
+    reason: str | None = None
+    #: Run with ``--rewrite``: the stage is done, but its outputs are to be made again.
+    rewrite: bool = False
 
     @property
     def label(self) -> str:
         return self.task.name
+
+    def rerun(self, reason: str) -> None:
+        """Make this stage run again (with ``--rewrite`` if it was done) for ``reason``."""
+        self.rewrite = self.rewrite or self.done
+        self.done = False
+        self.reason = reason
 
 
 @dataclass
@@ -195,13 +212,76 @@ def feed_items(
     return items
 
 
-def mark_done(items: Iterable[Item], db: StateDB) -> None:
-    """Mark the stages the state DB records as done (items with a known content id)."""
+def mark_done(
+    items: Iterable[Item],
+    db: StateDB,
+    *,
+    checker: Checker | None = None,
+    content_root: Path | None = None,
+) -> None:
+    """Mark the stages the state DB records as done (items with a known content id).
+
+    With a ``checker``, a done stage whose provenance says it would be made differently
+    now (for the checker's triggers) runs again, and so does every stage after a stage
+    that runs; a stage with no provenance (done before it was recorded) stays done.
+    Downloads are never re-run by a trigger: what they fetched is the item itself.
+    """
+    from signal4.content.state import DONE
+
+    items = [i for i in items if i.content is not None]
+    ids = [str(i.content) for i in items]
+    many = len(ids) > BULK_IDS  # one query for all beats a huge IN (...)
+    statuses = db.statuses(None if many else ids)
+    records = db.provenance(None if many else ids) if checker is not None else {}
+    if checker is not None and records:
+        checker.prepare(
+            s.task for i in items if i.content in records for s in i.stages if not _is_download(s)
+        )
+    root = content_root or Path(".")
     for item in items:
-        if item.content is None:
-            continue
+        cid = str(item.content)
+        done = statuses.get(cid, {})
+        recs = records.get(cid, {})
+        folder = root / cid
+        after: str | None = None  # the first stage that runs: every later one runs too
         for stage in item.stages:
-            stage.done = db.is_done(item.content, stage.task.stage)
+            stage.done = done.get(stage.task.stage) == DONE
+            if _is_download(stage):
+                continue
+            if after is not None:
+                if stage.done:
+                    stage.rerun(f"after {after}")
+                continue
+            if not stage.done:
+                after = stage.label
+                continue
+            if checker is not None:
+                why = checker.reasons(stage.task, recs.get(stage.task.stage), folder)
+                if why:
+                    stage.rerun("; ".join(why))
+                    after = stage.label
+        _restore_inputs(item, folder)
+
+
+def _is_download(stage: Stage) -> bool:
+    return stage.task.stage == DOWNLOAD_STAGE
+
+
+def _restore_inputs(item: Item, folder: Path) -> None:
+    """A stage that runs needs its inputs: if compression removed them, the first
+    pipeline stage (which makes them) runs again, and every stage after it."""
+    from signal4.run.provenance import missing_inputs
+
+    work = [s for s in item.stages if not _is_download(s)]
+    first = next((i for i, s in enumerate(work) if not s.done), None)
+    if first is None or first == 0:  # nothing runs, or the first stage runs anyway
+        return
+    missing = missing_inputs(work[first].task, folder)
+    if not missing:
+        return
+    work[0].rerun(f"{work[first].label} needs {', '.join(missing)}, removed by compression")
+    for stage in work[1:first]:
+        stage.rerun(f"after {work[0].label}")
 
 
 def build(
@@ -213,6 +293,8 @@ def build(
     latest: int | None = None,
     list_feed: Callable[[str], Sequence[dict[str, Any]]],
     allow_loopback: bool | None = None,
+    checker: Checker | None = None,
+    content_root: Path | None = None,
 ) -> tuple[Plan, list[tuple[str, str]]]:
     """Plan ``sources``; return the plan and (source, error) for the sources that failed.
 
@@ -259,5 +341,5 @@ def build(
                 raise SourceError(f"{raw}: no such file or folder")
         except SourceError as exc:
             failed.append((raw, str(exc)))
-    mark_done(plan.items, db)
+    mark_done(plan.items, db, checker=checker, content_root=content_root)
     return plan, failed

@@ -197,6 +197,7 @@ def record_failure(
             DONE,
             error=row.error,
             info={**(row.info or {}), "last_attempt": attempt},
+            new_outputs=False,
         )
         return
     db.mark(content, stage, status, error=error)
@@ -291,9 +292,13 @@ class Step:
     #: Whether the stage's outputs for a content item are on disk (see :func:`keeps`);
     #: None: the step cannot tell, so a failure always replaces the stage's state.
     outputs_kept: Callable[[Context, str], bool] | None = None
+    #: The parameters that shape the output (a model's name and file hash, chunk length,
+    #: speaker count...), from the options and settings: JSON-able, cheap, no heavy import.
+    #: A completed result carries them; ``--params`` prints them without running the step.
+    params: Callable[[argparse.Namespace, Context], dict[str, Any]] | None = None
 
-    def parser(self) -> argparse.ArgumentParser:
-        """The step's argument parser."""
+    def parser(self, *, probe: bool = False) -> argparse.ArgumentParser:
+        """The step's argument parser (``probe``: for ``--params``, no content needed)."""
         parser = _Parser(
             prog=f"python -m signal4.processing_steps.{self.name}",
             description=self.description,
@@ -304,9 +309,15 @@ class Step:
         parser.add_argument(
             "--content",
             type=content_id_arg,
-            required=self.needs_content,
+            required=self.needs_content and not probe,
             metavar="ID",
             help="the content item to work on",
+        )
+        parser.add_argument(
+            "--params",
+            action="store_true",
+            help="print the parameters that shape this step's output as a result line, "
+            "and exit without running it (the pipeline's rerun check)",
         )
         parser.add_argument(
             "--rewrite", action="store_true", help="redo the work even if it is already done"
@@ -348,8 +359,37 @@ class Step:
         result.setdefault("step", self.name)
         if getattr(options, "content", None):
             result.setdefault("content", options.content)
+        if result.get("status") == protocol.COMPLETED and not result.get("dry_run"):
+            self._new_outputs(options, ctx, result)
         result["seconds"] = round(time.monotonic() - started, 3)
         return result
+
+    def _new_outputs(
+        self, options: argparse.Namespace, ctx: Context, result: dict[str, Any]
+    ) -> None:
+        """After a completed run: report the params; the storage manifest's provenance of
+        the stage is dropped (as the DB's was), until the runner records the new one."""
+        if self.params is not None:
+            try:
+                result["params"] = self.params(options, ctx)
+            except Exception as exc:  # the work is done; only its record lacks the params
+                print(f"warning: could not describe the parameters: {exc}", file=sys.stderr)
+        content = result.get("content") or getattr(options, "content", None)
+        if self.stage and content:
+            from signal4.content.store import update_provenance
+
+            try:
+                update_provenance(ctx.store.folder(content), forget=self.stage)
+            except (OSError, ValueError) as exc:
+                print(f"warning: could not update the storage manifest: {exc}", file=sys.stderr)
+
+    def describe_params(self, options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+        """The ``--params`` result: what a run with ``options`` would be shaped by."""
+        try:
+            params = self.params(options, ctx) if self.params is not None else {}
+        except InvalidInput as exc:
+            return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
+        return {"status": protocol.COMPLETED, "step": self.name, "params": params}
 
     def _unexpected(
         self, ctx: Context, options: argparse.Namespace, exc: Exception
@@ -419,7 +459,7 @@ class Step:
         exception; ``--help`` is a ``completed`` result whose ``help`` is the text.
         """
         try:
-            options = self.parser().parse_args(list(argv))
+            options = self.parser(probe="--params" in argv).parse_args(list(argv))
         except _HelpRequested as exc:
             return {"status": protocol.COMPLETED, "step": self.name, "help": exc.text}
         except InvalidInput as exc:
@@ -433,6 +473,8 @@ class Step:
             ctx.settings  # noqa: B018
         except (settings.SettingsError, InvalidInput) as exc:
             return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
+        if options.params:
+            return self.describe_params(options, ctx)
 
         with content_guard(getattr(options, "content", None)) as swept:
             if swept:
