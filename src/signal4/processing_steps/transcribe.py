@@ -244,6 +244,28 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     }
 
 
+def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    """The backend, the model (its name, and a digest of its files) and the language.
+
+    The model is named by its folder but compared by its digest: a copy of the same model
+    elsewhere is the same model.
+    """
+    from signal4.stepkit.digest import tree_digest
+
+    settings = ctx.settings
+    source = model_source(settings.whisper_model) if settings.whisper_backend != "mlx" else None
+    name = source or settings.whisper_model
+    digest = None
+    if source is not None and Path(source).is_dir():
+        digest = tree_digest(Path(source), settings.data_dir / ".cache" / "digests.json")
+        name = Path(source).name if settings.whisper_model else "bundled"
+    return {
+        "backend": settings.whisper_backend,
+        "model": {"name": name, "digest": digest},
+        "language": options.language,
+    }
+
+
 STEP = Step(
     name="transcribe",
     description="Transcribe each chunk with Whisper (word times, language): transcript_words.json.",
@@ -252,6 +274,7 @@ STEP = Step(
     ready=ready,
     stage="transcribe",
     outputs_kept=keeps(WORDS),
+    params=params,
 )
 
 if __name__ == "__main__":
