@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from signal4.envs import fingerprint as fpmod
-from signal4.envs import lockgraph, manifest
+from signal4.envs import inventory, lockgraph, manifest
 from signal4.envs import venv as envs
 from signal4.envs.fingerprint import EnvFingerprint
 from signal4.envs.venv import State
@@ -230,8 +231,9 @@ def test_another_selection_is_stale_whatever_the_fingerprint(
     project: manifest.Manifest,
 ) -> None:
     env = fake_synced(project, "diarize")
-    set_version(project, "pysbd", "0.3.5")
     with_tests = envs.spec(project, "diarize", groups=["test"])
+    assert envs.status(project, with_tests) is State.STALE  # the same lock
+    set_version(project, "pysbd", "0.3.5")
     assert envs.status(project, env) is State.UP_TO_DATE
     assert envs.status(project, with_tests) is State.STALE
 
@@ -248,7 +250,9 @@ def read_cache(m: manifest.Manifest) -> dict[str, Any]:
     return data
 
 
-def test_the_cache_is_used_and_a_new_lock_invalidates_it(project: manifest.Manifest) -> None:
+def test_the_cache_is_used_and_a_new_lock_invalidates_it(
+    project: manifest.Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = fpmod.fingerprints(project)
     assert set(real) == {e.name for e in project.supported_envs()} | {"full"}
     cache = read_cache(project)
@@ -261,6 +265,14 @@ def test_the_cache_is_used_and_a_new_lock_invalidates_it(project: manifest.Manif
     assert fpmod.env_fingerprint(project, "transcribe").digest == "0" * 16
     transcribe = envs.spec(project, "transcribe")
     assert envs.current_fingerprint(project, transcribe, envs.lock_hash(project)) == "0" * 16
+
+    # given the lock's hash, a warm cache answers without reading uv.lock
+    def unread(_m: manifest.Manifest) -> tuple[str, bytes]:
+        raise AssertionError("uv.lock was read")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fpmod, "_read_lock", unread)
+        assert fpmod.venv_digest(project, transcribe, lock=envs.lock_hash(project)) == "0" * 16
 
     # a new lock: the planted entry is ignored, computed again and the cache rewritten
     lock = project.root / "uv.lock"
@@ -307,6 +319,16 @@ def test_inv_envs_shows_the_fingerprint(
     fake_synced(project, "transcribe")
     prints = fpmod.fingerprints(project)
     monkeypatch.chdir(project.root)
+    # sizes and counts as wide as real envs' (the fake envs here are nearly empty)
+    real_rows = inventory.env_rows
+    monkeypatch.setattr(
+        inventory,
+        "env_rows",
+        lambda m, sizes=True: [
+            dataclasses.replace(r, packages=146, apparent_bytes=int(999.9 * 2**20))
+            for r in real_rows(m, sizes=sizes)
+        ],
+    )
     monkeypatch.setenv("COLUMNS", "200")  # the table's own width, not the terminal's
     monkeypatch.setenv("NO_COLOR", "1")
     console.cache_clear()
@@ -317,9 +339,14 @@ def test_inv_envs_shows_the_fingerprint(
     out = capsys.readouterr().out
     assert "fingerprint" in out
     lines = out.splitlines()
+
+    def row(env: str) -> str:
+        (line,) = [line for line in lines if re.match(rf"[\s│┃]*{re.escape(env)}\s", line)]
+        return line
+
     for name, fp in prints.items():
-        (row,) = [line for line in lines if line.split()[:1] == [name]]
-        assert fp.digest[:12] in row
-    (transcribe,) = [line for line in lines if line.split()[:1] == ["transcribe"]]
-    assert "up to date" in transcribe
+        assert fp.digest[:12] in row(name)
+    assert "up to date" in row("transcribe")
+    for name in set(project.envs) - set(prints):  # not built here (mlx-server off macOS)
+        assert row(name).rstrip(" │").endswith("—")
     assert max(len(line) for line in lines) <= 80
