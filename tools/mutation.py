@@ -177,7 +177,13 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "lockgraph",
         "src/signal4/envs/lockgraph.py",
-        (dev("tests/envs/test_checks.py", "tests/envs/test_optional_envs.py"),),
+        (
+            dev(
+                "tests/envs/test_lockgraph.py",
+                "tests/envs/test_checks.py",
+                "tests/envs/test_optional_envs.py",
+            ),
+        ),
     ),
     Target(
         "protocol",
