@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -260,3 +261,161 @@ def test_an_unsynced_optional_env_is_a_note_not_a_failure(project_manifest: Mani
     assert any("not synced, so not checked: stitch;" in e for e in imports.errors)
     assert not any(o in e for e in imports.errors for o in optional)
     assert any(f"optional env {optional[0]!r} is not synced" in n for n in imports.notes)
+
+
+# -- drift and platforms on small hand-written locks ----------------------------------------
+
+_LOCK_HEAD = {"requires-python": ">=3.11,<3.13"}
+_REGISTRY = {"registry": "https://pypi.org/simple"}
+
+
+def _walk_project(
+    reach: dict[str, list[dict[str, str]]],
+    packages: Sequence[dict[str, Any]],
+    *,
+    conflicts: Sequence[set[str]] = (),
+    platforms: dict[str, tuple[str, ...]] | None = None,
+) -> tuple[Manifest, dict[str, Any]]:
+    """A manifest of the envs in ``reach`` (env -> its deps in the lock) and its lock."""
+    from signal4.envs.manifest import Env
+
+    envs_ = {
+        name: Env(name, "", tuple(d["name"] for d in deps), (platforms or {}).get(name, ()))
+        for name, deps in reach.items()
+    }
+    m = Manifest(Path("/nowhere"), (), envs_, {}, conflicts=tuple(map(frozenset, conflicts)))
+    root = {"name": "signal4", "version": "0.1.0", "optional-dependencies": reach}
+    return m, {**_LOCK_HEAD, "package": [root, *packages]}
+
+
+def _shared(version: str, **more: Any) -> dict[str, Any]:
+    return {"name": "shared", "version": version, **more}
+
+
+def _pin(version: str) -> list[dict[str, str]]:
+    return [{"name": "shared", "version": version}]
+
+
+def test_drift_across_envs_is_reported_unless_a_conflict_group_holds_both() -> None:
+    pkgs = [_shared("1.0"), _shared("2.0")]
+    # a is in a conflict group, but not with b: a and b still drift
+    m, lock = _walk_project(
+        {"a": _pin("1.0"), "b": _pin("2.0"), "c": _pin("1.0")}, pkgs, conflicts=[{"a", "c"}]
+    )
+    assert checks.check_drift(m, lock).errors == (
+        "shared: 1.0 in env 'a' but 2.0 in env 'b' on linux-x86_64 python 3.11; align the "
+        "requirements (or declare the envs in [tool.uv] conflicts)",
+    )
+    m, lock = _walk_project({"a": _pin("1.0"), "b": _pin("2.0")}, pkgs, conflicts=[{"a", "b"}])
+    assert checks.check_drift(m, lock).errors == ()
+
+
+def test_envs_sharing_one_version_are_not_drift() -> None:
+    # a is kept apart from b and c, which both use 2.0: nothing drifts
+    m, lock = _walk_project(
+        {"a": _pin("1.0"), "b": _pin("2.0"), "c": _pin("2.0")},
+        [_shared("1.0"), _shared("2.0")],
+        conflicts=[{"a", "b"}, {"a", "c"}],
+    )
+    assert checks.check_drift(m, lock).errors == ()
+
+
+def test_two_versions_inside_one_env_are_named_as_such() -> None:
+    other = {"name": "other", "version": "1.0", "dependencies": _pin("2.0")}
+    m, lock = _walk_project(
+        {"a": [*_pin("1.0"), {"name": "other"}], "b": _pin("1.0")},
+        [_shared("1.0"), _shared("2.0"), other],
+    )
+    assert checks.check_drift(m, lock).errors == (
+        "shared: 1.0 and 2.0 both in env 'a' on linux-x86_64 python 3.11",
+    )
+
+
+def test_an_env_built_on_another_platform_only_skips_itself() -> None:
+    mac_only = {"mac": ("darwin-arm64",)}
+    m, lock = _walk_project(
+        {"mac": _pin("1.0"), "a": _pin("1.0"), "b": _pin("2.0")},
+        [_shared("1.0"), _shared("2.0")],
+        platforms=mac_only,
+    )
+    (error,) = checks.check_drift(m, lock).errors
+    assert "on linux-x86_64 python 3.11" in error
+
+    wheel = {"url": "https://files/shared-1.0-py3-none-macosx_11_0_arm64.whl"}
+    m, lock = _walk_project(
+        {"mac": _pin("1.0"), "a": _pin("1.0")},
+        [_shared("1.0", source=_REGISTRY, wheels=[wheel])],
+        platforms=mac_only,
+    )
+    errors = checks.check_platforms(m, lock).errors
+    assert [e.split(" python")[0] for e in errors] == [
+        "shared 1.0 (env 'a') has no wheel or sdist for linux-aarch64",
+        "shared 1.0 (env 'a') has no wheel or sdist for linux-x86_64",
+    ]
+
+
+# -- imports: a requirement kept off this platform, a task without its module -------------
+
+
+def test_a_module_whose_requirement_is_off_this_platform_is_not_missing() -> None:
+    from signal4.envs.manifest import Env, Task
+
+    step = "signal4.processing_steps."
+    env = Env("t", "", ("numpy", "mlx-whisper; sys_platform == 'darwin'", "z; os_name == 'nt'"))
+    tasks = {
+        "gone": Task("gone", "t2", step + "gone", 1.0, 1),
+        "other": Task("other", "t2", step + "other", 1.0, 1),
+        "one": Task("one", "t", step + "one", 1.0, 1),
+    }
+    m = Manifest(Path("/nowhere"), (), {"t": env, "t2": Env("t2", "", ("numpy",))}, tasks)
+    graph = {
+        step + "one": {"mlx_whisper", "numpy", "signal4.util"},
+        step + "other": {"numpy"},
+        "signal4.util": {"missingmod"},
+    }
+    info = checks.EnvInfo(STDLIB, {"numpy": frozenset({"numpy"})}, frozenset({"numpy"}))
+    infos = {"t": info, "t2": info}
+    result, used = checks.check_imports(m, graph, infos, plat="linux-x86_64")
+    (error,) = result.errors  # mlx_whisper is not installed here, and need not be
+    assert error.startswith(f"task 'one' imports 'missingmod' ({step}one → signal4.util →")
+    assert used == {"t": {"numpy", "mlx-whisper"}}  # t2 has a task without its module
+    result, _used = checks.check_imports(m, graph, infos, plat="darwin-arm64")
+    assert [e.split(" (")[0] for e in result.errors] == [
+        "task 'one' imports 'missingmod'",
+        "task 'one' imports 'mlx_whisper'",
+    ]
+
+
+# -- the probes and uv: what a failure says -------------------------------------------------
+
+
+def test_a_failing_import_graph_or_probe_says_why(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"import graph of nosuchpkg under .*: \S") as err:
+        checks.import_graph(tmp_path, "nosuchpkg")
+    assert "b'" not in str(err.value) and "no output" not in str(err.value)
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho 'first line' >&2\necho 'it broke' >&2\nexit 3\n")
+    python.chmod(0o755)
+    with pytest.raises(
+        RuntimeError, match=r"failed to list its distributions: first line\nit broke$"
+    ):
+        checks.probe(python)
+
+
+def test_the_lock_check_passes_and_then_names_uv_s_complaint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers.demo import make_demo
+
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    demo = make_demo(tmp_path)
+    assert checks.check_lock(demo) == checks.CheckResult("lock")
+    assert checks.inspect_synced(demo, ["alpha", "beta"]) == ({}, ["alpha", "beta"])
+    pyproject = demo.root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('beta = ["typing-extensions>=4"]', "beta = []")
+    )
+    (error,) = checks.check_lock(demo).errors
+    assert error.startswith("uv.lock does not match pyproject.toml (")
+    assert error.endswith("); run: inv lock")
+    assert "uv lock --check failed" not in error  # uv's own words
