@@ -132,7 +132,14 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "signals",
         "src/signal4/signals.py",
-        (dev("tests/run/test_dispatch.py", "tests/envs/test_syncer.py", _TASKS),),
+        (
+            dev(
+                "tests/test_signals.py",
+                "tests/run/test_dispatch.py",
+                "tests/envs/test_syncer.py",
+                _TASKS,
+            ),
+        ),
     ),
     Target(
         "venv",
@@ -190,6 +197,7 @@ TARGETS: tuple[Target, ...] = (
         "src/signal4/run/protocol.py",
         (
             dev(
+                "tests/run/test_protocol.py",
                 "tests/workers/test_celeryapp.py",
                 "tests/run/test_steprunner.py",
                 "tests/run/test_dispatch.py",

@@ -74,8 +74,15 @@ def test_results_map_to_the_dispatchers_outcome(project_manifest: Manifest) -> N
 
     hard = submit_mod.as_outcome(task, "FAILURE", TimeLimitExceeded(610), 1.0)
     assert (hard.status, hard.exit_code) == (protocol.TIMED_OUT, protocol.EXIT_TIMEOUT)
+    assert hard.error == "timed out: killed at the hard time limit (610)"
     odd = submit_mod.as_outcome(task, "SUCCESS", "not a dict", 1.0)
     assert odd.status == protocol.FAILED and odd.result["status"] == protocol.FAILED
+    assert odd.error == "the worker returned no result object: 'not a dict'"
+    # any other failure of the task is a failure (exit 1), never a timeout
+    crash = submit_mod.as_outcome(task, "FAILURE", ValueError("boom"), 1.0)
+    assert (crash.status, crash.exit_code) == (protocol.FAILED, 1)
+    assert crash.error == "FAILURE: ValueError: boom"
+    assert crash.result == {"status": "failed", "step": "stitch", "error": crash.error}
 
 
 def test_drift_and_missing_workers_are_refused() -> None:
