@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -226,6 +225,8 @@ def _entry(raw: object, env: str) -> EnvFingerprint | None:
 
 def _write_cache(path: Path, lock: str, host: Host, entries: Mapping[str, Any]) -> None:
     """Replace the cache atomically; a cache that cannot be written is only a lost speed-up."""
+    import tempfile  # only when writing: the warm path reads the cache alone
+
     payload = {"format": FORMAT, "lock": lock, "host": list(host), "envs": dict(entries)}
     tmp = None
     try:
