@@ -128,6 +128,29 @@ def test_platform_support() -> None:
     assert m.env("stitch").supported("linux-x86_64")
 
 
+@pytest.mark.parametrize(
+    ("sys_platform", "machine", "tag"),
+    [
+        ("linux", "x86_64", "linux-x86_64"),
+        ("linux", "aarch64", "linux-aarch64"),
+        ("darwin", "arm64", "darwin-arm64"),
+    ],
+)
+def test_this_machine_is_named_as_inv_check_names_platforms(
+    monkeypatch: pytest.MonkeyPatch, sys_platform: str, machine: str, tag: str
+) -> None:
+    from signal4.envs import lockgraph
+
+    monkeypatch.setattr(manifest.sys, "platform", sys_platform)
+    monkeypatch.setattr(manifest.platform, "machine", lambda: machine)
+    assert manifest.current_platform() == tag
+    assert tag in [name for name, _sys, _machine in lockgraph.PLATFORMS]
+    # an env built only there is built on this machine, and one built elsewhere is not
+    only_here = manifest.Env("e", "", (), platforms=(tag,))
+    assert only_here.supported()
+    assert not manifest.Env("e", "", (), platforms=("sunos-sparc",)).supported()
+
+
 def test_invalid_toml_is_a_manifest_error(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.signal4]\nx = = 1\n")
     with pytest.raises(ManifestError, match="not valid TOML"):

@@ -56,7 +56,7 @@ class UnknownNameError(Signal4Error, KeyError):
 def current_platform() -> str:
     """Return this machine's platform tag as the manifest spells it, e.g. ``linux-x86_64``."""
     machine = platform.machine().lower()
-    machine = {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+    machine = {"amd64": "x86_64"}.get(machine, machine)  # Linux on ARM stays aarch64
     return f"{sys.platform}-{machine}"
 
 
