@@ -290,3 +290,16 @@ def test_a_stage_whose_inputs_were_compressed_away_brings_back_the_first_stage(
     assert runs[1][0] == "transcribe" and runs[1][1].startswith("code changed")
     assert [name for name, _ in runs] == [t.name for t in m.pipeline_tasks()]
     assert all(s.rewrite for s in item.stages)
+
+
+def test_only_the_first_stage_comes_back_for_inputs_the_stages_between_stay_done(
+    m: manifest.Manifest, tmp_path: Path
+) -> None:
+    db = _db(tmp_path)
+    _all_done(db, m, RECORD)
+    db.set_provenance("c1", "diarize", {**RECORD, "code": {"digest": "old", "files": {}}})
+    (tmp_path / "c1").mkdir()
+    item = _item(m)
+    mark_done([item], db, checker=_Fixed(m, NOW, provenance.TRIGGERS), content_root=tmp_path)
+    runs = [s.task.name for s in item.stages if not s.done]
+    assert runs == ["convert", "diarize", "stitch", "cleanup_and_compress"]

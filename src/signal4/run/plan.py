@@ -224,7 +224,8 @@ def mark_done(
     With a ``checker``, a done stage whose provenance says it would be made differently
     now (for the checker's triggers) runs again, and so does every stage after a stage
     that runs; a stage with no provenance (done before it was recorded) stays done.
-    Downloads are never re-run by a trigger: what they fetched is the item itself.
+    Downloads are never re-run by a trigger: what they fetched is the item itself. A stage
+    that runs but whose inputs compression removed brings back the first pipeline stage.
     """
     from signal4.content.state import DONE
 
@@ -268,8 +269,9 @@ def _is_download(stage: Stage) -> bool:
 
 
 def _restore_inputs(item: Item, folder: Path) -> None:
-    """A stage that runs needs its inputs: if compression removed them, the first
-    pipeline stage (which makes them) runs again, and every stage after it."""
+    """A stage that runs needs its inputs: if compression removed them, the first pipeline
+    stage (which makes them, the same as before: its own record did not change) runs again
+    first. The stages between keep their outputs: they would be made the same."""
     from signal4.run.provenance import missing_inputs
 
     work = [s for s in item.stages if not _is_download(s)]
@@ -277,11 +279,8 @@ def _restore_inputs(item: Item, folder: Path) -> None:
     if first is None or first == 0:  # nothing runs, or the first stage runs anyway
         return
     missing = missing_inputs(work[first].task, folder)
-    if not missing:
-        return
-    work[0].rerun(f"{work[first].label} needs {', '.join(missing)}, removed by compression")
-    for stage in work[1:first]:
-        stage.rerun(f"after {work[0].label}")
+    if missing:
+        work[0].rerun(f"{work[first].label} needs {', '.join(missing)}, removed by compression")
 
 
 def build(
