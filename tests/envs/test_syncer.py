@@ -198,6 +198,7 @@ def test_a_sync_drops_the_old_stamp_before_uv_runs_and_a_failure_leaves_it_stale
     assert events == ["installing from uv.lock"]
     assert (failed.before, failed.action, failed.ok) == (envs.State.UP_TO_DATE, "failed", False)
     assert failed.error == "error: Failed to fetch pysbd"
+    assert failed.packages == 0  # the summary shows no package count for a failed env
     assert 0 <= failed.seconds <= took
     assert envs.status(demo, env) is envs.State.STALE  # never used as if it were fresh
 
@@ -278,3 +279,67 @@ def test_env_names_are_checked_and_full_is_one() -> None:
     assert syncer.left_out_line(m, ["b", "c"]) == (
         "left out the optional envs b (t), c; build with: inv sync <env> (or inv sync-all --all)"
     )
+
+
+def test_an_env_built_on_another_platform_is_skipped_without_uv(
+    demo: Manifest, fake_uv: Path, tmp_path: Path
+) -> None:
+    from signal4.envs.manifest import Env
+
+    mac = Env("mac", "", (), platforms=("darwin-arm64",))
+    m = Manifest(demo.root, demo.base, {**demo.envs, "mac": mac}, demo.tasks)
+    env = envs.Venv("mac", tmp_path / "mac", ("mac",))
+    result = syncer.sync_one(m, env, force=True)
+    assert (result.action, result.error, result.ok) == (
+        "skipped",
+        "not supported on this platform",
+        True,
+    )
+    assert fake_uv.read_text() == ""
+
+
+STUBBORN_UV = """#!{python}
+import os, signal, sys, time
+def term(*_):
+    open(sys.argv[0] + ".term", "a").write("x")
+    time.sleep(1.5)  # a uv that takes a while to clean up after a signal
+    sys.exit(1)
+signal.signal(signal.SIGTERM, term)
+open(sys.argv[0] + ".pid", "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_a_second_signal_does_not_cut_short_the_wait_for_uv(tmp_path: Path) -> None:
+    """Two SIGTERMs: the second goes to uv too, and inv still waits for uv before it exits."""
+    (tmp_path / "demo").mkdir()
+    demo = make_demo(tmp_path / "demo")
+    uv = tmp_path / "uv"
+    uv.write_text(STUBBORN_UV.format(python=sys.executable))
+    uv.chmod(0o755)
+    pidfile, termfile = Path(f"{uv}.pid"), Path(f"{uv}.term")
+    inv = subprocess.Popen(
+        [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT), "sync", "alpha"],
+        cwd=demo.root,
+        env={**os.environ, "UV": str(uv), "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pidfile.exists(), "the stand-in uv never started"
+    uv_pid = int(pidfile.read_text())
+    inv.send_signal(signal.SIGTERM)
+    while not termfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert termfile.exists(), "uv was not told"
+    inv.send_signal(signal.SIGTERM)  # while inv waits for uv to finish
+    _out, err = inv.communicate(timeout=60)
+    assert inv.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(uv_pid, 0)  # inv let go of the lock only after uv was gone
+    assert envs.status(demo, envs.spec(demo, "alpha")) is not envs.State.UP_TO_DATE
