@@ -105,6 +105,25 @@ def test_stale_after_a_lock_change_of_its_own_packages(demo: manifest.Manifest) 
     assert envs.status(demo, env) is State.UP_TO_DATE
 
 
+def test_syncing_an_env_a_new_lock_left_alone_stamps_it_without_uv(
+    demo: manifest.Manifest,
+) -> None:
+    """Its warm worker announces the stamp's lock, which must be the current one."""
+    env, alpha = envs.spec(demo, "beta"), envs.spec(demo, "alpha")
+    syncer.sync_many(demo, [env, alpha])
+    lock = demo.root / "uv.lock"
+    original = lock.read_bytes()
+    try:
+        lock.write_bytes(original.replace(b'version = "0.3.4"', b'version = "0.3.5"'))
+        got = syncer.sync_one(demo, env, uv="/bin/false")  # uv would fail: it is not run
+        assert (got.action, got.error) == ("up to date", None)
+        assert (envs.read_stamp(env) or {})["lock"] == envs.lock_hash(demo)
+    finally:
+        lock.write_bytes(original)
+        syncer.sync_one(demo, env)
+    assert (envs.read_stamp(env) or {})["lock"] == envs.lock_hash(demo)
+
+
 def test_a_stamp_without_a_fingerprint_is_stale_after_any_lock_change(
     demo: manifest.Manifest,
 ) -> None:

@@ -25,6 +25,7 @@ from signal4.envs.venv import (
     finish_sync,
     lock_hash,
     package_count,
+    read_stamp,
     status,
     sync_command,
     sync_environ,
@@ -139,6 +140,11 @@ def sync_one(
     if before is State.UNSUPPORTED:
         return SyncResult(env.name, before, "skipped", error="not supported on this platform")
     if before is State.UP_TO_DATE and not force:
+        stamp = read_stamp(env) or {}
+        if stamp.get("lock") != (lock or lock_hash(manifest)):
+            # fresh by its fingerprint under a new lock: stamp it with this lock (no uv
+            # needed), so that its warm worker announces the lock the submitter checks
+            finish_sync(manifest, env)
         return SyncResult(env.name, before, "up to date", packages=package_count(env))
     started = time.monotonic()
     if on_event:
