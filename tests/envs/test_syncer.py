@@ -137,7 +137,14 @@ venv = Path(os.environ["UV_PROJECT_ENVIRONMENT"])
 stamp = venv / ".signal4-sync.json"
 with open(os.environ["FAKE_UV_LOG"], "a") as log:
     log.write(f"{{venv.name}} stamp={{stamp.exists()}}\\n")
+order = os.environ.get("FAKE_UV_ORDER")
+if order:
+    with open(order, "a") as f:
+        f.write(f"start {{venv.name}}\\n")
 time.sleep(float(os.environ.get("FAKE_UV_SLEEP", "0")))
+if order:
+    with open(order, "a") as f:
+        f.write(f"end {{venv.name}}\\n")
 fail = os.environ.get("FAKE_UV_FAIL_" + venv.name)
 if fail is not None:
     sys.stderr.write(fail)
@@ -234,6 +241,24 @@ def test_sync_all_reports_each_env_by_name_and_one_failure_spares_the_others(
         ("beta", envs.State.UP_TO_DATE, "up to date", 3, None),
     ]
     assert fake_uv.read_text() == before
+
+
+def test_sync_all_with_one_job_syncs_one_env_at_a_time(
+    demo: Manifest, fake_uv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    specs = [envs.spec(demo, n, venv=tmp_path / n) for n in ("alpha", "beta")]
+    order = tmp_path / "order"
+    monkeypatch.setenv("FAKE_UV_ORDER", str(order))
+    monkeypatch.setenv("FAKE_UV_SLEEP", "0.3")
+    results = syncer.sync_many(demo, specs, jobs=1)
+    assert [r.action for r in results] == ["synced", "synced"]
+    assert order.read_text().split("\n") == [
+        "start alpha",
+        "end alpha",
+        "start beta",
+        "end beta",
+        "",
+    ]
 
 
 def test_an_interrupted_sync_all_lets_the_running_uv_finish_and_starts_no_other(
