@@ -66,15 +66,18 @@ def main(
     sync_first: bool = False,
     workers: bool = False,
     broker: str = "",
+    rerun_triggers: str = "all",
 ) -> int:
     """Plan the sources, run every pending stage, print a summary; return the exit code."""
     from signal4.console import console
     from signal4.content.settings import Settings
     from signal4.content.state import StateDB
+    from signal4.run.provenance import Checker, parse_triggers
 
     m = load()
     if jobs < 0 or latest < 0:
         raise UsageError("--jobs and --latest must be 0 (automatic / all) or more")
+    checker = Checker(m, parse_triggers(rerun_triggers))
     raw = _sources(sources, from_file, m)
     conf = Settings(data_dir=m.data_dir)  # the data dir the dispatcher gives the steps
     db = StateDB(conf.db_url)
@@ -96,6 +99,8 @@ def main(
         recursive=recursive,
         latest=latest or None,
         list_feed=_list_feed(m),
+        checker=checker,
+        content_root=conf.content_root,
     )
     if not plan.items and failed:
         more = "" if len(failed) == 1 else f" (and {len(failed) - 1} more)"
@@ -110,7 +115,15 @@ def main(
         f"stage(s) to run, {plan.stages_done} done before; {jobs} at once"
     )
     started = time.monotonic()
-    batch = Batch(m, plan, db=db, jobs=jobs, on_event=lambda e: None)
+    batch = Batch(
+        m,
+        plan,
+        db=db,
+        jobs=jobs,
+        on_event=lambda e: None,
+        checker=checker,
+        content_root=conf.content_root,
+    )
     with _View(out, plan) as view:
         batch.on_event = view.event
         results = batch.run()
@@ -128,6 +141,12 @@ def _print_plan(out: Console, plan: Plan, failed: list[tuple[str, str]], jobs: i
         todo = [s.label for s in item.pending]
         table.add_row(item.label, item.title, " → ".join(todo) or "—", ", ".join(done) or "—")
     out.print(table)
+    for item in plan.items:  # why stages that are done run again
+        for stage in item.pending:
+            if stage.reason:
+                out.print(
+                    f"  {item.label} {stage.label}: {stage.reason}", markup=False, soft_wrap=True
+                )
     for source, error in failed:
         out.print(f"[red]cannot plan[/] {source}: {error}", soft_wrap=True)
 
@@ -159,6 +178,9 @@ class _View:
         key = (id(e.item), e.stage.task.name)
         if e.kind == "start":
             self.running[key] = (e.item.label, e.stage.task.name, e.started)
+            return
+        if e.kind == "note":
+            self.out.print(f"[yellow]note:[/] {e.item.label} {e.stage.task.name}: {e.note}")
             return
         self.running.pop(key, None)
         outcome = e.outcome
