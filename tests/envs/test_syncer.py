@@ -30,60 +30,6 @@ def test_check_names_why_an_unsupported_env_is_skipped(project_manifest: Manifes
         assert result.ok  # skipping what cannot be built here is not a failure
 
 
-SLOW_UV = """#!{python}
-import os, sys, time
-open(sys.argv[0] + ".pid", "w").write(str(os.getpid()))
-time.sleep(120)  # a uv sync that takes its time; SIGTERM ends it (default action)
-"""
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_to_sync_reaches_uv_and_the_lock_waits_for_it(
-    tmp_path: Path, sig: signal.Signals
-) -> None:
-    (tmp_path / "demo").mkdir()
-    demo = make_demo(tmp_path / "demo")
-    alpha = envs.spec(demo, "alpha")
-    assert syncer.sync_one(demo, alpha).action == "synced"  # a good env, with its stamp
-    uv = tmp_path / "uv"
-    uv.write_text(SLOW_UV.format(python=sys.executable))
-    uv.chmod(0o755)
-    pidfile = Path(str(uv) + ".pid")
-    environ = {**os.environ, "UV": str(uv), "NO_COLOR": "1"}
-    inv = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "inv"),
-            "--search-root",
-            str(ROOT),
-            "sync",
-            "alpha",
-            "--force",
-        ],
-        cwd=demo.root,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # the signal goes to inv alone, not to a process group
-    )
-    deadline = time.monotonic() + 60
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pidfile.exists(), "the stand-in uv never started"
-    uv_pid = int(pidfile.read_text())
-    inv.send_signal(sig)
-    _out, err = inv.communicate(timeout=60)
-    assert inv.returncode == 128 + sig.value, err
-    assert f"interrupted by {sig.name}" in err and "Traceback" not in err
-    # uv was told too, and inv waited for it before it let go of the sync lock
-    with pytest.raises(ProcessLookupError):
-        os.kill(uv_pid, 0)
-    # the stamp went before uv started: the half-synced env is stale, and refused
-    assert envs.status(demo, alpha) is envs.State.STALE
-    with pytest.raises(envs.EnvError, match="stale"):
-        dispatch.run(demo, demo.task("hello"))
-
-
 # -- what a failed sync says ------------------------------------------------------------
 
 
@@ -368,3 +314,57 @@ def test_a_second_signal_does_not_cut_short_the_wait_for_uv(tmp_path: Path) -> N
     with pytest.raises(ProcessLookupError):
         os.kill(uv_pid, 0)  # inv let go of the lock only after uv was gone
     assert envs.status(demo, envs.spec(demo, "alpha")) is not envs.State.UP_TO_DATE
+
+
+SLOW_UV = """#!{python}
+import os, sys, time
+open(sys.argv[0] + ".pid", "w").write(str(os.getpid()))
+time.sleep(120)  # a uv sync that takes its time; SIGTERM ends it (default action)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_sync_reaches_uv_and_the_lock_waits_for_it(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "demo").mkdir()
+    demo = make_demo(tmp_path / "demo")
+    alpha = envs.spec(demo, "alpha")
+    assert syncer.sync_one(demo, alpha).action == "synced"  # a good env, with its stamp
+    uv = tmp_path / "uv"
+    uv.write_text(SLOW_UV.format(python=sys.executable))
+    uv.chmod(0o755)
+    pidfile = Path(str(uv) + ".pid")
+    environ = {**os.environ, "UV": str(uv), "NO_COLOR": "1"}
+    inv = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "inv"),
+            "--search-root",
+            str(ROOT),
+            "sync",
+            "alpha",
+            "--force",
+        ],
+        cwd=demo.root,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the signal goes to inv alone, not to a process group
+    )
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pidfile.exists(), "the stand-in uv never started"
+    uv_pid = int(pidfile.read_text())
+    inv.send_signal(sig)
+    _out, err = inv.communicate(timeout=60)
+    assert inv.returncode == 128 + sig.value, err
+    assert f"interrupted by {sig.name}" in err and "Traceback" not in err
+    # uv was told too, and inv waited for it before it let go of the sync lock
+    with pytest.raises(ProcessLookupError):
+        os.kill(uv_pid, 0)
+    # the stamp went before uv started: the half-synced env is stale, and refused
+    assert envs.status(demo, alpha) is envs.State.STALE
+    with pytest.raises(envs.EnvError, match="stale"):
+        dispatch.run(demo, demo.task("hello"))
