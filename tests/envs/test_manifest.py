@@ -56,6 +56,10 @@ def test_good_manifest_parses_with_defaults() -> None:
     assert m.env("download").packages == ("yt-dlp", "httpx")
     assert m.base_packages == ("sqlalchemy", "pydantic-settings")
     assert [t.name for t in m.tasks_of("download")] == ["download_podcast"]
+    # a worker's pool: its env's strictest concurrency; an unknown env is an error, not 1
+    assert m.pool_size("download") == 3
+    with pytest.raises(UnknownNameError, match="valid envs: download, mlx-server, stitch"):
+        m.pool_size("nope")
 
 
 def test_unknown_env_in_task_map() -> None:
