@@ -274,6 +274,22 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (_DISPATCH, "call-to-pass", "sys.stderr.flush()"): (
         "equivalent: sys.stderr is line-buffered and each line written ends with a newline"
     ),
+    (_DISPATCH, "int-plus-one", "for signum in early[:2]:"): (
+        "forwards a second early signal too: the step, just started with the default "
+        "dispositions, dies of the first; the outcome's status and exit code come from the "
+        "first signal either way"
+    ),
+    (_DISPATCH, "call-to-pass", "stream.close()"): (
+        "equivalent: the pipe is closed anyway when the Popen object is freed as run_command "
+        "returns (its last reference)"
+    ),
+    (_DISPATCH, "return-none", 'A JSON-ready summary of the outcome."""\nreturn {'): (
+        "unreachable: nothing calls Outcome.to_json (dead code, to delete)"
+    ),
+    (_DISPATCH, "int-plus-one", "EXIT_INTERRUPTED = 131"): (
+        "unreachable: nothing reads dispatch.EXIT_INTERRUPTED (dead code, to delete; the exit "
+        "code of an interrupted inv is errors.EXIT_INTERRUPTED)"
+    ),
     (_VENV, "return-none", 'return self.venv / "Scripts" / "python.exe"'): (
         "Windows is not a target platform (the line is `pragma: no cover` too)"
     ),
