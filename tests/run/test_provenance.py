@@ -303,3 +303,32 @@ def test_only_the_first_stage_comes_back_for_inputs_the_stages_between_stay_done
     mark_done([item], db, checker=_Fixed(m, NOW, provenance.TRIGGERS), content_root=tmp_path)
     runs = [s.task.name for s in item.stages if not s.done]
     assert runs == ["convert", "diarize", "stitch", "cleanup_and_compress"]
+
+
+def test_a_changed_input_file_is_a_new_item_and_the_old_one_stays(
+    m: manifest.Manifest, tmp_path: Path
+) -> None:
+    """Decided: an input file's bytes are part of its content id (not an input trigger)."""
+    from signal4.run.plan import build
+
+    talk = tmp_path / "talk.wav"
+    talk.write_bytes(b"RIFF-one")
+    db = _db(tmp_path)
+
+    def plan_of() -> Item:
+        plan, failed = build(m, [str(talk)], db=db, list_feed=lambda url: [])
+        assert failed == []
+        (item,) = plan.items
+        return item
+
+    first = plan_of()
+    db.register(str(first.content), kind="file")
+    for t in m.pipeline_tasks():
+        db.mark(str(first.content), t.stage, DONE)
+    assert plan_of().pending == []
+    talk.write_bytes(b"RIFF-two")
+    second = plan_of()
+    assert second.content != first.content
+    assert [s.task.name for s in second.pending] == [t.name for t in m.pipeline_tasks()]
+    assert all(not s.rewrite for s in second.stages)
+    assert db.is_done(str(first.content), "compress")  # the old item is left as it was
