@@ -292,3 +292,26 @@ def test_max_tasks_per_child_reaches_the_worker_and_is_checked(
     assert cmd[cmd.index("--concurrency") + 1] == "2"
     proc = inv("worker", "stitch", "--max-tasks-per-child", "0")
     assert_one_line_error(proc, 2, "--max-tasks-per-child >= 1")
+
+
+@pytest.mark.parametrize("command", [["pipeline", "--dry-run"], ["status"], ["status", "--stale"]])
+def test_a_setting_out_of_range_is_one_line_and_exit_2(command: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "SIGNAL4_DATA_DIR": str(tmp_path), "SIGNAL4_CHUNK_SECONDS": "nan"}
+    proc = subprocess.run(
+        [*INV, *command], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT
+    )
+    assert_one_line_error(proc, 2, "invalid setting: SIGNAL4_CHUNK_SECONDS='nan'")
+
+
+def test_an_unknown_rerun_trigger_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "SIGNAL4_DATA_DIR": str(tmp_path)}
+    for command in (["pipeline", "--dry-run"], ["status", "--stale"]):
+        proc = subprocess.run(
+            [*INV, *command, "--rerun-triggers", "env,model"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=ROOT,
+        )
+        assert_one_line_error(proc, 2, "--rerun-triggers: unknown trigger 'model'")

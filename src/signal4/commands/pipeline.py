@@ -70,7 +70,7 @@ def main(
 ) -> int:
     """Plan the sources, run every pending stage, print a summary; return the exit code."""
     from signal4.console import console
-    from signal4.content.settings import Settings
+    from signal4.content import settings
     from signal4.content.state import StateDB
     from signal4.run.provenance import Checker, parse_triggers
 
@@ -79,7 +79,7 @@ def main(
         raise UsageError("--jobs and --latest must be 0 (automatic / all) or more")
     checker = Checker(m, parse_triggers(rerun_triggers))
     raw = _sources(sources, from_file, m)
-    conf = Settings(data_dir=m.data_dir)  # the data dir the dispatcher gives the steps
+    conf = settings.load(data_dir=m.data_dir)  # the data dir the dispatcher gives the steps
     db = StateDB(conf.db_url)
     out = console()
     if workers:

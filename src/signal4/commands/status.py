@@ -102,13 +102,13 @@ def main(
     from rich.table import Table
 
     from signal4.console import console
-    from signal4.content.settings import Settings
+    from signal4.content import settings
     from signal4.content.state import StateDB
     from signal4.run.provenance import Checker, parse_triggers
 
     m = load()
     checker = Checker(m, parse_triggers(triggers))
-    conf = Settings(data_dir=m.data_dir)
+    conf = settings.load(data_dir=m.data_dir)
     db = StateDB(conf.db_url)
     items = db.all()
     why = stale(m, db, items, checker, conf.content_root) if stale_only else None

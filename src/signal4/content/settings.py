@@ -96,10 +96,11 @@ def _describe(error: Any) -> str:
     return f"{PREFIX}{loc[0].upper()}={error.get('input')!r}: {message}"
 
 
-def load() -> Settings:
-    """Read the settings now; :class:`SettingsError` (one line) for a value out of range."""
+def load(**overrides: Any) -> Settings:
+    """Read the settings now (``overrides`` win); :class:`SettingsError` (one line) for a
+    value out of range."""
     try:
-        return Settings()
+        return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(_describe(e) for e in exc.errors())
         raise SettingsError(f"invalid setting: {problems}") from None
