@@ -332,3 +332,19 @@ def test_a_changed_input_file_is_a_new_item_and_the_old_one_stays(
     assert [s.task.name for s in second.pending] == [t.name for t in m.pipeline_tasks()]
     assert all(not s.rewrite for s in second.stages)
     assert db.is_done(str(first.content), "compress")  # the old item is left as it was
+
+
+def test_an_env_that_cannot_say_its_params_is_a_note_and_params_are_not_compared(
+    m: manifest.Manifest, tmp_path: Path
+) -> None:
+    (tmp_path / "uv.lock").write_bytes((ROOT / "uv.lock").read_bytes())
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    elsewhere = dataclasses.replace(m, root=tmp_path)  # no env is synced there
+    checker = provenance.Checker(elsewhere)
+    now = checker.now(m.task("stitch"))
+    assert now.params is None
+    assert checker.notes() == [
+        "params not compared for stitch: env stitch is missing; run: inv sync stitch"
+    ]
+    record = {**RECORD, "env": now.env, "code": now.code, "params": {"anything": 1}}
+    assert checker.reasons(m.task("stitch"), record, tmp_path) == []

@@ -108,6 +108,8 @@ def main(
     jobs = jobs or cpus()
     if dry_run:
         _print_plan(out, plan, failed, jobs)
+        for note in checker.notes():
+            out.print(f"[yellow]note:[/] {note}", soft_wrap=True, highlight=False)
         return 0
     _require_envs(m, {s.task.env for item in plan.items for s in item.pending})
     out.print(

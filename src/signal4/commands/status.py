@@ -137,6 +137,8 @@ def main(
     out.print(table)
     for content, stage, error in errors:
         out.print(f"[red]{content}[/] {stage}: {error}", soft_wrap=True, highlight=False)
+    for note in checker.notes():
+        out.print(f"[yellow]note:[/] {note}", soft_wrap=True, highlight=False)
     for content, reasons in (why or {}).items():
         for stage, reason in reasons.items():
             out.print(f"[yellow]{content}[/] {stage}: {reason}", soft_wrap=True, highlight=False)

@@ -211,8 +211,12 @@ def probe_params(
 
     Raises :class:`ProbeError` (one line) if the env cannot answer.
     """
+    from signal4.envs import venv
     from signal4.run import dispatch
 
+    state = venv.status(m, venv.spec(m, task.env))
+    if state is not venv.State.UP_TO_DATE:
+        raise ProbeError(f"env {task.env} is {state.value}; run: inv sync {task.env}")
     cmd = dispatch.command(m, task, [*args, "--params"])
     try:
         proc = subprocess.run(
@@ -273,6 +277,15 @@ class Checker:
         with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
             for task, now in zip(todo, pool.map(self._work_out, todo), strict=True):
                 self._now[task.name] = now
+
+    def notes(self) -> list[str]:
+        """What could not be checked, one line each (a task whose env could not say its
+        params: its params are not compared)."""
+        return [
+            f"params not compared for {name}: {now.params_error}"
+            for name, now in sorted(self._now.items())
+            if now.params_error
+        ]
 
     def now(self, task: Task, *, probe: bool = True) -> Now:
         """What a run of ``task`` would use now (``probe``: ask its env for its params)."""
