@@ -350,3 +350,21 @@ def test_a_record_without_data_is_replaced_and_record_needs_every_mutant() -> No
     assert "killed 1 of 1 (100.0%)" in text
     assert "old notes" not in text
     assert mutation.main(["--record", "x.md", "--mutant", "foo"]) == 2
+
+
+def test_a_record_judges_every_survivor_by_the_allow_list_of_its_last_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime as dt
+
+    first, second = mutation.TARGETS[0], mutation.TARGETS[1]
+    when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    monkeypatch.setattr(mutation, "ALLOWED", {})
+    text = mutation.record_text(_summary(first, 3, 1), "run one", when)
+    assert "survivors not on the allow-list: 1" in text
+    # the survivor is found equivalent and listed; the next write (of another module) says so
+    key = ("m.py", "lt-to-le", "d <= e")
+    monkeypatch.setattr(mutation, "ALLOWED", {key: "equivalent, for a reason"})
+    text = mutation.record_text(_summary(second, 1, 0), "run two", when, previous=text)
+    assert "survivors not on the allow-list: 0" in text
+    assert "| equivalent, for a reason |" in text

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import dataclasses
 import datetime as dt
 import fnmatch
 import hashlib
@@ -324,6 +325,15 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ),
     (_SYNCER, "true-to-false", "pool.shutdown(wait=True, cancel_futures=False)"): (
         "equivalent: the except clause has cancelled every future with f.cancel() already"
+    ),
+    (_SYNCER, "or-to-and", "stamp = read_stamp(env) or {}"): (
+        "re-stamps every up-to-date env on inv sync: it writes the lock, selection and "
+        "fingerprint the stamp already holds (status() found them current); differs only for a "
+        "stamp from before fingerprints, which gains a correct one"
+    ),
+    (_SYNCER, "or-to-and", "(lock or lock_hash(manifest))"): (
+        "equivalent: lock is lock_hash(manifest) taken moments before (sync_many), or None, "
+        "and then the env is re-stamped with what its stamp already holds (see the entry above)"
     ),
     (_SYNCER, "call-to-pass", "manifest.env(name)"): (
         "equivalent for inv sync: spec() raises the same UnknownNameError for the name next"
@@ -1287,10 +1297,29 @@ class RecordSurvivor:
     before: str
     after: str
     reason: str  # "" when it is not on the allow-list
+    #: The mutated line and the two above it (what a multi-line allow-list entry matches).
+    context: str = ""
 
     @property
     def allowed(self) -> bool:
         return bool(self.reason)
+
+    def reasoned(self) -> RecordSurvivor:
+        """This survivor with its reason from the allow-list as it is now (an entry added
+        or dropped after the run counts: the run found the survivor, the list judges it)."""
+        path, line, col, operator = self.id.rsplit(":", 3)
+        mutant = Mutant(
+            path,
+            int(line),
+            int(col),
+            operator,
+            self.description,
+            self.before,
+            self.after,
+            "",
+            self.context,
+        )
+        return dataclasses.replace(self, reason=allowed_reason(mutant) or "")
 
 
 @dataclass
@@ -1410,6 +1439,7 @@ def summary_record(summary: Summary, command: str, when: dt.datetime, root: Path
             v.mutant.before,
             v.mutant.after,
             allowed_reason(v.mutant) or "",
+            v.mutant.context,
         )
         for v in summary.survivors
     ]
@@ -1433,7 +1463,8 @@ def render_record(record: Record, root: Path = ROOT) -> str:
         "tests/MUTATION.md`, or `-- --module NAME --record tests/MUTATION.md` for one module: "
         "that replaces the module's row and survivors and keeps the others); rerun it rather "
         "than edit this file. Each row names the run that produced it. Survivors kept on "
-        "purpose, and why, are the allow-list `ALLOWED` in `tools/mutation.py`.",
+        "purpose, and why, are the allow-list `ALLOWED` in `tools/mutation.py`; the reasons "
+        "below are the allow-list's as of this file's last write.",
         "",
         f"- Result over all rows: **killed {record.killed} of {record.total} ({rate:.1f}%)**; "
         f"threshold {record.threshold:g}%; survivors not on the allow-list: "
@@ -1497,7 +1528,9 @@ def record_text(
     any): the modules this run ran get its rows, the others keep theirs. ``mutated`` is the
     tree whose modules were mutated (the scratch copy)."""
     newer = summary_record(summary, command, when, mutated)
-    return render_record(Record.from_text(previous or "").merged(newer))
+    record = Record.from_text(previous or "").merged(newer)
+    record.survivors = [s.reasoned() for s in record.survivors]
+    return render_record(record)
 
 
 # ---------------------------------------------------------------------------
