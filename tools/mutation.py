@@ -415,6 +415,10 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (_STITCH, "int-plus-one", 'w.get("chunk", 1)'): (
         "transcribe writes a chunk index on every word, so the default is never used"
     ),
+    (_STITCH, "lt-to-le", "if dist <= best_dist:"): (
+        "differs only for a word exactly as far from two turns (in a gap, touching both): "
+        "the later turn instead of the earlier, and either is as near"
+    ),
     (_STITCH, "lt-to-le", 'w["start"] <= prev_end - 0.05'): (
         "differs only for a word starting exactly 50 ms before the previous chunk's end: the "
         "edge of a heuristic tolerance, where both answers are right"
