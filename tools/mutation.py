@@ -148,6 +148,7 @@ TARGETS: tuple[Target, ...] = (
         (
             dev(
                 "tests/envs/test_venv.py",
+                "tests/envs/test_fingerprint.py",
                 "tests/envs/test_syncer.py",
                 "tests/envs/test_optional_envs.py",
                 "tests/envs/test_noxsupport.py",
@@ -303,6 +304,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ),
     (_VENV, "call-to-pass", 'environ.setdefault("UV_NO_PROGRESS", "1")'): (
         "equivalent: uv draws no progress bar when its stderr is a pipe, as it is here"
+    ),
+    (_VENV, "call-to-pass", "fcntl.flock(fh, fcntl.LOCK_UN)"): (
+        "equivalent: the file is closed right after (the with block), which lets go of the lock"
     ),
     (_VENV, "int-plus-one", '"python": sys.version.split()[1]'): (
         "an informational field of the sync stamp that no code reads"

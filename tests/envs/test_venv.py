@@ -201,3 +201,133 @@ def test_disk_usage_counts_hard_links_once(tmp_path: Path) -> None:
     a.write_bytes(b"x" * 1000)
     (tmp_path / "b").hardlink_to(a)
     assert envs.disk_usage(tmp_path) == (2000, 1000)
+
+
+def test_disk_usage_skips_a_file_that_vanishes_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / name).write_bytes(b"x" * 100)
+    real = os.lstat
+
+    def lstat(path: str) -> os.stat_result:
+        if path.endswith(os.sep + "b"):
+            raise FileNotFoundError(path)  # removed between the walk and the look
+        return real(path)
+
+    monkeypatch.setattr(envs.os, "lstat", lstat)
+    assert envs.disk_usage(tmp_path) == (200, 200)
+
+
+def test_disk_usage_of_several_envs_counts_a_shared_file_once(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one" / "lib.so").write_bytes(b"x" * 1000)
+    (tmp_path / "two" / "lib.so").hardlink_to(tmp_path / "one" / "lib.so")
+    seen: set[tuple[int, int]] = set()
+    assert envs.disk_usage(tmp_path / "one", seen) == (1000, 1000)
+    assert envs.disk_usage(tmp_path / "two", seen) == (1000, 0)
+
+
+# -- what uv is asked to do, and with which environment ------------------------------------
+
+
+def test_the_sync_command_installs_the_envs_selection_from_the_lock(
+    demo: manifest.Manifest,
+) -> None:
+    cmd = envs.sync_command(demo, envs.spec(demo, "alpha", groups=["test"]), uv="/bin/uv")
+    assert cmd == [
+        "/bin/uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        "--compile-bytecode",
+        "--project",
+        str(demo.root),
+        "--extra",
+        "alpha",
+        "--group",
+        "test",
+    ]
+    full = envs.sync_command(demo, envs.spec(demo, "full"), uv="/bin/uv")
+    assert full[-1] == "--all-extras" and "--extra" not in full
+    assert envs.spec(demo, "full").selection() == {"extras": ["*"], "groups": []}
+    assert envs.sync_command(demo, envs.spec(demo, "beta"))[0] == envs.find_uv()
+
+
+def test_uv_targets_the_envs_venv_not_the_callers(tmp_path: Path) -> None:
+    env = envs.Venv("alpha", tmp_path / "alpha", ("alpha",))
+    environ = envs.sync_environ(env, {"VIRTUAL_ENV": "/dev/.venv", "KEEP": "1"})
+    assert environ == {
+        "UV_PROJECT_ENVIRONMENT": str(tmp_path / "alpha"),
+        "UV_NO_PROGRESS": "1",
+        "KEEP": "1",
+    }
+
+
+def test_find_uv_takes_the_first_runnable_candidate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def script(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+        return path
+
+    given, beside, on_path = (script(tmp_path / d / "uv") for d in ("given", "bin", "path"))
+    monkeypatch.setattr(envs.sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setattr(envs.shutil, "which", lambda _name: str(on_path))
+    monkeypatch.setenv("UV", str(given))
+    assert envs.find_uv() == str(given)  # $UV first
+    given.chmod(0o644)  # not executable: skipped
+    assert envs.find_uv() == str(beside)  # then the one next to this python
+    monkeypatch.setenv("UV", str(tmp_path))  # a folder: skipped
+    assert envs.find_uv() == str(beside)
+    beside.unlink()
+    assert envs.find_uv() == str(on_path)  # then PATH's
+    monkeypatch.setattr(envs.shutil, "which", lambda _name: None)
+    with pytest.raises(EnvError, match="uv not found; install it with: python3 -m pip install uv"):
+        envs.find_uv()
+
+
+def test_a_sync_starts_by_dropping_the_stamp_and_a_venv_without_python(tmp_path: Path) -> None:
+    healthy = envs.Venv("a", tmp_path / "a", ("a",))
+    (healthy.venv / "bin").mkdir(parents=True)
+    healthy.python.symlink_to(sys.executable)
+    healthy.stamp.write_text("{}")
+    envs.begin_sync(healthy)
+    assert not healthy.stamp.exists()
+    assert healthy.python.exists()  # kept: uv updates it in place, no full reinstall
+    broken = envs.Venv("b", tmp_path / "b", ("b",))
+    (broken.venv / "lib").mkdir(parents=True)
+    envs.begin_sync(broken)
+    assert not broken.venv.exists()  # uv cannot repair it in place: it starts afresh
+    envs.begin_sync(envs.Venv("c", tmp_path / "c", ("c",)))  # nothing there: nothing to do
+
+
+def test_state_and_the_fix_for_each_way_an_env_is_not_ready(
+    demo: manifest.Manifest, tmp_path: Path
+) -> None:
+    env = envs.spec(demo, "alpha", venv=tmp_path / "alpha")
+    (env.venv / "bin").mkdir(parents=True)
+    env.python.symlink_to(sys.executable)
+    for stamp in ("not json", "[]", '{"lock": "x"}'):
+        env.stamp.write_text(stamp)
+        assert envs.status(demo, env) is State.STALE, stamp
+        with pytest.raises(EnvError, match=r"'alpha' is stale against uv.lock .*inv sync alpha$"):
+            envs.require_ready(demo, env)
+    full = envs.spec(demo, "full", venv=tmp_path / "full")
+    assert envs.status(demo, full) is State.MISSING
+    with pytest.raises(EnvError, match=r"env 'full' is not synced; run: inv sync full$"):
+        envs.require_ready(demo, full)
+    mac = manifest.Env("mac", "", ("x",), platforms=("darwin-arm64",))
+    m = manifest.Manifest(demo.root, demo.base, {**demo.envs, "mac": mac}, demo.tasks)
+    with pytest.raises(EnvError, match=r"env 'mac' is not supported on this platform$"):
+        envs.require_ready(m, envs.Venv("mac", tmp_path / "mac", ("mac",)))
+    assert envs.sync_hint("*") == "inv sync-all"
+
+
+def test_a_missing_lock_says_to_lock(tmp_path: Path) -> None:
+    m = manifest.Manifest(tmp_path, (), {}, {})
+    with pytest.raises(EnvError, match=r"uv.lock is missing; run: inv lock"):
+        envs.lock_hash(m)
