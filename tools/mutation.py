@@ -379,6 +379,10 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (_LOCKGRAPH, "false-to-true", "if len(parts) < 5:\nreturn False"): (
         "unreachable: uv.lock's wheel file names always have five or more parts (PEP 427)"
     ),
+    (_LOCKGRAPH, "le-to-lt", "int(t[3:]) < minor"): (
+        "equivalent: the one tag it changes, cp3<minor> itself, already fits by the test before "
+        'it (t in (..., f"cp3{minor}"))'
+    ),
     (_LOCKGRAPH, "int-plus-one", "t[4:].isdigit()"): (
         "equivalent: a wheel's cp3 tags go on with digits only, so t[3:] and t[4:] are digits "
         "together"
