@@ -184,6 +184,9 @@ def test_number_takes_what_is_in_range() -> None:
         number(int, ge=1)("0")
     with pytest.raises(argparse.ArgumentTypeError, match="at most 2"):
         number(float, gt=0, le=2)("2.5")
+    # "above 0" leaves 0 itself out
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be a finite number \(above 0"):
+        number(float, gt=0, le=2)("0")
 
 
 #: Runs in a child process whose address space is capped: a value that slips through the
@@ -404,3 +407,43 @@ def test_the_cpu_budget_comes_from_signal4_threads() -> None:
     for bad in ("0", "-2", "nan", "two", "1.5"):
         with pytest.raises(InvalidInput, match="SIGNAL4_THREADS"):
             cpu_budget({"SIGNAL4_THREADS": bad})
+
+
+def test_a_full_disk_is_found_behind_wrappers_and_database_errors() -> None:
+    from signal4.run.steprunner import disk_full
+
+    full = OSError(28, "No space left on device")
+    try:
+        try:
+            raise full
+        except OSError as exc:
+            raise RuntimeError("could not save the transcript") from exc
+    except RuntimeError as wrapped:
+        assert disk_full(wrapped) is full
+
+    class DBAPIError(Exception):  # SQLAlchemy's wrapper keeps the driver's error in .orig
+        def __init__(self, orig: BaseException) -> None:
+            super().__init__("(wrapped)")
+            self.orig = orig
+
+    assert disk_full(DBAPIError(full)) is full
+    sqlite = disk_full(Exception("(sqlite3.OperationalError) database or disk is full"))
+    assert sqlite is not None and sqlite.errno == 28
+    assert disk_full(ValueError("bad value")) is None
+    # a chain that loops back on itself ends
+    a, b = ValueError("a"), ValueError("b")
+    a.__context__, b.__context__ = b, a
+    assert disk_full(a) is None
+
+
+def test_is_done_needs_the_record_and_the_output() -> None:
+    db = StateDB(settings.get().db_url)
+    db.register("c1", kind="file")
+    ctx = Context()
+    assert ctx.is_done("c1", "convert", OUT) is False  # not recorded
+    ctx.store.write_json(ctx.store.path("c1", OUT), {"n": 1})
+    assert ctx.is_done("c1", "convert", OUT) is False  # written, not recorded
+    db.mark("c1", "convert", "done")
+    assert ctx.is_done("c1", "convert", OUT) is True
+    ctx.store.path("c1", OUT).unlink()
+    assert ctx.is_done("c1", "convert", OUT) is False  # recorded, but the output is gone
