@@ -412,6 +412,10 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "Step.call's only caller, run_argv, always passes a Context"
     ),
     (_STEPRUNNER, "int-plus-one", "round(time.monotonic() - started, 4)"): _PRECISION,
+    (_STEPRUNNER, "ne-to-eq", "while not path.exists() and path == path.parent:"): (
+        "equivalent: the next loop walks up from a missing path to the same mount point (a "
+        "missing path is never one)"
+    ),
     (_STEPRUNNER, "call-to-pass", "settings.get()"): (
         "equivalent: ctx.settings on the next line reads the same settings and turns the same "
         "error into the same invalid_input result"
