@@ -135,6 +135,8 @@ def test_help_is_a_completed_result_not_an_exit(capsys: pytest.CaptureFixture[st
     assert code == 0
     assert "A demo step." in out
     assert "--rewrite" in out
+    # the help says what the exit codes mean (unless the step gives its own epilog)
+    assert "Exit codes: 0 completed/skipped, 1 failed, 2 invalid input." in " ".join(out.split())
     # the protocol holds: the last line is the result, so a dispatcher reads "completed"
     assert protocol.parse_last_line(out) == {"status": "completed", "step": "demo", "help": True}
     # the worker's entry point (run_argv) gets the text back, and never a SystemExit
