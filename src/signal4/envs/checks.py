@@ -385,7 +385,9 @@ def check_lock(m: Manifest) -> CheckResult:
     if proc.returncode == 0:
         return CheckResult("lock")
     lines = (proc.stderr or proc.stdout).strip().splitlines()
-    why = lines[-1] if lines else "uv lock --check failed"
+    # uv's error line, not the hint it prints after it ("run `uv lock`")
+    errors = [line for line in lines if line.lower().startswith("error")]
+    why = (errors or lines or ["uv lock --check failed"])[-1]
     return CheckResult(
         "lock", errors=(f"uv.lock does not match pyproject.toml ({why}); run: inv lock",)
     )
