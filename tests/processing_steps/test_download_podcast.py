@@ -391,3 +391,33 @@ def test_ready_probe_covers_a_real_run(mp3: bytes) -> None:
         srv.routes["/p.mp3"] = Route(mp3, content_type="audio/mpeg")
         real = probe.assert_probe_covers("download_podcast", "--feed", srv.url("/feed.xml"))
     assert {"feedparser", "httpx", "imageio_ffmpeg"} <= set(real)
+
+
+def test_a_download_reports_its_bytes_to_the_dispatcher(mp3: bytes, tmp_path: Path) -> None:
+    from signal4.run import dispatch
+
+    body = mp3 * 8  # several blocks; still a playable MP3 (frames after frames)
+    with httpserver.serve() as srv:
+        srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Big", srv.url("/big.mp3"))]))
+        srv.routes["/big.mp3"] = Route(body, content_type="audio/mpeg")
+        got: list[dict[str, object]] = []
+        outcome = dispatch.run_command(
+            [
+                sys.executable,
+                "-m",
+                "signal4.processing_steps.download_podcast",
+                "--feed",
+                srv.url("/feed.xml"),
+            ],
+            task="download_podcast",
+            env="download",
+            timeout=120,
+            cwd=tmp_path,
+            on_progress=got.append,
+        )
+    assert outcome.status == protocol.COMPLETED, outcome
+    assert got, outcome.stderr_tail
+    assert {p["unit"] for p in got} == {"bytes"} and {p["total"] for p in got} == {len(body)}
+    done = [p["done"] for p in got]
+    assert done == sorted(done) and done[-1] == len(body)
+    assert "progress" not in outcome.stderr_tail

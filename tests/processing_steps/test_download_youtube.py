@@ -204,3 +204,30 @@ def test_cli_subprocess_keeps_stdout_clean(server: httpserver.Server, tmp_path: 
 def test_ready_probe_covers_a_real_run(server: httpserver.Server, task: str) -> None:
     real = probe.assert_probe_covers(task, "--url", server.url("/tone.mp3"))
     assert "yt_dlp" in real
+
+
+def test_a_download_reports_its_bytes_to_the_dispatcher(
+    server: httpserver.Server, files: dict[str, bytes], tmp_path: Path
+) -> None:
+    from signal4.run import dispatch
+
+    got: list[dict[str, object]] = []
+    outcome = dispatch.run_command(
+        [
+            sys.executable,
+            "-m",
+            "signal4.processing_steps.download_youtube",
+            "--url",
+            server.url("/tone.mp3"),
+        ],
+        task="download_youtube",
+        env="download",
+        timeout=120,
+        cwd=tmp_path,
+        on_progress=got.append,
+    )
+    assert outcome.status == protocol.COMPLETED, outcome
+    assert got, outcome.stderr_tail
+    assert {p["unit"] for p in got} == {"bytes"}
+    assert got[-1]["done"] == got[-1]["total"] == len(files["mp3"])
+    assert "progress" not in outcome.stderr_tail

@@ -87,3 +87,22 @@ def test_ready_probe_covers_a_real_run_on_the_sample() -> None:
     real = probe.assert_probe_covers("transcribe", "--content", "probe")
     assert "faster_whisper" in real and "ctranslate2" in real
     assert db().is_done("probe", "transcribe")
+
+
+def test_reports_the_seconds_of_audio_done(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signal4.run.dispatch import parse_progress
+
+    frames = speech.sample_frames()
+    speech.converted("told", frames, chunk_seconds=10.0, overlap=2.0)
+    monkeypatch.setenv("SIGNAL4_PROGRESS", "1")  # what the dispatcher sets when it listens
+    code, result = run_step(STEP, "--content", "told")
+    assert code == 0, result
+    lines = capsys.readouterr().err.splitlines()
+    got = [p for p in map(parse_progress, lines) if p is not None]
+    seconds = len(frames) / 2 / speech.RATE
+    assert len(got) >= 2 and {p["unit"] for p in got} == {"seconds"}
+    assert [p["total"] for p in got] == [pytest.approx(seconds)] * len(got)
+    done = [p["done"] for p in got]
+    assert done == sorted(done) and done[0] < seconds and done[-1] == pytest.approx(seconds)

@@ -153,8 +153,23 @@ def _print_plan(out: Console, plan: Plan, failed: list[tuple[str, str]], jobs: i
         out.print(f"[red]cannot plan[/] {source}: {error}", soft_wrap=True)
 
 
+def progress_text(progress: dict[str, Any]) -> str:
+    """A step's reported progress for the view: ``12.0/20.5 s``, ``3.1/10.0 MB``."""
+    done, total = progress.get("done") or 0, progress.get("total")
+    if progress.get("unit") == "seconds":
+        scale, unit = 1.0, "s"
+    else:
+        scale, unit = 1e6, "MB"
+    shown = f"{done / scale:.1f}" + (f"/{total / scale:.1f}" if total else "")
+    return f"{shown} {unit}"
+
+
 class _View:
-    """Progress: a live view on a terminal, one plain line per finished step elsewhere."""
+    """Progress: a live view on a terminal, one plain line per finished step elsewhere.
+
+    On a terminal a running step's line shows the progress it reports (its ``progress``
+    events); elsewhere those are not printed.
+    """
 
     def __init__(self, out: Console, plan: Plan) -> None:
         self.out = out
@@ -162,6 +177,7 @@ class _View:
         self.done = plan.stages_done
         self.failed = 0
         self.running: dict[tuple[int, str], tuple[str, str, float]] = {}
+        self.progress: dict[tuple[int, str], dict[str, Any]] = {}
         self.live: Any = None
 
     def __enter__(self) -> _View:
@@ -181,10 +197,15 @@ class _View:
         if e.kind == "start":
             self.running[key] = (e.item.label, e.stage.task.name, e.started)
             return
+        if e.kind == "progress":  # from the step's thread; only the live view shows it
+            if e.progress is not None and key in self.running:
+                self.progress[key] = e.progress
+            return
         if e.kind == "note":
             self.out.print(f"[yellow]note:[/] {e.item.label} {e.stage.task.name}: {e.note}")
             return
         self.running.pop(key, None)
+        self.progress.pop(key, None)
         outcome = e.outcome
         assert outcome is not None
         if outcome.ok:
@@ -212,8 +233,10 @@ class _View:
             f"{self.done}/{total} stages · {len(self.running)} running · {self.failed} failed",
         )
         now = time.monotonic()
-        for label, task, began in list(self.running.values()):
-            grid.add_row(f"  {task}", f"{label}  {now - began:.0f}s")
+        for key, (label, task, began) in list(self.running.items()):
+            reported = self.progress.get(key)
+            shown = f"  {progress_text(reported)}" if reported else ""
+            grid.add_row(f"  {task}", f"{label}  {now - began:.0f}s{shown}")
         return Group(grid)
 
 

@@ -30,6 +30,7 @@ from signal4.stepkit.fetch import (
     media_kept,
     safe_filename,
 )
+from signal4.stepkit.progress import Progress
 
 #: A feed document larger than this is refused (the media limit is a setting).
 MAX_FEED_BYTES = 50 * 1024**2
@@ -260,6 +261,7 @@ def download_file(client: Any, url: str, folder: Path, ctx: Context) -> dict[str
 def _stream_to(response: Any, tmp: Path, limit: int, declared: int, url: str, *, label: str) -> int:
     size = 0
     progress = _progress(declared, label) if sys.stderr.isatty() else None
+    told = Progress("bytes", declared or None)  # the runner's view, when it asks
     try:
         with tmp.open("wb") as fh:
             for block in response.iter_bytes(1 << 16):
@@ -270,10 +272,12 @@ def _stream_to(response: Any, tmp: Path, limit: int, declared: int, url: str, *,
                         "(SIGNAL4_MAX_DOWNLOAD_BYTES)"
                     )
                 fh.write(block)
+                told.update(size)
                 if progress is not None:
                     progress[0].update(progress[1], completed=size)
             fh.flush()
             os.fsync(fh.fileno())
+        told.finish()
     finally:
         if progress is not None:
             progress[0].stop()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from signal4.run import protocol
 from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, cpu_budget, keeps
+from signal4.stepkit.progress import Progress
 
 PLAN = "chunks.json"
 OUT_DIR = "transcript"
@@ -59,6 +61,10 @@ def model_source(setting: str | None) -> str:
     return str(path) if looks_like_path else setting
 
 
+def _nothing(_seconds: float) -> None:
+    return None
+
+
 class FasterWhisper:
     """faster-whisper (CTranslate2) on the CPU, loaded once and reused for every chunk."""
 
@@ -75,8 +81,13 @@ class FasterWhisper:
                 f"cannot load the Whisper model {source!r} (SIGNAL4_WHISPER_MODEL): {exc}"
             ) from None
 
-    def words(self, wav: Path, language: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Return the words of ``wav`` (times relative to it) and the language."""
+    def words(
+        self, wav: Path, language: str | None, on_seconds: Callable[[float], None] = _nothing
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Return the words of ``wav`` (times relative to it) and the language.
+
+        ``on_seconds(t)``: the audio up to ``t`` s of ``wav`` is done (after each segment).
+        """
         segments, info = self.model.transcribe(
             str(wav),
             word_timestamps=True,
@@ -85,17 +96,19 @@ class FasterWhisper:
             beam_size=5,
             condition_on_previous_text=False,
         )
-        words = [
-            {
-                "word": w.word.strip(),
-                "start": float(w.start),
-                "end": float(w.end),
-                "probability": float(w.probability),
-            }
-            for seg in segments
-            for w in (seg.words or [])
-            if w.word.strip()
-        ]
+        words = []
+        for seg in segments:  # a generator: Whisper works as it is read
+            words += [
+                {
+                    "word": w.word.strip(),
+                    "start": float(w.start),
+                    "end": float(w.end),
+                    "probability": float(w.probability),
+                }
+                for w in (seg.words or [])
+                if w.word.strip()
+            ]
+            on_seconds(float(seg.end))
         return words, info.language
 
 
@@ -108,7 +121,9 @@ class MlxWhisper:
         self.mlx_whisper = mlx_whisper
         self.source = source
 
-    def words(self, wav: Path, language: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def words(
+        self, wav: Path, language: str | None, on_seconds: Callable[[float], None] = _nothing
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Return the words of ``wav`` (times relative to it) and the language."""
         out = self.mlx_whisper.transcribe(
             str(wav), path_or_hf_repo=self.source, word_timestamps=True, language=language
@@ -196,14 +211,21 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     model = load_backend(settings.whisper_backend, settings.whisper_model)
     everything: list[dict[str, Any]] = []
     languages: dict[str, int] = {}
+    progress = Progress("seconds", total)  # seconds of audio done, for the runner's view
     for c in chunks:
+        offset = float(c["start"])
+
+        def done_to(t: float, offset: float = offset) -> None:
+            # chunks overlap: never report less than before
+            progress.update(max(progress.done, min(offset + t, total)))
+
         try:
-            words, language = model.words(folder / c["file"], options.language)
+            words, language = model.words(folder / c["file"], options.language, done_to)
         except InvalidInput:
             raise
         except Exception as exc:
             raise StepFailure(f"Whisper failed on {c['file']}: {exc}") from exc
-        offset = float(c["start"])
+        done_to(float(c["end"]) - offset)
         for w in words:
             w["start"] = round(offset + w["start"], 3)
             w["end"] = round(offset + w["end"], 3)
@@ -222,6 +244,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             },
         )
         everything.extend(words)
+    progress.finish()
     language = max(languages, key=lambda k: languages[k]) if languages else None
     store.write_json(
         words_path,

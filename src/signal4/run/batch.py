@@ -78,14 +78,19 @@ class ItemResult:
 
 @dataclass
 class Event:
-    """What the runner tells its view: a step started or finished."""
+    """What the runner tells its view: a step started, reported progress, or finished.
 
-    kind: str  # "start", "end" or "note"
+    ``progress`` events come from the step's own thread (the dispatcher's stderr reader),
+    with ``progress`` = ``{"done", "total", "unit"}`` (see :mod:`signal4.stepkit.progress`).
+    """
+
+    kind: str  # "start", "progress", "end" or "note"
     item: Item
     stage: Stage
     outcome: dispatch.Outcome | None = None
     started: float = 0.0
     note: str = ""
+    progress: dict[str, Any] | None = None
 
 
 class Batch:
@@ -182,6 +187,7 @@ class Batch:
                 self._args(item, stage),
                 env_vars=self.env_vars,
                 on_start=started,
+                on_progress=lambda p: self.on_event(Event("progress", item, stage, progress=p)),
             )
         finally:
             with self._lock:

@@ -6,6 +6,12 @@ argument list, in a new process group so that a timeout stops the step *and* wha
 started (ffmpeg, say): SIGTERM first, SIGKILL after a grace period. SIGINT and SIGTERM
 sent to the caller are forwarded to the step.
 
+A step may report its progress as JSON lines on stderr,
+``{"progress": {"done": N, "total": N or null, "unit": "bytes"|"seconds"}}`` (see
+:mod:`signal4.stepkit.progress`). Given an ``on_progress`` callback, the dispatcher asks
+for them (``SIGNAL4_PROGRESS=1`` in the step's environment), hands each one to it as a
+dict, and keeps them out of the stderr tail and ``on_stderr``, whoever asked.
+
 Standard library only: this is on every task's start-up path.
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import math
 import os
 import signal
 import subprocess
@@ -35,6 +42,9 @@ DEFAULT_GRACE = 10.0
 STDERR_TAIL_LINES = 40
 #: Exit code when the caller was interrupted (128 + SIGINT), as shells report it.
 EXIT_INTERRUPTED = 130
+#: The environment variable that asks a step for progress lines on stderr.
+PROGRESS_VAR = "SIGNAL4_PROGRESS"
+PROGRESS_UNITS = ("bytes", "seconds")
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,39 @@ class _Forwarder:
         return handling(self.handler)
 
 
+def _count(value: object) -> bool:
+    """A finite number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+def parse_progress(line: str) -> dict[str, Any] | None:
+    """The progress a stderr line reports, ``{"done", "total", "unit"}``; None if it is none.
+
+    A line that only looks like one (bad JSON, other keys, a negative count, an unknown
+    unit) is an ordinary stderr line.
+    """
+    text = line.strip()
+    if not (text.startswith("{") and '"progress"' in text):
+        return None
+    import json
+
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or list(doc) != ["progress"]:
+        return None
+    body = doc["progress"]
+    if not isinstance(body, dict) or set(body) != {"done", "total", "unit"}:
+        return None
+    done, total, unit = body["done"], body["total"], body["unit"]
+    if not _count(done) or not (total is None or _count(total)) or unit not in PROGRESS_UNITS:
+        return None
+    return {"done": done, "total": total, "unit": unit}
+
+
 def _pump(stream: IO[str], sink: Callable[[str], None]) -> None:
     for line in stream:
         sink(line)
@@ -188,14 +231,20 @@ def run_command(
     on_stderr: Callable[[str], None] | None = None,
     cwd: Path | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> Outcome:
     """Run ``cmd`` as a step: timeout, signal forwarding, result classification.
 
     ``on_stdout``/``on_stderr`` receive each line as it arrives (echo it, log it...);
-    the last stdout line and a tail of stderr are kept either way.
+    the last stdout line and a tail of stderr are kept either way. ``on_progress``
+    receives each progress line of stderr, parsed (:func:`parse_progress`); such lines
+    never reach the tail or ``on_stderr``. An exception in ``on_progress`` is ignored:
+    the step's output must keep flowing.
     """
     last_line = [""]
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    if on_progress is not None:
+        environ = {**(os.environ if environ is None else environ), PROGRESS_VAR: "1"}
 
     def out(line: str) -> None:
         if line.strip():
@@ -204,6 +253,12 @@ def run_command(
             on_stdout(line)
 
     def err(line: str) -> None:
+        progress = parse_progress(line)
+        if progress is not None:
+            if on_progress is not None:
+                with contextlib.suppress(Exception):
+                    on_progress(progress)
+            return
         tail.append(line)
         if on_stderr:
             on_stderr(line)
@@ -305,6 +360,7 @@ def run(
     on_stderr: Callable[[str], None] | None = None,
     env: Venv | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> Outcome:
     """Run ``task`` in its env with the manifest's timeout (or ``timeout``).
 
@@ -322,6 +378,7 @@ def run(
         on_stdout=on_stdout,
         on_stderr=on_stderr,
         on_start=on_start,
+        on_progress=on_progress,
     )
 
 

@@ -29,6 +29,7 @@ from signal4.stepkit.fetch import (
     on_site,
     slug,
 )
+from signal4.stepkit.progress import Progress
 
 META = "meta.json"
 #: Bulky parts of yt-dlp's info dict that meta.json leaves out.
@@ -109,6 +110,18 @@ def _base_options(ctx: Context, cookies: Path | None) -> dict[str, Any]:
     return opts
 
 
+def _progress_hook(progress: Progress) -> Any:
+    """A yt-dlp progress hook that reports the bytes downloaded (see stepkit.progress)."""
+
+    def hook(d: dict[str, Any]) -> None:
+        total = d.get("total_bytes") or d.get("total_bytes_estimate")
+        progress.update(d.get("downloaded_bytes") or 0, total)
+        if d.get("status") == "finished":
+            progress.finish()
+
+    return hook
+
+
 def _raise_for(exc: Exception, url: str) -> None:
     """Turn a yt-dlp error into InvalidInput (bad URL or media) or StepFailure (network).
 
@@ -187,6 +200,7 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
             "format": "bestvideo*+bestaudio/best" if options.video else "bestaudio/best",
             "outtmpl": {"default": "media.%(ext)s"},
             "paths": {"home": str(work), "temp": str(work)},
+            "progress_hooks": [_progress_hook(Progress("bytes"))],
         }
         try:
             with yt_dlp.YoutubeDL(opts) as ydl:
