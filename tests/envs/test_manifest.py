@@ -272,3 +272,33 @@ def test_a_package_listed_twice_in_one_env() -> None:
     data["project"]["optional-dependencies"]["stitch"] = ["pysbd", "PySBD>=0.3"]
     with pytest.raises(ManifestError, match="package 'pysbd' is declared twice in env 'stitch'"):
         parse(data)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ("transcript.json", "must be a list of file names"),
+        (["a.json", ""], "must be a list of file names"),
+        (["a.json", 3], "must be a list of file names"),
+        (["../other/a.json"], "must be a path inside the content folder"),
+        (["/etc/passwd"], "must be a path inside the content folder"),
+    ],
+)
+def test_a_tasks_inputs_are_file_names_inside_its_content_folder(
+    inputs: object, message: str
+) -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"][1]["inputs"] = inputs
+    with pytest.raises(ManifestError, match=f"task 'stitch': inputs.*{message}"):
+        parse(data)
+    data["tool"]["signal4"]["tasks"][1]["inputs"] = ["transcript_words.json", "turns/a.json"]
+    assert parse(data).task("stitch").inputs == ("transcript_words.json", "turns/a.json")
+
+
+def test_the_project_root_is_the_nearest_folder_with_a_signal4_table(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.signal4]\n")
+    sub = tmp_path / "vendored" / "lib"
+    sub.mkdir(parents=True)
+    (tmp_path / "vendored" / "pyproject.toml").write_text("[project]\nname = 'other'\n")
+    assert manifest.find_root(sub) == tmp_path.resolve()
+    assert manifest.find_root(tmp_path) == tmp_path.resolve()
