@@ -87,8 +87,13 @@ def run_payload(
     extra: Mapping[str, Any],
     *,
     reraise: tuple[type[BaseException], ...] = (),
+    m: Manifest | None = None,
 ) -> dict[str, Any]:
-    """Run ``task``'s step on a Celery payload; always return a result dict."""
+    """Run ``task``'s step on a Celery payload; always return a result dict.
+
+    With the manifest ``m``, a completed stage's provenance is recorded here, with this
+    worker's host and announced lock (:func:`signal4.run.provenance.recorded_run`).
+    """
     try:
         previous, argv = split_payload(payload, extra)
     except InvalidInput as exc:
@@ -107,7 +112,13 @@ def run_payload(
         cid = protocol.content_of(previous)
         if cid and "--content" not in argv:
             argv = ["--content", cid, *argv]
-    return load_step(task).run_argv(argv, reraise=reraise)
+    step = load_step(task)
+    if m is None:
+        return step.run_argv(argv, reraise=reraise)
+    from signal4.run.provenance import recorded_run
+
+    lock = announced_lock(m, task.env)
+    return recorded_run(m, task, argv, lambda: step.run_argv(argv, reraise=reraise), lock=lock)
 
 
 def timed_out(
@@ -271,7 +282,9 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
             soft_limit.arm()
             result: dict[str, Any] | None
             try:
-                result = run_payload(task, payload, extra, reraise=(SoftTimeLimitExceeded,))
+                result = run_payload(
+                    task, payload, extra, reraise=(SoftTimeLimitExceeded,), m=m
+                )
             except SoftTimeLimitExceeded:
                 result = None
             if result is None or (soft_limit.fired and result.get("status") not in OK_STATUSES):
