@@ -390,3 +390,15 @@ def test_a_worker_records_what_it_ran_with_its_own_host_and_lock(
     # a run that did not complete records nothing (and the done run's record stays)
     provenance.recorded_run(m, task, ["--content", "c1"], lambda: run("failed"), lock="other")
     assert db.provenance()["c1"]["diarize"]["lock"] == "lock-123"
+
+
+def test_a_broken_gz_input_or_module_is_not_a_crash(m: manifest.Manifest, tmp_path: Path) -> None:
+    (tmp_path / "transcript_words.json.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    assert provenance.input_fingerprints(m.task("stitch"), tmp_path) == {}
+    record = {"inputs": {"transcript_words.json": {"digest": "x", "size": 1, "mtime_ns": 1}}}
+    assert provenance.inputs_changed(record, tmp_path) == []
+    src = _tree(tmp_path / "src", {"signal4/__init__.py": "", "signal4/s.py": "def (:\n"})
+    assert provenance.code_fingerprint(src, "signal4.s")["files"].keys() == {
+        "signal4/__init__.py",
+        "signal4/s.py",
+    }

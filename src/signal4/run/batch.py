@@ -250,7 +250,7 @@ class Batch:
         folder = (self.content_root or Path(".")) / item.content
         try:
             provenance.save(self.db, folder, item.content, stage.task.stage, record)
-        except (OSError, KeyError) as exc:  # the work is done; say what was not recorded
+        except Exception as exc:  # the work is done (a full disk, a locked DB): say so
             self.on_event(Event("note", item, stage, outcome, note=f"provenance not saved: {exc}"))
 
     def run(self) -> list[ItemResult]:

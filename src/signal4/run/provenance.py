@@ -30,6 +30,7 @@ import hashlib
 import json
 import socket
 import subprocess
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 
 TRIGGERS = ("env", "params", "code", "input")
 PROBE_TIMEOUT = 120.0
+#: What reading an input (or its .gz) can raise when it is gone or broken.
+UNREADABLE = (OSError, ValueError, EOFError, zlib.error)
 #: The record's layout; a record of another version is compared as unknown.
 VERSION = 1
 
@@ -80,7 +83,10 @@ def _module_file(src: Path, module: str) -> Path | None:
 
 def _imports(path: Path, module: str) -> set[str]:
     """Every module ``path`` imports (anywhere in it, function bodies too), absolute."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError):  # being edited: its bytes still count, its imports not
+        return set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -161,7 +167,7 @@ def input_fingerprints(
     for name in task.inputs:
         try:
             found[name] = _fingerprint(folder / name, (before or {}).get(name))
-        except OSError:  # not there (compressed away, or never made): nothing to record
+        except UNREADABLE:  # not there (compressed away, never made), or a broken .gz
             continue
     return found
 
@@ -380,7 +386,7 @@ def inputs_changed(record: Mapping[str, Any], folder: Path) -> list[str]:
                 "digest"
             ):
                 changed.append(name)
-        except (OSError, ValueError, EOFError):  # gone, or unreadable: cannot be compared
+        except UNREADABLE:  # gone, or unreadable: cannot be compared
             continue
     return changed
 
