@@ -204,10 +204,11 @@ def check(c: Context, strict: bool = False, sync: bool = False) -> None:
         "from": "Read more sources from this file, one per line ('#' starts a comment line).",
         "recursive": "Take a folder's media files from its subfolders too.",
         "latest": "Take only the newest N episodes of each feed (default: all).",
-        "jobs": "Run at most N steps at once (default: the CPU count).",
+        "jobs": "Run at most N steps at once (default: the CPU count; not with --workers).",
         "dry_run": "Print the plan (each item's stages, what is done) and run nothing.",
         "sync": "Sync the envs the pipeline needs first.",
-        "workers": "Send the steps to warm Celery workers (inv worker) instead of running here.",
+        "workers": "Run the plan on warm Celery workers (inv worker): one chain per item, "
+        "all sent at once.",
         "broker": "The broker URL for --workers (default: SIGNAL4_BROKER_URL or local Redis).",
         "rerun_triggers": "Re-run a done stage when its recorded env, params, code or input "
         "differ from now: a comma list, all (default) or none.",

@@ -66,7 +66,6 @@ def test_every_user_error_class_is_a_signal4_error() -> None:
     from signal4.envs.manifest import ManifestError, UnknownNameError
     from signal4.envs.venv import EnvError
     from signal4.errors import Signal4Error
-    from signal4.run.pipeline import PipelineError
     from signal4.workers.broker import BrokerError
     from signal4.workers.wire import BrokerUnavailable, WorkerError
 
@@ -75,11 +74,9 @@ def test_every_user_error_class_is_a_signal4_error() -> None:
         ManifestError,
         EnvError,
         InvalidContentId,
-        PipelineError,
         BrokerError,
         WorkerError,
     ):
         assert issubclass(cls, Signal4Error), cls
         assert cls("x").code == 2
     assert BrokerUnavailable("x").code == 3
-    assert PipelineError("x", 124).code == 124

@@ -82,14 +82,3 @@ def test_two_pipelines_on_one_file_take_turns(isolated_data: Path, tmp_path: Pat
 def test_missing_file_is_exit_2(isolated_data: Path) -> None:
     got = _inv("--source", "no-such-file.wav", data=isolated_data)
     assert got.returncode == 2 and "no such file" in got.stderr
-
-
-def test_download_task_for_each_source() -> None:
-    assert pipeline.download_task("talk.mp3") is None
-    assert pipeline.download_task("https://example.org/feed.xml")[0] == "download_podcast"
-    assert pipeline.download_task("https://example.org/watch?v=x")[0] == "download_youtube"
-    assert pipeline.download_task("https://rumble.com/v4abc-talk.html") == (
-        "download_rumble",
-        ["--url", "https://rumble.com/v4abc-talk.html"],
-    )
-    assert pipeline.download_task("https://notrumble.com/v1")[0] == "download_youtube"

@@ -31,10 +31,13 @@ from typing import Any
 import pytest
 
 from signal4.content import settings
+from signal4.content.guard import content_guard
 from signal4.content.store import TMP_PREFIX
 from signal4.envs import manifest, syncer
 from signal4.envs import venv as envs
-from signal4.run import dispatch, protocol
+from signal4.errors import Interrupted
+from signal4.run import batch, dispatch, pipeline, protocol
+from signal4.run import plan as plan_mod
 from signal4.stepkit import diarization
 from signal4.workers import broker as broker_mod
 from signal4.workers import celeryapp, wire
@@ -47,6 +50,7 @@ pytestmark = pytest.mark.slow
 
 LIGHT_ENVS = ("convert", "stitch", "cleanup")
 GUARD = 120.0  # seconds: only ever a failure guard
+READY = ("SUCCESS", "FAILURE", "REVOKED")
 SAMPLE = ROOT / "samples" / "two_speakers" / "audio.wav"
 WORDS = [
     {"word": "Hello", "start": 0.5, "end": 0.9, "probability": 0.9, "chunk": 0},
@@ -236,25 +240,79 @@ def _send(c: Cluster, name: str, args: tuple[Any, ...], queue: str, **options: A
     return app.send_task(name, args=args, queue=queue, **options)
 
 
+def _light_plan(m: manifest.Manifest, cid: str) -> plan_mod.Plan:
+    """One item: convert (of the sample), stitch and cleanup_and_compress of ``cid``."""
+    stages = [
+        plan_mod.Stage(m.task("convert"), ["--input", str(SAMPLE)]),
+        plan_mod.Stage(m.task("stitch"), []),
+        plan_mod.Stage(m.task("cleanup_and_compress"), []),
+    ]
+    return plan_mod.Plan([plan_mod.Item(str(SAMPLE), "sample", stages, content=cid)])
+
+
 def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manifest) -> None:
     _transcribed("talk")
-    rows = submit_mod.run_chain(
-        m,
-        [
-            (m.task("convert"), ["--input", str(SAMPLE), "--content", "talk"]),
-            (m.task("stitch"), []),
-            (m.task("cleanup_and_compress"), []),
-        ],
-        broker=shared.url(),
+    events: list[batch.Event] = []
+    runner = pipeline.WorkerBatch(
+        m, _light_plan(m, "talk"), db=db(), broker=shared.url(), on_event=events.append
     )
-    assert [r.state for r in rows] == ["completed"] * 3, [r.outcome for r in rows]
-    assert rows[0].outcome is not None and rows[0].outcome.result["chunks"] == 1
+    [result] = runner.run()
+    assert result.status == "done", result
+    assert result.ran == ["convert", "stitch", "cleanup_and_compress"]
+    ends = [e.outcome for e in events if e.kind == "end"]
+    assert [o.status for o in ends if o is not None] == ["completed"] * 3
+    assert ends[0] is not None and ends[0].result["chunks"] == 1
+    # the runner records every stage's run, with the host the worker named
+    runs = [r for r in db().runs() if r.content_id == "talk"]
+    assert sorted(r.task for r in runs) == ["cleanup_and_compress", "convert", "stitch"]
+    assert {r.host for r in runs} == {socket.gethostname()}
+    # a done stage is not sent; an item with nothing to run sends nothing (no broker needed)
+    again = _light_plan(m, "talk")
+    again.items[0].stages[0].done = True
+    [result] = pipeline.WorkerBatch(m, again, db=db(), broker=shared.url()).run()
+    assert (result.status, result.ran) == ("done", ["stitch", "cleanup_and_compress"])
+    for stage in again.items[0].stages:
+        stage.done = True
+    down = f"redis://127.0.0.1:{_free_port()}/0"
+    [result] = pipeline.WorkerBatch(m, again, db=db(), broker=down).run()
+    assert (result.status, result.ran) == ("done", [])
+    assert len([r for r in db().runs() if r.content_id == "talk"]) == 5
     folder = store().folder("talk")
     assert (folder / "transcript.vtt").read_text().startswith("WEBVTT")
     assert (folder / "audio.opus").is_file() and (folder / "transcript.json.gz").is_file()
     assert not (folder / "audio.wav").exists() and not (folder / "chunks").exists()
     assert db().is_done("talk", "compress")
     _no_partial_output(folder)
+
+
+def test_ctrl_c_revokes_what_the_batch_sent(shared: Cluster, m: manifest.Manifest) -> None:
+    for cid in ("stop-a", "stop-b"):
+        _transcribed(cid)
+    plan = plan_mod.Plan([*_light_plan(m, "stop-a").items, *_light_plan(m, "stop-b").items])
+
+    def ctrl_c_at_the_first_start(e: batch.Event) -> None:
+        if e.kind == "start":
+            raise KeyboardInterrupt
+
+    said: list[str] = []
+    runner = pipeline.WorkerBatch(
+        m, plan, db=db(), broker=shared.url(), on_event=ctrl_c_at_the_first_start, say=said.append
+    )
+    # holding stop-a's lock keeps its convert running (waiting for the lock) on the one
+    # convert worker, and stop-b's queued behind it, until the Ctrl-C
+    with content_guard("stop-a"), pytest.raises(Interrupted) as err:
+        runner.run()
+    assert err.value.code == 130
+    assert any("revoked 6 task(s)" in line and "1 running" in line for line in said), said
+    assert [r.status for r in runner.results.values()] == ["interrupted"] * 2
+    running, queued = (ch.results[0] for ch in runner.chains)
+    assert _meta_once(running, READY)["status"] == "REVOKED"  # type: ignore[index]
+    # the item still queued is discarded by its worker when it reaches it, never run
+    meta = _wait_for("the queued convert to end", lambda: _meta_once(queued, READY))
+    assert meta["status"] == "REVOKED"
+    stopped = ("stop-a", "stop-b")
+    runs = [(r.content_id, r.task, r.status) for r in db().runs() if r.content_id in stopped]
+    assert runs == [("stop-a", "convert", "failed")]  # the runner recorded the stopped one
 
 
 def test_results_match_the_subprocess_path(shared: Cluster, m: manifest.Manifest) -> None:
@@ -268,9 +326,10 @@ def test_results_match_the_subprocess_path(shared: Cluster, m: manifest.Manifest
     )
     warm = submit_mod.wait(m.task("stitch"), res)
     assert (warm.status, warm.exit_code) == (local.status, local.exit_code)
-    assert {k: v for k, v in warm.result.items() if k != "seconds"} == {
+    assert {k: v for k, v in warm.result.items() if k not in ("seconds", "host")} == {
         k: v for k, v in local.result.items() if k != "seconds"
     }
+    assert warm.result["host"] == socket.gethostname()  # where it ran, for the runner
     warm_files = {p.name: p.read_bytes() for p in store().folder("same").glob("transcript.*")}
     assert warm_files == local_files and "transcript.vtt" in warm_files
     # and a step that refuses its input is refused the same way
@@ -432,16 +491,9 @@ def test_two_machines_serve_one_pipeline(
     assert announced["stitch"].root == str(other) and announced["convert"].root == str(ROOT)
 
     _transcribed("shared-talk")
-    rows = submit_mod.run_chain(
-        m,
-        [
-            (m.task("convert"), ["--input", str(SAMPLE), "--content", "shared-talk"]),
-            (m.task("stitch"), []),
-            (m.task("cleanup_and_compress"), []),
-        ],
-        broker=shared.url(3),
-    )
-    assert [r.state for r in rows] == ["completed"] * 3, [r.outcome for r in rows]
+    runner = pipeline.WorkerBatch(m, _light_plan(m, "shared-talk"), db=db(), broker=shared.url(3))
+    [result] = runner.run()
+    assert result.status == "done", result
     done = {w.env: w.done for w in submit_mod.live_workers(shared.url(3))}
     assert done["convert"] >= 1 and done["stitch"] >= 1 and done["cleanup"] >= 1
     folder = store().folder("shared-talk")

@@ -2,7 +2,8 @@
 
 Exit codes: 0 every item done; 1 an item failed (each is named); 2 a usage mistake (no
 usable source, an env not synced, a bad flag); 3 (``--workers``) the broker does not
-answer; 130 interrupted (143 for SIGTERM).
+answer; 124 (``--workers``) a stage was given up: no worker finished it past its time
+limit; 130 interrupted (143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from signal4.commands.envs import sync
 from signal4.envs import venv as envs
 from signal4.envs.manifest import Manifest, load
-from signal4.errors import UsageError
+from signal4.errors import EXIT_TIMEOUT, UsageError
 from signal4.run import dispatch, protocol
 from signal4.run.batch import Batch, Event, ItemResult, cpus
-from signal4.run.pipeline import SAMPLE, StepRow, run_workers, transcript_paths
+from signal4.run.pipeline import SAMPLE, WorkerBatch, transcript_paths
 from signal4.run.plan import Plan, SourceError, build, read_source_file
 
 if TYPE_CHECKING:
@@ -38,6 +39,23 @@ def _sources(sources: Sequence[str], from_file: str, m: Manifest) -> list[str]:
 def _list_feed(m: Manifest) -> Any:
     def list_feed(url: str) -> list[dict[str, Any]]:
         outcome = dispatch.run(m, m.task("download_podcast"), ["--feed", url, "--list"])
+        if not outcome.ok:
+            raise SourceError(f"{url}: {outcome.error or outcome.status}")
+        episodes: list[dict[str, Any]] = outcome.result.get("episodes", [])
+        return episodes
+
+    return list_feed
+
+
+def _list_feed_on_workers(m: Manifest, broker: str | None) -> Any:
+    """``list_feed`` for ``--workers``: the download env's worker lists the feed."""
+    from signal4.workers import submit
+
+    def list_feed(url: str) -> list[dict[str, Any]]:
+        task = m.task("download_podcast")
+        outcome = submit.wait(
+            task, submit.submit(m, task, ["--feed", url, "--list"], broker=broker)
+        )
         if not outcome.ok:
             raise SourceError(f"{url}: {outcome.error or outcome.status}")
         episodes: list[dict[str, Any]] = outcome.result.get("episodes", [])
@@ -82,11 +100,16 @@ def main(
     conf = settings.load(data_dir=m.data_dir)  # the data dir the dispatcher gives the steps
     db = StateDB(conf.db_url)
     out = console()
-    if workers:
-        if len(raw) != 1:
-            raise UsageError("--workers takes one source for now; run the others here")
-        return _on_workers(m, raw[0], db=db, conf=conf, broker=broker, out=out)
-
+    if workers and jobs:
+        raise UsageError(
+            "--jobs does not apply to --workers: each worker's pool size limits its env "
+            "(inv worker <env> --concurrency N)"
+        )
+    if workers and sync_first:
+        raise UsageError(
+            "--sync does not apply to --workers: sync the envs where the workers run "
+            "(inv sync <env>), then start them"
+        )
     if sync_first and not dry_run:
         downloads = {t.env for t in m.tasks.values() if t.stage == "download"}
         code = sync(sorted({t.env for t in m.pipeline_tasks()} | downloads))
@@ -98,7 +121,7 @@ def main(
         db=db,
         recursive=recursive,
         latest=latest or None,
-        list_feed=_list_feed(m),
+        list_feed=_list_feed_on_workers(m, broker or None) if workers else _list_feed(m),
         checker=checker,
         content_root=conf.content_root,
     )
@@ -111,6 +134,8 @@ def main(
         for note in checker.notes():
             out.print(f"[yellow]note:[/] {note}", soft_wrap=True, highlight=False)
         return 0
+    if workers:
+        return _on_workers(m, plan, failed, db=db, conf=conf, broker=broker, out=out)
     _require_envs(m, {s.task.env for item in plan.items for s in item.pending})
     out.print(
         f"pipeline: {len(plan.items)} item(s), {plan.stages_total - plan.stages_done} "
@@ -281,43 +306,43 @@ def _summary(
     return 0
 
 
-def _on_workers(m: Manifest, source: str, *, db: Any, conf: Any, broker: str, out: Console) -> int:
-    """One source as one Celery chain on warm workers (the earlier single-item path)."""
-    from rich.live import Live
-    from rich.table import Table
-
-    out.print(f"pipeline: {source} (on warm workers)")
+def _on_workers(
+    m: Manifest,
+    plan: Plan,
+    failed: list[tuple[str, str]],
+    *,
+    db: Any,
+    conf: Any,
+    broker: str,
+    out: Console,
+) -> int:
+    """Run the plan on warm workers: one chain per item, all sent at once."""
+    runner = WorkerBatch(m, plan, db=db, broker=broker or None)
+    runner.check()  # the broker answers, every env has a worker: before the view starts
+    out.print(
+        f"pipeline: {len(plan.items)} item(s), {plan.stages_total - plan.stages_done} "
+        f"stage(s) to run, {plan.stages_done} done before; on warm workers"
+    )
     started = time.monotonic()
-
-    def render(rows: list[StepRow]) -> Table:
-        table = Table(title="pipeline")
-        for col in ("step", "state", "time", "note"):
-            table.add_column(col)
-        style = {"completed": "green", "skipped": "yellow", "running": "cyan"}
-        for r in rows:
-            s = style.get(r.state, "red" if r.state != "waiting" else "dim")
-            table.add_row(
-                r.task, f"[{s}]{r.state}[/]", f"{r.seconds:.1f}s" if r.seconds else "", r.note
-            )
-        return table
-
-    with Live(render([]), console=out, refresh_per_second=4) as live:
-        try:
-            cid, _rows = run_workers(
-                m, source, db=db, broker=broker or None, on_update=lambda r: live.update(render(r))
-            )
-        except BaseException:
-            live.stop()
-            raise
-    out.line()
-    folder = conf.content_root / cid
-    out.print(f"done in {time.monotonic() - started:.1f} s: content {cid}")
-    found = transcript_paths(folder)
-    for path in found:
-        out.print(f"  {path}")
-    if not found:
+    with _View(out, plan) as view:
+        runner.on_event = view.event
+        runner.say = lambda line: out.print(line, markup=False, soft_wrap=True, highlight=False)
+        results = runner.run()
+    code = _summary(out, results, failed, time.monotonic() - started, conf.content_root)
+    unseen = [
+        r.item.content
+        for r in results
+        if r.ok and r.item.content and not transcript_paths(conf.content_root / r.item.content)
+    ]
+    if unseen:
         out.print(
-            f"[yellow]note:[/] no transcript of {cid} in {folder}: the workers write to their "
-            "own SIGNAL4_DATA_DIR; give this machine and the workers the same one to see it here"
+            f"[yellow]note:[/] no transcript of {', '.join(unseen)} in {conf.content_root}: the "
+            "workers write to their own SIGNAL4_DATA_DIR; give this machine and the workers "
+            "the same one to see it here",
+            soft_wrap=True,
         )
-    return protocol.EXIT_OK
+    if runner.gave_up and code == protocol.EXIT_FAILED:
+        names = ", ".join(i.label for i in runner.gave_up)
+        out.print(f"[red]gave up waiting for:[/] {names} (their tasks may still run)")
+        return EXIT_TIMEOUT
+    return code

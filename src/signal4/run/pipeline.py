@@ -1,204 +1,402 @@
-"""The pipeline: a download (or a local file), then the manifest's ``pipeline`` tasks, resumable.
+"""The warm-worker runner: a plan's items as Celery chains, all sent at once.
 
-By default: download -> convert -> transcribe -> diarize -> stitch -> cleanup_and_compress
-(``[tool.signal4] pipeline`` in pyproject.toml). Each step runs in its own env through
-:func:`signal4.run.dispatch.run`; a step whose stage the state DB records as done is
-skipped without being launched.
+``inv pipeline --workers`` executes the same :class:`~signal4.run.plan.Plan` as the local
+runner (:mod:`signal4.run.batch`): each item with pending stages becomes one Celery chain
+of those stages only (a done stage is not sent; an item with nothing pending sends
+nothing), and every chain is sent before the first result is awaited. The env queues and
+the workers' pool sizes do the limiting. A stage is "running" once its worker reports it
+started; each finished stage is recorded in the state DB as the local runner records it
+(``stage_run``, with the host the worker names), and the view gets the same
+:class:`~signal4.run.batch.Event`\\ s.
 
-With ``--workers`` the same steps go to warm Celery workers instead, as one chain routed
-by the manifest (:func:`run_workers`); the results and the output are the same.
-
-Exit codes: 0 done; 1 a step failed; 2 bad input or configuration (unknown file, env not
-synced: run with --sync; with --workers: no live worker for an env, or a worker synced from
-another lock); 3 (--workers) the broker does not answer; 124 a step timed out; 130
-interrupted.
+One item's failure stops only its chain. A stage that the workers have not finished past
+its hard time limit plus :data:`~signal4.workers.submit.WAIT_MARGIN` seconds without
+progress (its worker died and no other took it back) is given up: that item ends
+``timed_out`` and :attr:`WorkerBatch.gave_up` names it (``inv pipeline`` exits 124).
+Ctrl-C or SIGTERM revokes every task of the batch that has not finished (a running one is
+told to stop with SIGTERM), records what ends in the next seconds, and raises
+:class:`~signal4.errors.Interrupted`. Revoking is best effort: a worker that starts later
+does not know of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import datetime as dt
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from signal4.envs.manifest import Manifest, Task
-from signal4.errors import Signal4Error
+from signal4.envs.manifest import Manifest
+from signal4.errors import Interrupted
 from signal4.run import dispatch, protocol
-from signal4.stepkit.fetch import on_site
+from signal4.run.batch import Event, ItemResult
+from signal4.run.plan import Item, Plan, Stage
+from signal4.signals import handling
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
 
 SAMPLE = Path("samples") / "two_speakers" / "audio.wav"
+#: Seconds between two looks at the results.
+POLL = 0.25
+#: Seconds the runner waits, after Ctrl-C, for the revoked running stages to end.
+STOP_WAIT = 15.0
 
 
-class PipelineError(Signal4Error):
-    """A step did not complete; ``code`` is the exit code to end with."""
+def stage_args(item: Item, stage: Stage) -> list[str]:
+    """The argv of ``stage`` as the local runner builds it (``--content`` when known).
+
+    Without a known id (a video before its download), a worker takes it from the previous
+    stage's result in the chain.
+    """
+    args = list(stage.args)
+    if item.content is not None and "--content" not in args:
+        args += ["--content", item.content]
+    if getattr(stage, "rewrite", False) and "--rewrite" not in args:
+        args.append("--rewrite")  # done, but to be made again (a rerun trigger)
+    return args
+
+
+def host_of(result: dict[str, Any], node: str | None) -> str | None:
+    """The host a stage ran on: the result's ``host``, else the worker node's host part."""
+    host = result.get("host")
+    if isinstance(host, str) and host:
+        return host
+    if node and "@" in node:
+        return node.rsplit("@", 1)[1] or None
+    return node or None
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass
-class StepRow:
-    """One line of the progress view."""
+class _Chain:
+    """One item's chain as it is followed: its pending stages and their Celery results."""
 
-    task: str
-    state: str = "waiting"
-    seconds: float = 0.0
-    note: str = ""
+    item: Item
+    stages: list[Stage]
+    results: list[Any] = field(default_factory=list)
+    index: int = 0  # the stage awaited now
+    began: float | None = None  # when the awaited stage was seen started
+    node: str | None = None  # the worker node running it
+    watch: Any = None
 
+    @property
+    def stage(self) -> Stage:
+        return self.stages[self.index]
 
-def download_task(source: str) -> tuple[str, list[str]] | None:
-    """The download task and its args for ``source``, or None for a local file."""
-    if "://" not in source:
-        return None
-    lowered = source.lower()
-    if any(k in lowered for k in ("rss", "feed", ".xml", "atom")):
-        return "download_podcast", ["--feed", source]
-    if on_site(source, "rumble.com"):
-        return "download_rumble", ["--url", source]
-    # yt-dlp knows YouTube and many other video sites; download_youtube takes them all.
-    return "download_youtube", ["--url", source]
+    @property
+    def result(self) -> Any:
+        return self.results[self.index]
 
 
-def tasks_needed(m: Manifest, source: str) -> list[Task]:
-    """Every task the pipeline will run for ``source``: its download, then the manifest's."""
-    first = download_task(source)
-    return ([m.task(first[0])] if first else []) + list(m.pipeline_tasks())
+class WorkerBatch:
+    """Run a :class:`Plan` on warm workers: one chain per item, all sent at once."""
+
+    def __init__(
+        self,
+        m: Manifest,
+        plan: Plan,
+        *,
+        db: StateDB,
+        broker: str | None = None,
+        on_event: Callable[[Event], None] = lambda e: None,
+        say: Callable[[str], None] = _say,
+        poll: float = POLL,
+    ) -> None:
+        from signal4.workers import celeryapp
+
+        self.m = m
+        self.plan = plan
+        self.db = db
+        self.url = celeryapp.broker_url(broker)
+        self.on_event = on_event
+        self.say = say
+        self.poll = poll
+        self.results = {id(i): ItemResult(i) for i in plan.items}
+        #: The items whose stage the runner gave up waiting for (exit 124).
+        self.gave_up: list[Item] = []
+        #: The chains sent, one per item with stages to run.
+        self.chains: list[_Chain] = []
+        for item in plan.items:
+            if item.error:
+                result = self.results[id(item)]
+                result.status, result.error = "failed", item.error
+                result.exit_code = protocol.EXIT_FAILED
+            elif not item.pending:
+                self.results[id(item)].status = "done"
+
+    def _todo(self) -> list[Item]:
+        return [i for i in self.plan.items if self.results[id(i)].status == "waiting"]
+
+    def check(self) -> None:
+        """Refuse before anything is sent: the broker must answer, every env a worker have.
+
+        Raises :class:`~signal4.workers.wire.BrokerUnavailable` (exit 3), or
+        :class:`~signal4.workers.wire.NoWorkerError` / ``DriftError`` (exit 2).
+        """
+        from signal4.workers import submit
+
+        envs = {s.task.env for item in self._todo() for s in item.pending}
+        if envs:
+            submit.preflight(self.m, envs, self.url)
+
+    def run(self) -> list[ItemResult]:
+        """Send every pending stage and follow them; return each item's result, in plan order."""
+        from signal4.workers import submit
+
+        todo = self._todo()
+        if todo:
+            self.check()
+            app = submit.submitter(self.m, self.url)
+            try:
+                with handling(_raise_interrupted, [signal.SIGTERM]):
+                    try:
+                        self._send(app, todo)
+                        self._follow(self.chains)
+                    except (KeyboardInterrupt, Interrupted) as exc:
+                        sig = exc.signal if isinstance(exc, Interrupted) else signal.SIGINT
+                        with handling(lambda _s, _f: None):  # a second Ctrl-C: we are stopping
+                            self._stop(app, self.chains)
+                        raise Interrupted(sig) from None
+            finally:
+                submit.close_app(app)
+        return [self.results[id(i)] for i in self.plan.items]
+
+    # ----------------------------------------------------------------- sending
+
+    def _send(self, app: Any, items: Sequence[Item]) -> None:
+        """One chain per item, of its pending stages only; every chain sent now."""
+        from celery import chain
+
+        from signal4.workers import submit
+
+        for item in items:
+            stages = item.pending
+            sigs = [submit.signature(app, s.task, stage_args(item, s)) for s in stages]
+            last = submit.publish(chain(*sigs).apply_async, self.url)
+            results: list[Any] = []
+            node = last
+            while node is not None:
+                results.append(node)
+                node = node.parent
+            results.reverse()
+            self.chains.append(_Chain(item, stages, results))
+
+    # ----------------------------------------------------------------- following
+
+    def _follow(self, chains: list[_Chain]) -> None:
+        from signal4.workers import submit
+        from signal4.workers.wire import WaitTimeout
+
+        active = list(chains)
+        outage: dict[str, float] = {}
+        quiet = _Quiet(self.say)
+        while active:
+            for ch in list(active):
+                got = submit.meta_of(ch.result, outage)
+                if got is None:
+                    continue
+                state, info = got
+                if state in submit.READY_STATES:
+                    quiet.moved()
+                    if not self._ready(ch, state):
+                        active.remove(ch)
+                    continue
+                if state == "STARTED" and ch.began is None:
+                    quiet.moved()
+                    self._started(ch, info)
+                if ch.watch is not None:
+                    try:
+                        ch.watch.see(state, info)
+                    except WaitTimeout as exc:
+                        quiet.moved()
+                        self._give_up(ch, str(exc))
+                        active.remove(ch)
+            if active:
+                quiet.check(active)
+                time.sleep(self.poll)
+
+    def _started(self, ch: _Chain, info: Any) -> None:
+        from signal4.workers import submit
+
+        ch.began = time.monotonic()
+        ch.node = info.get("hostname") if isinstance(info, dict) else None
+        # from now on the stage's time limit counts: give up past it (see Watch)
+        ch.watch = submit.watch_for(ch.stage.task, ch.result, broker=self.url)
+        ch.watch.say = self.say
+        self.results[id(ch.item)].status = "running"
+        self.on_event(Event("start", ch.item, ch.stage, started=ch.began))
+
+    def _ready(self, ch: _Chain, state: str) -> bool:
+        """Record the awaited stage's end; True if the chain goes on to its next stage."""
+        from signal4.workers import submit
+
+        if ch.began is None:  # it started and ended between two looks
+            self._started(ch, None)
+        assert ch.began is not None
+        outcome = submit.as_outcome(
+            ch.stage.task, state, ch.result.result, time.monotonic() - ch.began
+        )
+        seconds = outcome.result.get("seconds")
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            outcome = replace(outcome, duration=float(seconds))
+        self._finished(ch.item, ch.stage, outcome, ch.began, host_of(outcome.result, ch.node))
+        ok = self.results[id(ch.item)].status not in ("failed", "interrupted")
+        ch.index, ch.began, ch.node, ch.watch = ch.index + 1, None, None, None
+        if ok and ch.index < len(ch.stages):
+            return True
+        if ok:
+            self.results[id(ch.item)].status = "done"
+        return False
+
+    def _give_up(self, ch: _Chain, why: str) -> None:
+        assert ch.began is not None
+        outcome = dispatch.Outcome(
+            task=ch.stage.task.name,
+            env=ch.stage.task.env,
+            status=protocol.TIMED_OUT,
+            exit_code=protocol.EXIT_TIMEOUT,
+            returncode=None,
+            duration=time.monotonic() - ch.began,
+            error=why,
+        )
+        self.gave_up.append(ch.item)
+        self._finished(ch.item, ch.stage, outcome, ch.began, host_of({}, ch.node))
+
+    def _finished(
+        self,
+        item: Item,
+        stage: Stage,
+        outcome: dispatch.Outcome,
+        began: float,
+        host: str | None,
+    ) -> None:
+        """One stage ended on a worker: record its run, update its item, tell the view."""
+        result = self.results[id(item)]
+        result.seconds += outcome.duration
+        result.ran.append(stage.task.name)
+        if item.content is None and outcome.ok:
+            item.content = protocol.content_of(outcome.result)
+        ended = dt.datetime.now(dt.UTC)
+        self.db.record_run(
+            content_id=item.content,
+            item=item.label,
+            stage=stage.task.stage,
+            task=stage.task.name,
+            status=outcome.status,
+            started=ended - dt.timedelta(seconds=outcome.duration),
+            ended=ended,
+            host=host,
+            error=outcome.error,
+        )
+        if outcome.ok and item.content is not None:
+            stage.done = True
+        elif outcome.ok:
+            result.status, result.exit_code = "failed", protocol.EXIT_FAILED
+            result.error = f"{stage.task.name} reported no content id"
+        elif outcome.interrupted:
+            result.status, result.exit_code = "interrupted", outcome.exit_code
+            result.error = f"{stage.task.name}: {outcome.error}"
+        else:
+            result.status, result.exit_code = "failed", outcome.exit_code
+            result.error = f"{stage.task.name} {outcome.status}: {outcome.error or ''}"
+        self.on_event(Event("end", item, stage, outcome, began))
+
+    # ----------------------------------------------------------------- stopping
+
+    def _stop(self, app: Any, chains: list[_Chain]) -> None:
+        """Revoke every task not finished (SIGTERM to the running ones); record what ends."""
+        from signal4.workers import submit
+        from signal4.workers.wire import connection_errors
+
+        open_chains = [
+            ch
+            for ch in chains
+            if ch.index < len(ch.stages)
+            and self.results[id(ch.item)].status not in ("done", "failed", "interrupted")
+        ]
+        ids = [str(r.id) for ch in open_chains for r in ch.results[ch.index :]]
+        running = [ch for ch in open_chains if ch.began is not None]
+        if ids:
+            try:
+                app.control.revoke(ids, terminate=True, signal="SIGTERM")
+            except connection_errors() as exc:
+                self.say(f"pipeline: could not revoke the batch's tasks ({exc}); they may run")
+                running = []
+            else:
+                self.say(
+                    f"pipeline: revoked {len(ids)} task(s) on the workers "
+                    f"({len(running)} running, told to stop with SIGTERM); a worker that "
+                    "starts later does not know of it"
+                )
+        deadline = time.monotonic() + STOP_WAIT
+        outage: dict[str, float] = {}
+        while running and time.monotonic() < deadline:
+            for ch in list(running):
+                got = submit.meta_of(ch.result, outage)
+                if got is not None and got[0] in submit.READY_STATES:
+                    running.remove(ch)
+                    self._interrupted(ch, got[0])
+            if running:
+                time.sleep(self.poll)
+        for result in self.results.values():
+            if result.status in ("waiting", "running"):
+                result.status = "interrupted"
+
+    def _interrupted(self, ch: _Chain, state: str) -> None:
+        from signal4.workers import submit
+
+        assert ch.began is not None
+        outcome = submit.as_outcome(
+            ch.stage.task, state, ch.result.result, time.monotonic() - ch.began
+        )
+        if state == "REVOKED":
+            outcome = replace(outcome, interrupted=True, error="interrupted: revoked")
+        self._finished(ch.item, ch.stage, outcome, ch.began, host_of(outcome.result, ch.node))
 
 
-def no_such_source(source: str) -> PipelineError:
-    """The error for a source that is neither a URL nor a file."""
-    return PipelineError(
-        f"{source}: no such file (give a URL, a media file, or nothing for the bundled sample)",
-        protocol.EXIT_INVALID,
-    )
+class _Quiet:
+    """Say which queues hold the waiting stages when nothing has moved for a while."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        from signal4.workers.submit import PATIENCE
+
+        self.say = say
+        self.patience = PATIENCE
+        self.since = self.told = time.monotonic()
+        self.gap = self.patience
+
+    def moved(self) -> None:
+        self.since = self.told = time.monotonic()
+        self.gap = self.patience
+
+    def check(self, active: Sequence[_Chain]) -> None:
+        now = time.monotonic()
+        if now - self.told < self.gap:
+            return
+        self.told, self.gap = now, min(2 * self.gap, 20 * self.patience)
+        queued: dict[str, int] = {}
+        for ch in active:
+            if ch.began is None:
+                queued[ch.stage.task.queue] = queued.get(ch.stage.task.queue, 0) + 1
+        running = len(active) - sum(queued.values())
+        where = ", ".join(f"{n} on {q}" for q, n in sorted(queued.items())) or "none"
+        self.say(
+            f"pipeline: no stage has ended or started for {now - self.since:.0f} s; "
+            f"{running} running, queued: {where} (inv workers lists who serves them)"
+        )
 
 
-def run(
-    m: Manifest,
-    source: str,
-    *,
-    db: StateDB,
-    on_update: Callable[[list[StepRow]], None] = lambda rows: None,
-    env_vars: dict[str, str] | None = None,
-) -> tuple[str, list[StepRow]]:
-    """Run the pipeline on ``source``; return the content id and the step rows."""
-    download = download_task(source)
-    if download is None and not Path(source).expanduser().is_file():
-        raise no_such_source(source)
-    tasks = tasks_needed(m, source)
-    rows = [StepRow(t.name) for t in tasks]
-
-    def step(row: StepRow, task: Task, args: list[str]) -> dict[str, Any]:
-        row.state = "running"
-        on_update(rows)
-        outcome = dispatch.run(m, task, args, env_vars=env_vars)
-        row.seconds = outcome.duration
-        row.state = outcome.status
-        on_update(rows)
-        if not outcome.ok:
-            tail = outcome.stderr_tail.strip().splitlines()[-1:] if not outcome.error else []
-            raise PipelineError(
-                f"{row.task} {outcome.status}: {outcome.error or ''.join(tail)}", outcome.exit_code
-            )
-        return outcome.result
-
-    it = iter(zip(rows, tasks, strict=True))
-    first: list[str] = []  # what the first stage gets besides --content
-    if download is not None:
-        result = step(*next(it), download[1])
-        found = protocol.content_of(result)
-        if found is None:
-            raise PipelineError(f"{download[0]} reported no content id", protocol.EXIT_FAILED)
-        cid = found
-    else:
-        # a local file's content id is known before anything runs: every stage, convert
-        # included, is skipped when done, and runs under that content's lock
-        src, cid = local_source(source)
-        first = ["--input", str(src)]
-    for i, (row, task) in enumerate(it):
-        if db.is_done(cid, task.stage):
-            row.state, row.note = protocol.SKIPPED, "done before"
-            on_update(rows)
-            continue
-        step(row, task, [*(first if i == 0 else []), "--content", cid])
-    return cid, rows
-
-
-def local_source(source: str) -> tuple[Path, str]:
-    """The absolute path of a local media file and the content id it is registered under."""
-    from signal4.processing_steps.convert import input_content_id
-
-    src = Path(source).expanduser().resolve()
-    return src, input_content_id(src)
-
-
-def run_workers(
-    m: Manifest,
-    source: str,
-    *,
-    db: StateDB,
-    broker: str | None = None,
-    on_update: Callable[[list[StepRow]], None] = lambda rows: None,
-) -> tuple[str, list[StepRow]]:
-    """Run the pipeline on warm workers as one Celery chain; return the content id and rows.
-
-    Raises :class:`~signal4.workers.wire.WorkerError` when no live worker can take a step.
-    """
-    from signal4.workers import submit
-
-    download = download_task(source)
-    if download is None and not Path(source).expanduser().is_file():
-        raise no_such_source(source)
-    known: str | None = None
-    steps: list[tuple[Task, list[str]]] = []
-    done_before: list[str] = []
-    if download is not None:
-        steps.append((m.task(download[0]), download[1]))
-        for task in m.pipeline_tasks():
-            steps.append((task, []))  # the worker adds --content from the previous result
-    else:
-        # a local file's content id is known up front: skip the stages already done, as the
-        # local path does; the convert worker reads this path (on several machines, put it
-        # where all of them see it)
-        src, known = local_source(source)
-        for i, task in enumerate(m.pipeline_tasks()):
-            if db.is_done(known, task.stage):
-                done_before.append(task.name)
-                continue
-            args = ["--input", str(src)] if i == 0 else []
-            steps.append((task, [*args, "--content", known]))
-        if not steps:
-            rows = [StepRow(t, protocol.SKIPPED, note="done before") for t in done_before]
-            on_update(rows)
-            return known, rows
-    skipped = [StepRow(t, protocol.SKIPPED, note="done before") for t in done_before]
-    rows = [StepRow(t.name) for t, _ in steps]
-
-    def update(chain_rows: list[submit.ChainStep]) -> None:
-        for row, crow in zip(rows, chain_rows, strict=True):
-            row.state = crow.state
-            if crow.outcome is not None:
-                row.seconds = crow.outcome.duration
-                if crow.outcome.status == protocol.SKIPPED:
-                    row.note = "done before"
-        on_update(ordered())
-
-    def ordered() -> list[StepRow]:
-        by_task = {r.task: r for r in (*skipped, *rows)}
-        return [by_task[t.name] for t in tasks_needed(m, source)]
-
-    done = submit.run_chain(m, steps, broker=broker, on_update=update)
-    cid = known
-    for crow in done:
-        out = crow.outcome
-        if out is None:
-            continue
-        if not out.ok:
-            raise PipelineError(f"{crow.task} {out.status}: {out.error or ''}", out.exit_code)
-        cid = cid or protocol.content_of(out.result)
-    if cid is None:
-        raise PipelineError("no step reported a content id", protocol.EXIT_FAILED)
-    return cid, ordered()
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum))
 
 
 def transcript_paths(content_folder: Path) -> list[Path]:

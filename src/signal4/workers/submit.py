@@ -1,7 +1,9 @@
 """The submitter: send steps to warm workers' queues and follow them (the dev env).
 
-:func:`submit`, :func:`run_chain`, :func:`as_outcome` (the same
-:class:`~signal4.run.dispatch.Outcome` and JSON result as the subprocess path),
+:func:`submit`, :func:`wait`, :func:`as_outcome` (the same
+:class:`~signal4.run.dispatch.Outcome` and JSON result as the subprocess path), the
+pieces the batch runner (:mod:`signal4.run.pipeline`) sends and follows chains with
+(:func:`preflight`, :func:`signature`, :func:`publish`, :func:`meta_of`, :class:`Watch`),
 :func:`live_workers` and :func:`check_route` (refuse a queue served by a worker synced
 from another lock), :func:`warm_roundtrip` (``inv measure``).
 """
@@ -129,7 +131,8 @@ def signature(app: Any, task: Task, argv: Sequence[str], *, timeout: float | Non
     )
 
 
-def _publish(send: Callable[[], Any], broker: str) -> Any:
+def publish(send: Callable[[], Any], broker: str) -> Any:
+    """``send()``; :class:`BrokerUnavailable` if the broker does not take it."""
     try:
         return send()
     except connection_errors() as exc:
@@ -154,7 +157,7 @@ def submit(
     preflight(m, [task.env], url)
     app = submitter(m, url)
     sig = signature(app, task, argv, timeout=timeout)
-    return _publish(sig.apply_async, url)
+    return publish(sig.apply_async, url)
 
 
 def path_options(task: Task) -> tuple[set[str], list[str]]:
@@ -419,101 +422,6 @@ def wait(
     finally:
         close_app(result.app)
     return as_outcome(task, state, value, time.monotonic() - started)
-
-
-@dataclass
-class ChainStep:
-    """One step of a chain as it is being followed."""
-
-    task: str
-    argv: list[str]
-    state: str = "waiting"
-    outcome: Outcome | None = None
-
-
-def run_chain(
-    m: Manifest,
-    steps: Sequence[tuple[Task, Sequence[str]]],
-    *,
-    broker: str | None = None,
-    on_update: Callable[[list[ChainStep]], None] = lambda rows: None,
-    poll: float = 0.1,
-) -> list[ChainStep]:
-    """Send ``steps`` as one Celery chain across the env queues and follow it to the end.
-
-    Each step after the first gets the previous one's result (its content id). A step that
-    does not complete stops the chain; the steps after it stay ``not run``.
-    """
-    tasks = [task for task, _ in steps]
-    url = celeryapp.broker_url(broker)
-    preflight(m, [t.env for t in tasks], url)
-    app = submitter(m, url)
-    try:
-        return _follow_chain(app, url, tasks, steps, on_update=on_update, poll=poll)
-    finally:
-        close_app(app)
-
-
-def _follow_chain(
-    app: Any,
-    url: str,
-    tasks: Sequence[Task],
-    steps: Sequence[tuple[Task, Sequence[str]]],
-    *,
-    on_update: Callable[[list[ChainStep]], None],
-    poll: float,
-) -> list[ChainStep]:
-    from celery import chain
-
-    rows = [ChainStep(t.name, list(argv)) for t, (_, argv) in zip(tasks, steps, strict=True)]
-    sigs = [signature(app, t, r.argv) for t, r in zip(tasks, rows, strict=True)]
-    last = _publish(lambda: chain(*sigs).apply_async(), url)
-    results: list[Any] = []
-    node = last
-    while node is not None:
-        results.append(node)
-        node = node.parent
-    results.reverse()
-    on_update(rows)
-    begun: dict[int, float] = {}
-    outage: dict[str, float] = {}
-    watches: dict[int, Watch] = {}
-    i = 0
-    while i < len(rows):
-        res, row, task = results[i], rows[i], tasks[i]
-        got = meta_of(res, outage)
-        state = None if got is None else got[0]
-        if got is not None and state not in READY_STATES:
-            if i not in watches:  # from when the step before it has finished
-                watches[i] = watch_for(task, res, broker=url)
-            watches[i].see(*got)
-        if state == "STARTED" and i not in begun:
-            begun[i] = time.monotonic()
-            row.state = "running"
-            on_update(rows)
-        if state in ("SUCCESS", "FAILURE", "REVOKED"):
-            start = begun.get(i, time.monotonic())
-            row.outcome = as_outcome(task, state, res.result, time.monotonic() - start)
-            seconds = row.outcome.result.get("seconds")
-            if isinstance(seconds, (int, float)):
-                row.outcome = _with_duration(row.outcome, float(seconds))
-            row.state = row.outcome.status
-            on_update(rows)
-            if not row.outcome.ok:
-                for rest in rows[i + 1 :]:
-                    rest.state = "not run"
-                on_update(rows)
-                return rows
-            i += 1
-            continue
-        time.sleep(poll)
-    return rows
-
-
-def _with_duration(outcome: Outcome, seconds: float) -> Outcome:
-    from dataclasses import replace
-
-    return replace(outcome, duration=seconds)
 
 
 def warm_roundtrip(

@@ -16,6 +16,7 @@ Started by ``inv worker <env>`` (``python -m celery -A signal4.workers.workerapp
   go back on their queue (:mod:`signal4.workers.transport`);
 * the soft time limit ends the step as ``timed_out``, even when the step wraps the
   exception it raises (:class:`SoftLimitFlag`);
+* a step's result names the host it ran on (``host``), which the batch runner records;
 * every worker announces itself on Redis (:data:`~signal4.workers.wire.HEARTBEAT_PREFIX`
   ``<node>``: host, env, lock hash, concurrency, tasks done).
 
@@ -282,9 +283,7 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
             soft_limit.arm()
             result: dict[str, Any] | None
             try:
-                result = run_payload(
-                    task, payload, extra, reraise=(SoftTimeLimitExceeded,), m=m
-                )
+                result = run_payload(task, payload, extra, reraise=(SoftTimeLimitExceeded,), m=m)
             except SoftTimeLimitExceeded:
                 result = None
             if result is None or (soft_limit.fired and result.get("status") not in OK_STATUSES):
@@ -293,6 +292,7 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
                 result = timed_out(task, given or soft, result)
             if result.get("status") not in OK_STATUSES:
                 self.request.chain = None  # the rest of a chain needs this step's output
+            result.setdefault("host", socket.gethostname())  # the runner records where it ran
             return result
 
         body.__name__ = body.__qualname__ = task.name
