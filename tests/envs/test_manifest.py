@@ -302,3 +302,10 @@ def test_the_project_root_is_the_nearest_folder_with_a_signal4_table(tmp_path: P
     (tmp_path / "vendored" / "pyproject.toml").write_text("[project]\nname = 'other'\n")
     assert manifest.find_root(sub) == tmp_path.resolve()
     assert manifest.find_root(tmp_path) == tmp_path.resolve()
+
+
+def test_without_defaults_a_task_gets_an_hour_and_one_copy_at_a_time() -> None:
+    data = variant()
+    del data["tool"]["signal4"]["default-timeout"]
+    task = parse(data).task("stitch")
+    assert (task.timeout, task.concurrency) == (3600.0, 1)
