@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import sys
@@ -224,3 +225,36 @@ def test_off_a_terminal_progress_prints_nothing(project_manifest: manifest.Manif
             )
         view.event(batch.Event("end", item, stage, _ended(stage), 0.0))
     assert out.getvalue().splitlines() == ["completed     transcribe             file-a-1 (1.0s)"]
+
+
+def test_the_live_view_counts_done_running_waiting_and_failed(
+    project_manifest: manifest.Manifest,
+) -> None:
+    from rich.console import Console
+
+    m = project_manifest
+    items = [
+        plan_mod.Item(f"{n}.wav", f"{n}.wav", [plan_mod.Stage(t, []) for t in m.pipeline_tasks()])
+        for n in ("a", "b", "c")
+    ]
+    plan = plan_mod.Plan(items)
+    stages = len(m.pipeline_tasks())
+    view = pipeline_cmd._View(Console(file=io.StringIO(), force_terminal=True, width=200), plan)
+
+    def counts() -> str:
+        shown = io.StringIO()
+        Console(file=shown, width=200).print(view._render())
+        return shown.getvalue().splitlines()[0].split("  ", 1)[1].strip()
+
+    total = 3 * stages
+    assert counts() == f"0/{total} stages · 0 running · {total} waiting · 0 failed"
+    a, b = items[0].stages[0], items[1].stages[0]
+    view.event(batch.Event("start", items[0], a, started=0.0))
+    view.event(batch.Event("start", items[1], b, started=0.0))
+    assert counts() == f"0/{total} stages · 2 running · {total - 2} waiting · 0 failed"
+    a.done = True  # as the runner marks it before it tells the view
+    view.event(batch.Event("end", items[0], a, _ended(a), 0.0))
+    failed = dataclasses.replace(_ended(b), status="failed", exit_code=1, error="boom")
+    view.event(batch.Event("end", items[1], b, failed, 0.0))
+    # b failed: its later stages will not run, so they are not waiting
+    assert counts() == f"1/{total} stages · 0 running · {2 * stages - 1} waiting · 1 failed"

@@ -203,6 +203,7 @@ class _View:
         self.failed = 0
         self.running: dict[tuple[int, str], tuple[str, str, float]] = {}
         self.progress: dict[tuple[int, str], dict[str, Any]] = {}
+        self.failed_items: set[int] = {id(i) for i in plan.items if i.error}
         self.live: Any = None
 
     def __enter__(self) -> _View:
@@ -216,6 +217,15 @@ class _View:
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
             self.live.__exit__(None, None, None)
+
+    def waiting(self) -> int:
+        """Stages still to run: of the items that are not failed, those not done or running."""
+        running = {key[0] for key in self.running}
+        return sum(
+            len(item.pending) - (id(item) in running)
+            for item in self.plan.items
+            if id(item) not in self.failed_items
+        )
 
     def event(self, e: Event) -> None:
         key = (id(e.item), e.stage.task.name)
@@ -237,6 +247,7 @@ class _View:
             self.done += 1
         else:
             self.failed += 1
+            self.failed_items.add(id(e.item))
         if self.live is None:
             note = "" if outcome.ok else f": {outcome.error}"
             self.out.print(
@@ -255,7 +266,8 @@ class _View:
         grid = Table.grid(padding=(0, 2))
         grid.add_row(
             ProgressBar(total=total, completed=self.done, width=40),
-            f"{self.done}/{total} stages · {len(self.running)} running · {self.failed} failed",
+            f"{self.done}/{total} stages · {len(self.running)} running · "
+            f"{self.waiting()} waiting · {self.failed} failed",
         )
         now = time.monotonic()
         for key, (label, task, began) in list(self.running.items()):
