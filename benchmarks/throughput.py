@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import wave
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,16 @@ def audio_seconds(path: Path) -> float:
 
 
 def make_items(folder: Path, n: int) -> list[Path]:
-    """``n`` copies of the sample under distinct names (distinct content ids)."""
+    """``n`` copies of the sample under distinct names (distinct content ids).
+
+    The names carry this run's own token: warm workers keep their own state DB, and must
+    not find an item done by an earlier run of this benchmark.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
     paths = []
     for i in range(n):
-        path = folder / f"talk-{i:02d}.wav"
+        path = folder / f"talk-{token}-{i:02d}.wav"
         shutil.copy(SAMPLE, path)
         paths.append(path)
     return paths
@@ -87,12 +93,11 @@ def run_way(way: str, items: list[Path], scratch: Path) -> dict[str, Any]:
         why = workers_up(env)
         if why:
             return {"way": way, "skipped": why}
-        wall = cpu = 0.0
-        for path in items:  # one chain per item, one after the other
-            w, c, code, tail = timed([*INV, "pipeline", "--workers", "--source", str(path)], env)
-            wall, cpu = wall + w, cpu + c
-            if code:
-                return {"way": way, "failed": tail}
+        sources = [a for p in items for a in ("--source", str(p))]
+        # one chain per item, all sent at once; the workers' pools do the limiting
+        wall, cpu, code, tail = timed([*INV, "pipeline", "--workers", *sources], env)
+        if code:
+            return {"way": way, "failed": tail}
     else:
         jobs = 1 if way == "sequential" else cpus()
         sources = [a for p in items for a in ("--source", str(p))]
@@ -116,6 +121,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"- Date: {doc['date']}; command: `{doc['command']}`",
         f"- Machine: {doc['machine']}; {doc['items']} items of {doc['item_seconds']:.1f} s",
+        f"- Load average (1 min) at the start and the end: {doc['load'][0]}, {doc['load'][1]}",
         "",
         "| way | wall s | x sequential | items/min | audio s per wall s | CPU use |",
         "|---|---:|---:|---:|---:|---:|",
@@ -133,8 +139,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "CPU use: the CPU time of `inv` and every process it started / (wall x cores). For",
         "`warm` that is the submitter alone: the warm workers' CPU time is not counted, so its",
-        "CPU use is not comparable. `warm` runs the items one chain after another (`inv",
-        "pipeline --workers` takes one source), so it saves the steps' start-up, not idle cores.",
+        "CPU use is not comparable. `warm` sends every item's chain at once (`inv pipeline",
+        "--workers`); each env's worker pool (its task's `concurrency`) limits how many run.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="signal4-throughput-") as tmp:
         scratch = Path(tmp)
         items = make_items(scratch / "media", args.items)
@@ -158,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "benchmarks/throughput.py " + " ".join(argv or sys.argv[1:]),
         "machine": f"{cpus()} CPUs, {platform.machine()}, Python {platform.python_version()}",
+        # other work on the machine (1-minute load average) when the run started and ended
+        "load": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "items": args.items,
         "item_seconds": audio_seconds(SAMPLE),
         "ways": ways,
