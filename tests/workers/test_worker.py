@@ -266,6 +266,15 @@ def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manife
     runs = [r for r in db().runs() if r.content_id == "talk"]
     assert sorted(r.task for r in runs) == ["cleanup_and_compress", "convert", "stitch"]
     assert {r.host for r in runs} == {socket.gethostname()}
+    # the workers recorded each stage's provenance: their host, the lock they announce
+    records = db().provenance()["talk"]
+    assert sorted(records) == ["compress", "convert", "stitch"]
+    assert {(r["host"], r["lock"]) for r in records.values()} == {
+        (socket.gethostname(), envs.lock_hash(m))
+    }
+    assert records["convert"]["params"] == {"chunk_seconds": 300.0, "chunk_overlap": 2.0}
+    stored = json.loads((store().folder("talk") / "storage_manifest.json").read_text())
+    assert stored["provenance"] == records
     # a done stage is not sent; an item with nothing to run sends nothing (no broker needed)
     again = _light_plan(m, "talk")
     again.items[0].stages[0].done = True
