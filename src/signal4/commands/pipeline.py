@@ -130,7 +130,9 @@ def main(
         raise SourceError(failed[0][1] + more)
     jobs = jobs or cpus()
     if dry_run:
-        _print_plan(out, plan, failed, jobs)
+        _print_plan(
+            out, plan, failed, "on warm workers" if workers else f"up to {jobs} steps at once"
+        )
         for note in checker.notes():
             out.print(f"[yellow]note:[/] {note}", soft_wrap=True, highlight=False)
         return 0
@@ -157,10 +159,10 @@ def main(
     return _summary(out, results, failed, time.monotonic() - started, conf.content_root)
 
 
-def _print_plan(out: Console, plan: Plan, failed: list[tuple[str, str]], jobs: int) -> None:
+def _print_plan(out: Console, plan: Plan, failed: list[tuple[str, str]], how: str) -> None:
     from rich.table import Table
 
-    table = Table(title=f"plan: {len(plan.items)} item(s), up to {jobs} steps at once")
+    table = Table(title=f"plan: {len(plan.items)} item(s), {how}")
     for col in ("item", "source", "stages to run", "done before"):
         table.add_column(col, overflow="fold")
     for item in plan.items:
