@@ -375,3 +375,26 @@ def test_a_steps_output_is_passed_on_at_once() -> None:
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     # os._exit skips the buffers' flush at exit: only what was flushed at once is there
     assert (got.stdout, got.stderr) == ("out line\n", "err line\n")
+
+
+def test_a_tasks_command_is_its_envs_interpreter_and_module(tmp_path: Path) -> None:
+    from signal4.envs import venv as envs
+    from signal4.envs.manifest import parse
+
+    m = parse(
+        {
+            "project": {"optional-dependencies": {"a": ["x"]}},
+            "tool": {"signal4": {"envs": {"a": {}}, "tasks": [{"name": "t", "env": "a"}]}},
+        },
+        tmp_path,
+    )
+    python = str(envs.spec(m, "a").python)
+    assert dispatch.command(m, m.task("t"), ["--x", "1"]) == [
+        python,
+        "-m",
+        "signal4.processing_steps.t",
+        "--x",
+        "1",
+    ]
+    other = envs.spec(m, "a", venv=tmp_path / "other")
+    assert dispatch.command(m, m.task("t"), [], other)[0] == str(other.python)
