@@ -282,6 +282,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "dispositions, dies of the first; the outcome's status and exit code come from the "
         "first signal either way"
     ),
+    (_DISPATCH, "return-none", "not isinstance(value, (int, float)):\nreturn False"): (
+        "equivalent: _count's callers test it for truth (not _count(...)), and None is false"
+    ),
     (_DISPATCH, "call-to-pass", "stream.close()"): (
         "equivalent: the pipe is closed anyway when the Popen object is freed as run_command "
         "returns (its last reference)"

@@ -398,3 +398,10 @@ def test_a_tasks_command_is_its_envs_interpreter_and_module(tmp_path: Path) -> N
     ]
     other = envs.spec(m, "a", venv=tmp_path / "other")
     assert dispatch.command(m, m.task("t"), [], other)[0] == str(other.python)
+
+
+def test_progress_at_the_very_start_is_progress() -> None:
+    line = '{"progress": {"done": 0, "total": null, "unit": "bytes"}}\n'
+    assert dispatch.parse_progress(line) == {"done": 0, "total": None, "unit": "bytes"}
+    line = '{"progress": {"done": 0.0, "total": 0, "unit": "seconds"}}'
+    assert dispatch.parse_progress(line) == {"done": 0.0, "total": 0, "unit": "seconds"}
