@@ -285,6 +285,13 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (_DISPATCH, "return-none", "not isinstance(value, (int, float)):\nreturn False"): (
         "equivalent: _count's callers test it for truth (not _count(...)), and None is false"
     ),
+    (_DISPATCH, "and-to-or", """if not (text.startswith("{") or '"progress"' in text):"""): (
+        "equivalent: the pre-check only spares a JSON parse; the checks after it refuse the "
+        "same lines"
+    ),
+    (_DISPATCH, "true-to-false", "stopped.append(False)"): (
+        "equivalent: the watchdog's mark is read as bool(stopped), true for any non-empty list"
+    ),
     (_DISPATCH, "call-to-pass", "stream.close()"): (
         "equivalent: the pipe is closed anyway when the Popen object is freed as run_command "
         "returns (its last reference)"
