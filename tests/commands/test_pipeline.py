@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import io
 
-from rich.console import Console
-
-from signal4.commands import pipeline as pipeline_cmd
 from signal4.envs import manifest
 from signal4.run import plan as plan_mod
 from tests.conftest import ROOT
 
 
 def _printed(plan: plan_mod.Plan, how: str) -> str:
+    # rich and the command layer are dev-env things: imported here, not when a step env
+    # collects this file
+    from rich.console import Console
+
+    from signal4.commands import pipeline as pipeline_cmd
+
     out = io.StringIO()
     pipeline_cmd._print_plan(Console(file=out, width=200), plan, [("bad://x", "no")], how)
     return out.getvalue()

@@ -73,3 +73,39 @@ def test_two_handles_share_one_file(tmp_path: Path) -> None:
     assert a.is_done("c", "download")
     a.engine.dispose()
     b.engine.dispose()
+
+
+def test_a_table_another_process_just_created_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two pipelines starting on a new DB both create its tables; the slower one looks again."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from signal4.content import state
+
+    real = state.Base.metadata.create_all
+    calls: list[int] = []
+
+    def racing(engine: object, **kw: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            real(engine)  # the other process wins
+            raise OperationalError(
+                "CREATE TABLE content", {}, sqlite3.OperationalError("table content already exists")
+            )
+        real(engine)
+
+    monkeypatch.setattr(state.Base.metadata, "create_all", racing)
+    db = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+    assert db.all() == [] and len(calls) == 2
+
+    def broken(engine: object, **kw: object) -> None:
+        raise OperationalError(
+            "CREATE TABLE content", {}, sqlite3.OperationalError("disk I/O error")
+        )
+
+    monkeypatch.setattr(state.Base.metadata, "create_all", broken)
+    with pytest.raises(OperationalError, match="disk I/O error"):
+        StateDB(f"sqlite:///{tmp_path / 'other.db'}")
