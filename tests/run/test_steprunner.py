@@ -449,3 +449,47 @@ def test_is_done_needs_the_record_and_the_output() -> None:
     assert ctx.is_done("c1", "convert", OUT) is True
     ctx.store.path("c1", OUT).unlink()
     assert ctx.is_done("c1", "convert", OUT) is False  # recorded, but the output is gone
+
+
+def _params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    if options.mode == "badparams":
+        raise InvalidInput("no such model")
+    if options.mode == "brokenparams":
+        raise RuntimeError("cannot hash the model")
+    return {"mode": options.mode}
+
+
+def test_params_are_printed_without_running_and_carried_by_a_completed_result(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import dataclasses
+
+    step = dataclasses.replace(STEP, name="pdemo", params=_params)
+    # --params needs no content and runs nothing
+    assert step.run_argv(["--params", "--mode", "crash"]) == {
+        "status": "completed",
+        "step": "pdemo",
+        "params": {"mode": "crash"},
+    }
+    assert step.run_argv(["--params", "--mode", "badparams"]) == {
+        "status": "invalid_input",
+        "step": "pdemo",
+        "error": "no such model",
+    }
+    assert STEP.run_argv(["--params"])["params"] == {}  # a step without params: none
+    StateDB(settings.get().db_url).register("c1", kind="file")
+    done = step.run_argv(["--content", "c1", "--mode", "ok"])
+    assert (done["status"], done["content"], done["params"]) == ("completed", "c1", {"mode": "ok"})
+    assert done["seconds"] >= 0
+    # a completed run whose params cannot be had is still completed, and says so on stderr
+    capsys.readouterr()
+    odd = step.run_argv(["--content", "c1", "--mode", "brokenparams"])
+    assert odd["status"] == "completed" and "params" not in odd
+    assert "could not describe the parameters: cannot hash the model" in capsys.readouterr().err
+    # a failed run carries none
+    assert "params" not in step.run_argv(["--content", "c1", "--mode", "fail"])
+
+
+def test_an_exception_the_caller_reraises_is_not_a_result() -> None:
+    with pytest.raises(ZeroDivisionError):
+        STEP.run_argv(["--content", "c1", "--mode", "crash"], reraise=(ZeroDivisionError,))
