@@ -493,3 +493,24 @@ def test_params_are_printed_without_running_and_carried_by_a_completed_result(
 def test_an_exception_the_caller_reraises_is_not_a_result() -> None:
     with pytest.raises(ZeroDivisionError):
         STEP.run_argv(["--content", "c1", "--mode", "crash"], reraise=(ZeroDivisionError,))
+
+
+@pytest.mark.parametrize("filename", [None, "tmp"])
+def test_a_full_disk_names_the_content_folder_or_the_file_being_written(
+    capsys: pytest.CaptureFixture[str], filename: str | None
+) -> None:
+    import dataclasses
+
+    root = Path(settings.get().content_root)
+    where = root / "c1" / ".tmp-abc123.json" if filename else None
+
+    def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+        raise OSError(28, "No space left on device", str(where) if where else None)
+
+    step = dataclasses.replace(STEP, execute=execute)
+    result = step.run_argv(["--content", "c1"])
+    # the temporary file's name tells nobody anything: its folder instead
+    assert result["status"] == "failed"
+    assert result["error"].startswith(f"no space left on device writing {root / 'c1'}: ")
+    assert "and run demo again" in result["error"]
+    assert "Traceback" not in capsys.readouterr().err
