@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -514,3 +515,64 @@ def test_a_full_disk_names_the_content_folder_or_the_file_being_written(
     assert result["error"].startswith(f"no space left on device writing {root / 'c1'}: ")
     assert "and run demo again" in result["error"]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_cpu_budget_is_one_thread_per_cpu_this_process_may_use() -> None:
+    from signal4.run.steprunner import cpu_budget
+
+    assert cpu_budget({"SIGNAL4_THREADS": " 1 "}) == 1
+    # under `taskset -c <one cpu>` (or a container's limit): one thread
+    code = (
+        "import os; from signal4.run.steprunner import cpu_budget\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "print(cpu_budget({}))\n"
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert got.stdout.strip() == "1", got.stderr
+
+
+def test_a_failed_rerun_of_a_done_stage_without_info_keeps_it_done_and_its_provenance(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = StateDB(settings.get().db_url)
+    db.register("c1", kind="file")
+    ctx = Context()
+    ctx.store.write_json(ctx.store.path("c1", OUT), {"n": 1})  # its output, kept
+    db.mark("c1", "convert", "done")  # done, with no info of its own
+    db.set_provenance("c1", "convert", {"params": {"n": 1}})
+    assert _main(capsys, "--content", "c1", "--mode", "fail", "--rewrite")[0] == 1
+    row = db.get("c1").steps[0]  # type: ignore[union-attr]
+    assert (row.status, set(row.info)) == ("done", {"last_attempt"})
+    # the outputs are the ones the record describes: the record stays
+    assert db.provenance(["c1"]) == {"c1": {"convert": {"params": {"n": 1}}}}
+
+
+def test_a_step_that_cannot_tell_its_outputs_records_every_failure() -> None:
+    import dataclasses
+
+    step = dataclasses.replace(STEP, outputs_kept=None)
+    db = StateDB(settings.get().db_url)
+    db.register("c1", kind="file")
+    db.mark("c1", "convert", "done")
+    assert step.run_argv(["--content", "c1", "--mode", "fail"])["status"] == "failed"
+    assert db.stage_status("c1", "convert") == "failed"
+
+
+def test_a_dry_run_carries_no_params_and_a_path_out_of_its_folder_is_bad_input() -> None:
+    import dataclasses
+
+    from signal4.content.store import InvalidContentId
+
+    def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+        if options.mode == "escape":
+            raise InvalidContentId("'../x' leaves the content folder")
+        return {"status": protocol.COMPLETED, "dry_run": True}
+
+    step = dataclasses.replace(STEP, execute=execute, params=_params)
+    started = time.monotonic()
+    dry = step.run_argv(["--content", "c1"])
+    took = time.monotonic() - started
+    assert "params" not in dry
+    assert 0 <= dry["seconds"] <= took
+    bad = step.run_argv(["--content", "c1", "--mode", "escape"])
+    assert (bad["status"], bad["error"]) == ("invalid_input", "'../x' leaves the content folder")
