@@ -576,3 +576,16 @@ def test_a_dry_run_carries_no_params_and_a_path_out_of_its_folder_is_bad_input()
     assert 0 <= dry["seconds"] <= took
     bad = step.run_argv(["--content", "c1", "--mode", "escape"])
     assert (bad["status"], bad["error"]) == ("invalid_input", "'../x' leaves the content folder")
+
+
+def test_a_run_removes_what_a_killed_run_left_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = Path(settings.get().content_root) / "c1"
+    folder.mkdir(parents=True)
+    (folder / ".tmp-dead.json").write_text("{")  # a writer killed mid-write
+    assert STEP.run_argv(["--content", "c1"])["status"] == "completed"
+    assert not (folder / ".tmp-dead.json").exists()
+    assert "demo: removed what a killed run left: .tmp-dead.json" in capsys.readouterr().err
+    STEP.run_argv(["--content", "c1"])
+    assert "removed" not in capsys.readouterr().err  # nothing left: nothing said
