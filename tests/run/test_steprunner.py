@@ -589,3 +589,23 @@ def test_a_run_removes_what_a_killed_run_left_and_says_so(
     assert "demo: removed what a killed run left: .tmp-dead.json" in capsys.readouterr().err
     STEP.run_argv(["--content", "c1"])
     assert "removed" not in capsys.readouterr().err  # nothing left: nothing said
+
+
+def test_a_completed_run_drops_its_stages_record_from_the_storage_manifest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from signal4.content.store import STORAGE_MANIFEST, update_provenance
+
+    folder = Path(settings.get().content_root) / "c1"
+    folder.mkdir(parents=True)
+    update_provenance(folder, {"convert": {"params": {}}, "stitch": {"params": {}}})
+    assert STEP.run_argv(["--content", "c1", "--mode", "fail"])["status"] == "failed"
+    assert set(json.loads((folder / STORAGE_MANIFEST).read_text())["provenance"]) == {
+        "convert",
+        "stitch",
+    }  # a failure leaves the record of the outputs it did not replace
+    assert STEP.run_argv(["--content", "c1"])["status"] == "completed"
+    # the record described the outputs this run replaced; the runner writes the new one
+    assert json.loads((folder / STORAGE_MANIFEST).read_text())["provenance"] == {
+        "stitch": {"params": {}}
+    }
