@@ -405,3 +405,22 @@ def test_progress_at_the_very_start_is_progress() -> None:
     assert dispatch.parse_progress(line) == {"done": 0, "total": None, "unit": "bytes"}
     line = '{"progress": {"done": 0.0, "total": 0, "unit": "seconds"}}'
     assert dispatch.parse_progress(line) == {"done": 0.0, "total": 0, "unit": "seconds"}
+
+
+def test_the_result_counts_even_when_the_output_is_read_slower_than_the_step_ends() -> None:
+    seen: list[str] = []
+
+    def slow(line: str) -> None:  # a slow terminal, say
+        time.sleep(0.3)
+        seen.append(line)
+
+    out = dispatch.run_command(
+        step('print("working"); print(\'{"status": "completed"}\')'),
+        task="t",
+        env="e",
+        timeout=30,
+        on_stdout=slow,
+        on_stderr=slow,
+    )
+    assert out.status == protocol.COMPLETED, out.error
+    assert seen == ["working\n", '{"status": "completed"}\n']
