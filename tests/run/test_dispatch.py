@@ -372,7 +372,10 @@ def test_a_steps_output_is_passed_on_at_once() -> None:
         "import os; from signal4.run import dispatch; "
         "dispatch.echo_stdout('out line\\n'); dispatch.echo_stderr('err line\\n'); os._exit(0)"
     )
-    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe buffers
+    got = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=environ
+    )
     # os._exit skips the buffers' flush at exit: only what was flushed at once is there
     assert (got.stdout, got.stderr) == ("out line\n", "err line\n")
 
