@@ -316,6 +316,13 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (_VENV, "call-to-pass", 'environ.setdefault("UV_NO_PROGRESS", "1")'): (
         "equivalent: uv draws no progress bar when its stderr is a pipe, as it is here"
     ),
+    (_VENV, "or-to-and", "if not isinstance(recorded, str) and not recorded:"): (
+        "equivalent: a recorded fingerprint that is no non-empty string never equals the "
+        "current one (a hex digest), so the comparison after it says stale too"
+    ),
+    (_VENV, "true-to-false", "folder.mkdir(parents=False, exist_ok=True)"): (
+        "equivalent: the folder is <project>/envs, and the project folder exists"
+    ),
     (_VENV, "call-to-pass", "fcntl.flock(fh, fcntl.LOCK_UN)"): (
         "equivalent: the file is closed right after (the with block), which lets go of the lock"
     ),
