@@ -430,6 +430,11 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "Step.call's only caller, run_argv, always passes a Context"
     ),
     (_STEPRUNNER, "int-plus-one", "round(time.monotonic() - started, 4)"): _PRECISION,
+    (_STEPRUNNER, "false-to-true", "def parser(self, *, probe: bool = True)"): (
+        "equivalent: run_argv always passes probe; the other callers (inv submit's path "
+        "options, the tests) read the options' names and types, not whether --content is "
+        "required"
+    ),
     (_STEPRUNNER, "ne-to-eq", "while not path.exists() and path == path.parent:"): (
         "equivalent: the next loop walks up from a missing path to the same mount point (a "
         "missing path is never one)"

@@ -135,7 +135,7 @@ def test_help_is_a_completed_result_not_an_exit(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert code == 0
     assert "A demo step." in out
-    assert "--rewrite" in out
+    assert "--rewrite" in out and "--ready" in out and "--params" in out
     # the help says what the exit codes mean (unless the step gives its own epilog)
     assert "Exit codes: 0 completed/skipped, 1 failed, 2 invalid input." in " ".join(out.split())
     # the protocol holds: the last line is the result, so a dispatcher reads "completed"
