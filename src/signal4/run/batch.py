@@ -93,6 +93,46 @@ class Event:
     progress: dict[str, Any] | None = None
 
 
+def settle(
+    db: StateDB, result: ItemResult, stage: Stage, outcome: dispatch.Outcome, *, host: str | None
+) -> dt.datetime:
+    """One stage ended (here or on a worker): record its run, update its item; the end time.
+
+    The stage is marked done when it succeeded with a content id; otherwise the item takes
+    the failure (or the interruption) and its error.
+    """
+    item = result.item
+    result.seconds += outcome.duration
+    result.ran.append(stage.task.name)
+    if item.content is None and outcome.ok:
+        item.content = protocol.content_of(outcome.result)
+    ended = dt.datetime.now(dt.UTC)
+    db.record_run(
+        content_id=item.content,
+        item=item.label,
+        stage=stage.task.stage,
+        task=stage.task.name,
+        status=outcome.status,
+        started=ended - dt.timedelta(seconds=outcome.duration),
+        ended=ended,
+        host=host,
+        error=outcome.error,
+    )
+    if outcome.ok and item.content is not None:
+        stage.done = True
+    elif outcome.ok:
+        result.status, result.exit_code = "failed", protocol.EXIT_FAILED
+        result.error = f"{stage.task.name} reported no content id"
+    elif outcome.interrupted:
+        result.status, result.exit_code = "interrupted", outcome.exit_code
+        result.error = f"{stage.task.name}: {outcome.error}"
+    else:
+        result.status, result.exit_code = "failed", outcome.exit_code
+        tail = outcome.stderr_tail.strip().splitlines()[-1:]
+        result.error = f"{stage.task.name} {outcome.status}: {outcome.error or ''.join(tail)}"
+    return ended
+
+
 class Batch:
     """Run a :class:`Plan` with ``jobs`` steps at most at once."""
 
@@ -195,35 +235,9 @@ class Batch:
 
     def _finished(self, item: Item, stage: Stage, outcome: dispatch.Outcome, began: float) -> None:
         result = self.results[id(item)]
-        result.seconds += outcome.duration
-        result.ran.append(stage.task.name)
-        if item.content is None and outcome.ok:
-            item.content = protocol.content_of(outcome.result)
-        ended = dt.datetime.now(dt.UTC)
-        self.db.record_run(
-            content_id=item.content,
-            item=item.label,
-            stage=stage.task.stage,
-            task=stage.task.name,
-            status=outcome.status,
-            started=ended - dt.timedelta(seconds=outcome.duration),
-            ended=ended,
-            host=socket.gethostname(),
-            error=outcome.error,
-        )
-        if outcome.ok and item.content is not None:
-            stage.done = True
+        ended = settle(self.db, result, stage, outcome, host=socket.gethostname())
+        if stage.done:
             self._record_provenance(item, stage, outcome, ended)
-        elif outcome.ok:
-            result.status, result.exit_code = "failed", protocol.EXIT_FAILED
-            result.error = f"{stage.task.name} reported no content id"
-        elif outcome.interrupted:
-            result.status, result.exit_code = "interrupted", outcome.exit_code
-            result.error = f"{stage.task.name}: {outcome.error}"
-        else:
-            result.status, result.exit_code = "failed", outcome.exit_code
-            tail = outcome.stderr_tail.strip().splitlines()[-1:]
-            result.error = f"{stage.task.name} {outcome.status}: {outcome.error or ''.join(tail)}"
         self.on_event(Event("end", item, stage, outcome, began))
 
     def _record_provenance(

@@ -21,7 +21,6 @@ does not know of it.
 
 from __future__ import annotations
 
-import datetime as dt
 import signal
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
 from signal4.run import dispatch, protocol
-from signal4.run.batch import Event, ItemResult
+from signal4.run.batch import Event, ItemResult, settle
 from signal4.run.plan import Item, Plan, Stage
 from signal4.signals import handling
 
@@ -280,34 +279,7 @@ class WorkerBatch:
         host: str | None,
     ) -> None:
         """One stage ended on a worker: record its run, update its item, tell the view."""
-        result = self.results[id(item)]
-        result.seconds += outcome.duration
-        result.ran.append(stage.task.name)
-        if item.content is None and outcome.ok:
-            item.content = protocol.content_of(outcome.result)
-        ended = dt.datetime.now(dt.UTC)
-        self.db.record_run(
-            content_id=item.content,
-            item=item.label,
-            stage=stage.task.stage,
-            task=stage.task.name,
-            status=outcome.status,
-            started=ended - dt.timedelta(seconds=outcome.duration),
-            ended=ended,
-            host=host,
-            error=outcome.error,
-        )
-        if outcome.ok and item.content is not None:
-            stage.done = True
-        elif outcome.ok:
-            result.status, result.exit_code = "failed", protocol.EXIT_FAILED
-            result.error = f"{stage.task.name} reported no content id"
-        elif outcome.interrupted:
-            result.status, result.exit_code = "interrupted", outcome.exit_code
-            result.error = f"{stage.task.name}: {outcome.error}"
-        else:
-            result.status, result.exit_code = "failed", outcome.exit_code
-            result.error = f"{stage.task.name} {outcome.status}: {outcome.error or ''}"
+        settle(self.db, self.results[id(item)], stage, outcome, host=host)
         self.on_event(Event("end", item, stage, outcome, began))
 
     # ----------------------------------------------------------------- stopping
