@@ -33,7 +33,7 @@ import subprocess
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -280,9 +280,14 @@ class Checker:
         todo = [t for t in dict.fromkeys(tasks) if not self._ready(t, probe=True)]
         if not todo:
             return
+        # fingerprints and code digests here, one task after another (ast.parse is not safe
+        # in several threads at once on CPython 3.11); only the launches run side by side
+        nows = [self._work_out(task, probe=False) for task in todo]
         with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
-            for task, now in zip(todo, pool.map(self._work_out, todo), strict=True):
-                self._now[task.name] = now
+            for task, now, (params, error) in zip(
+                todo, nows, pool.map(self._probe, todo), strict=True
+            ):
+                self._now[task.name] = replace(now, params=params, params_error=error)
 
     def notes(self) -> list[str]:
         """What could not be checked, one line each (a task whose env could not say its
@@ -317,14 +322,18 @@ class Checker:
             "declared": sorted(fp.key),
         }
         code = code_fingerprint(self.m.root / "src", task.module)
-        params: dict[str, Any] | None = None
-        error = None
-        if probe and "params" in self.triggers:
-            try:
-                params = probe_params(self.m, task, env_vars=self.env_vars)
-            except ProbeError as exc:
-                error = str(exc)
+        params, error = self._probe(task) if probe else (None, None)
         return Now(env, code, params, error)
+
+    def _probe(self, task: Task) -> tuple[dict[str, Any] | None, str | None]:
+        """(params, None), or (None, why not) from the task's ``--params`` launch, when the
+        params trigger is on; (None, None) when it is off."""
+        if "params" not in self.triggers:
+            return None, None
+        try:
+            return probe_params(self.m, task, env_vars=self.env_vars), None
+        except ProbeError as exc:
+            return None, str(exc)
 
     def reasons(self, task: Task, record: Mapping[str, Any] | None, folder: Path) -> list[str]:
         """Why ``task``'s outputs (made as ``record`` says) are out of date; [] if they are
