@@ -81,3 +81,120 @@ def test_convert_keeps_the_same_floor_for_its_option() -> None:
     from signal4.processing_steps.convert import MIN_CHUNK_SECONDS
 
     assert MIN_CHUNK_SECONDS == settings.MIN_CHUNK_SECONDS
+
+
+def test_every_setting_has_a_parser() -> None:
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(settings.Settings)]
+    assert names == list(settings._PARSERS)
+
+
+def test_a_dot_env_file_is_read_and_the_environment_beats_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "# a comment\n"
+        "SIGNAL4_CHUNK_SECONDS=40\n"
+        "export SIGNAL4_CHUNK_OVERLAP='3'\n"
+        'SIGNAL4_WHISPER_BACKEND="mlx"  # trailing comment\n'
+        "SIGNAL4_BROKER_URL=redis://h:1/0 # unquoted, trailing comment\n"
+        "SIGNAL4_HTTP_TIMEOUT=9\n"
+        "OTHER_THING=1\n"
+        "SIGNAL4_NOT_A_SETTING=x\n"
+    )
+    monkeypatch.setenv("SIGNAL4_HTTP_TIMEOUT", "12")
+    conf = _load()
+    assert (conf.chunk_seconds, conf.chunk_overlap) == (40.0, 3.0)
+    assert (conf.whisper_backend, conf.broker_url) == ("mlx", "redis://h:1/0")
+    assert conf.http_timeout == 12.0  # the environment wins over .env
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("On", True),
+        ("t", True),
+        ("y", True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+        ("OFF", False),
+        ("f", False),
+        ("n", False),
+    ],
+)
+def test_a_switch_takes_the_usual_words(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("SIGNAL4_ALLOW_LOOPBACK", value)
+    assert _load().allow_loopback is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "", "truthy"])
+def test_any_other_switch_value_is_an_error(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SIGNAL4_ALLOW_LOOPBACK", value)
+    with pytest.raises(settings.SettingsError, match="Input should be a boolean"):
+        _load()
+
+
+@pytest.mark.parametrize("value", ["5.5", "nan", "five", "1e400"])
+def test_a_whole_number_setting_takes_no_fraction(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SIGNAL4_MAX_DOWNLOAD_BYTES", value)
+    with pytest.raises(settings.SettingsError) as exc:
+        _load()
+    assert str(exc.value) == (
+        f"invalid setting: SIGNAL4_MAX_DOWNLOAD_BYTES={value!r}: Input should be a whole number"
+    )
+
+
+@pytest.mark.parametrize(("value", "expected"), [("5", 5), ("5.0", 5), (str(10**30), 10**30)])
+def test_a_whole_number_setting_loads(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int
+) -> None:
+    monkeypatch.setenv("SIGNAL4_MAX_DOWNLOAD_BYTES", value)
+    got = _load().max_download_bytes
+    assert (got, type(got)) == (expected, int)
+
+
+def test_the_name_is_matched_without_regard_to_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("signal4_Chunk_Seconds", "8")
+    assert _load().chunk_seconds == 8.0
+
+
+def test_several_problems_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNAL4_CHUNK_SECONDS", "nan")
+    monkeypatch.setenv("SIGNAL4_HTTP_TIMEOUT", "0")
+    with pytest.raises(settings.SettingsError) as exc:
+        _load()
+    assert str(exc.value) == (
+        "invalid setting: SIGNAL4_CHUNK_SECONDS='nan': Input should be a finite number; "
+        "SIGNAL4_HTTP_TIMEOUT='0': Input should be greater than 0"
+    )
+
+
+def test_overrides_beat_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIGNAL4_CHUNK_SECONDS", "nan")  # never read: the override wins
+    monkeypatch.setenv("SIGNAL4_ALLOW_LOOPBACK", "no")
+    conf = settings.load(chunk_seconds="60", allow_loopback=True, data_dir=tmp_path / "d")
+    assert (conf.chunk_seconds, conf.allow_loopback) == (60.0, True)
+    assert conf.data_dir == tmp_path / "d"
+    assert conf.db_url == f"sqlite:///{(tmp_path / 'd' / 'state.db').resolve()}"
+    with pytest.raises(settings.SettingsError, match=r"SIGNAL4_HTTP_TIMEOUT=inf: .*finite"):
+        settings.load(http_timeout=float("inf"))
+    with pytest.raises(TypeError, match="chunk_second"):
+        settings.load(chunk_second=5)
+
+
+def test_an_empty_optional_setting_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNAL4_CONTENT_DIR", "")
+    monkeypatch.setenv("SIGNAL4_DATABASE_URL", "")
+    conf = _load()
+    assert (conf.content_dir, conf.database_url) == (None, None)
+    assert conf.content_root == (conf.data_dir / "content").resolve()

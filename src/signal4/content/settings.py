@@ -3,22 +3,37 @@
 Read once per process (:func:`get`), never re-parsed per import. A value out of range
 (``nan``, ``inf``, a negative length, an overlap that is not below half a chunk…) is a
 :class:`SettingsError` with one line naming the setting, never a traceback.
+
+Where a value comes from, first match wins: a keyword given to :func:`load` (a typed value
+or a string), the environment variable ``SIGNAL4_<NAME>`` (the name matched without regard
+to case; the exact upper-case spelling wins over the others), a ``KEY=VALUE`` line of
+``.env`` in the current directory (``#`` comment lines, an optional ``export``, optional
+single or double quotes, no ``${VAR}`` expansion), then the default. Unknown ``SIGNAL4_``
+names are ignored. An empty value makes an optional setting (one whose default is None)
+None; a number or a switch must not be empty. Switches take true/false, 1/0, yes/no,
+on/off, t/f, y/n in any case. Standard library only: every step imports this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signal4.errors import Signal4Error
 
 PREFIX = "SIGNAL4_"
 #: Shortest chunk convert cuts (Whisper makes nothing useful of less than a second).
 MIN_CHUNK_SECONDS = 1.0
+ENV_FILE = ".env"
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+_NOT_WHOLE = "Input should be a whole number"
 
 
 class SettingsError(Signal4Error, ValueError):
@@ -36,45 +51,146 @@ def check_chunking(chunk: float, overlap: float) -> str | None:
     return None
 
 
-class Settings(BaseSettings):
-    """Everything a step can be configured with."""
+# --- parsers: a raw value (a string from the environment, or a typed override) to the
+# --- setting's type; a ValueError's text says what is wrong with it.
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default=Path("data"), description="Root of content and the state DB.")
-    content_dir: Path | None = Field(
-        default=None, description="Content store (default data/content)."
-    )
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/state.db."
-    )
-    max_download_bytes: int = Field(default=2 * 1024**3, ge=1)
-    allow_loopback: bool = Field(default=False, description="Allow downloads from 127.0.0.0/8.")
-    chunk_seconds: float = Field(default=300.0, ge=MIN_CHUNK_SECONDS, allow_inf_nan=False)
-    chunk_overlap: float = Field(default=2.0, ge=0, allow_inf_nan=False)
-    whisper_model: str | None = Field(
-        default=None, description="CTranslate2 Whisper model dir or hub name (default: bundled)."
-    )
-    whisper_backend: str = Field(default="faster-whisper", description="faster-whisper or mlx.")
-    pyannote_model: str | None = Field(default=None, description="Local pyannote pipeline dir.")
-    pyannote_token: str | None = Field(
-        default=None, description="Hub token, where it is reachable."
-    )
-    http_timeout: float = Field(default=30.0, gt=0, allow_inf_nan=False)
-    broker_url: str | None = Field(
-        default=None,
-        description="Celery broker (Redis) URL for warm workers; default redis://127.0.0.1:6379/0.",
-    )
-    worker_lock_hash: str | None = Field(
-        default=None,
-        description="Announce this lock hash instead of the env's own (drift tests only).",
-    )
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("Input should be a string")
+    return value
 
-    @model_validator(mode="after")
-    def _chunking(self) -> Settings:
-        if reason := check_chunking(self.chunk_seconds, self.chunk_overlap):
-            raise ValueError(f"{PREFIX}CHUNK_OVERLAP and {PREFIX}CHUNK_SECONDS: {reason}")
-        return self
+
+def _path(value: object) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise ValueError("Input should be a path")
+    return Path(value)
+
+
+def _switch(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    raise ValueError("Input should be a boolean (true/false, 1/0, yes/no, on/off, t/f, y/n)")
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, int):
+        return int(value)  # True is 1
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return _whole(float(value))  # "5.0" is 5, as pydantic had it
+            except ValueError:
+                raise ValueError(_NOT_WHOLE) from None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise ValueError(_NOT_WHOLE)
+
+
+def _float(value: object) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError("Input should be a number")
+
+
+def _number(
+    *, at_least: float | None = None, above: float | None = None
+) -> Callable[[object], float]:
+    """A finite float, at least ``at_least`` and/or above ``above``."""
+
+    def parse(value: object) -> float:
+        number = _float(value)
+        if not math.isfinite(number):
+            raise ValueError("Input should be a finite number")
+        if at_least is not None and number < at_least:
+            raise ValueError(f"Input should be greater than or equal to {at_least:g}")
+        if above is not None and number <= above:
+            raise ValueError(f"Input should be greater than {above:g}")
+        return number
+
+    return parse
+
+
+def _count(*, at_least: int) -> Callable[[object], int]:
+    """A whole number, at least ``at_least``."""
+
+    def parse(value: object) -> int:
+        number = _whole(value)
+        if number < at_least:
+            raise ValueError(f"Input should be greater than or equal to {at_least}")
+        return number
+
+    return parse
+
+
+@dataclasses.dataclass(init=False)
+class Settings:
+    """Everything a step can be configured with.
+
+    ``Settings(**overrides)`` reads the environment and ``.env`` as :func:`load` does (and
+    raises :class:`SettingsError` the same way); every instance holds checked values.
+    """
+
+    #: Root of content and the state DB.
+    data_dir: Path = Path("data")
+    #: Content store (default data/content).
+    content_dir: Path | None = None
+    #: SQLAlchemy URL; default sqlite:///<data_dir>/state.db.
+    database_url: str | None = None
+    max_download_bytes: int = 2 * 1024**3
+    #: Allow downloads from 127.0.0.0/8.
+    allow_loopback: bool = False
+    chunk_seconds: float = 300.0
+    chunk_overlap: float = 2.0
+    #: CTranslate2 Whisper model dir or hub name (default: bundled).
+    whisper_model: str | None = None
+    #: faster-whisper or mlx.
+    whisper_backend: str = "faster-whisper"
+    #: Local pyannote pipeline dir.
+    pyannote_model: str | None = None
+    #: Hub token, where it is reachable.
+    pyannote_token: str | None = None
+    http_timeout: float = 30.0
+    #: Celery broker (Redis) URL for warm workers; default redis://127.0.0.1:6379/0.
+    broker_url: str | None = None
+    #: Announce this lock hash instead of the env's own (drift tests only).
+    worker_lock_hash: str | None = None
+
+    def __init__(self, **overrides: Any) -> None:
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        if unknown := sorted(set(overrides) - set(fields)):
+            raise TypeError(f"unknown setting(s): {', '.join(unknown)}")
+        given = {**_dot_env(), **_environ()}
+        problems = []
+        for name, field in fields.items():
+            if name in overrides:
+                raw = overrides[name]
+            elif (key := PREFIX + name.upper()) in given:
+                raw = given[key]
+            else:
+                setattr(self, name, field.default)
+                continue
+            try:
+                setattr(self, name, _parse(name, field.default, raw))
+            except ValueError as exc:
+                problems.append(f"{PREFIX}{name.upper()}={raw!r}: {exc}")
+        if not problems and (reason := check_chunking(self.chunk_seconds, self.chunk_overlap)):
+            problems.append(f"{PREFIX}CHUNK_OVERLAP and {PREFIX}CHUNK_SECONDS: {reason}")
+        if problems:
+            raise SettingsError(f"invalid setting: {'; '.join(problems)}")
 
     @property
     def content_root(self) -> Path:
@@ -87,23 +203,101 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.data_dir / 'state.db').resolve()}"
 
 
-def _describe(error: Any) -> str:
-    """One pydantic error as ``SIGNAL4_NAME='value': what is wrong``."""
-    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
-    if not loc:
-        return message
-    return f"{PREFIX}{loc[0].upper()}={error.get('input')!r}: {message}"
+def _parse(name: str, default: object, raw: object) -> Any:
+    """``raw`` as the value of setting ``name``: None (or empty) for an optional one is None."""
+    if raw is None or raw == "":
+        if default is None:
+            return None
+        if raw is None:
+            raise ValueError("Input should not be None")
+    return _PARSERS[name](raw)
+
+
+#: How each setting's value is read, and its bounds.
+_PARSERS: dict[str, Callable[[object], Any]] = {
+    "data_dir": _path,
+    "content_dir": _path,
+    "database_url": _text,
+    "max_download_bytes": _count(at_least=1),
+    "allow_loopback": _switch,
+    "chunk_seconds": _number(at_least=MIN_CHUNK_SECONDS),
+    "chunk_overlap": _number(at_least=0),
+    "whisper_model": _text,
+    "whisper_backend": _text,
+    "pyannote_model": _text,
+    "pyannote_token": _text,
+    "http_timeout": _number(above=0),
+    "broker_url": _text,
+    "worker_lock_hash": _text,
+}
+
+
+def _environ() -> dict[str, str]:
+    """The ``SIGNAL4_*`` environment variables, names upper-cased (the exact spelling wins)."""
+    found: dict[str, str] = {}
+    for name, value in sorted(os.environ.items()):
+        upper = name.upper()
+        if upper.startswith(PREFIX) and (name == upper or upper not in found):
+            found[upper] = value
+    return found
+
+
+def _dot_env(path: str = ENV_FILE) -> dict[str, str]:
+    """The ``SIGNAL4_*`` lines of ``.env`` in the current directory, names upper-cased."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"invalid setting: cannot read {path}: {exc}") from None
+    return {k.upper(): v for k, v in _parse_env_lines(text).items() if k.upper().startswith(PREFIX)}
+
+
+def _parse_env_lines(text: str) -> Mapping[str, str]:
+    """``KEY=VALUE`` lines as a mapping (a later line wins); anything else is skipped.
+
+    ``# comment`` lines, an ``export`` before the key, single quotes (kept as written) and
+    double quotes (``\\"`` and ``\\\\`` unescaped); an unquoted value ends at `` #``.
+    """
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            line = line.removeprefix("export ").lstrip()
+        key, equals, value = line.partition("=")
+        key = key.strip()
+        if not equals or not key or key.startswith("#"):
+            continue
+        values[key] = _unquote(value.strip())
+    return values
+
+
+def _unquote(value: str) -> str:
+    """A ``.env`` value without its quotes, or without a trailing `` # comment``."""
+    if value[:1] in ("'", '"'):
+        quote, out, escaped = value[0], [], False
+        for char in value[1:]:
+            if escaped:
+                out.append(char if char in (quote, "\\") else "\\" + char)
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                return "".join(out)
+            else:
+                out.append(char)
+        return value  # no closing quote: the value as written
+    for i, char in enumerate(value):
+        if char == "#" and i and value[i - 1] in " \t":
+            return value[:i].rstrip()
+    return value
 
 
 def load(**overrides: Any) -> Settings:
     """Read the settings now (``overrides`` win); :class:`SettingsError` (one line) for a
     value out of range."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
-        raise SettingsError(f"invalid setting: {problems}") from None
+    return Settings(**overrides)
 
 
 @functools.cache
