@@ -70,6 +70,8 @@ def converted(cid: str, frames: bytes, chunk_seconds: float = 300.0, overlap: fl
         "chunks": chunks,
     }
     (folder / "chunks.json").write_text(json.dumps(plan), encoding="utf-8")
+    item = {"kind": "file", "duration": duration}
+    (folder / "item.json").write_text(json.dumps(item), encoding="utf-8")
     db().register(cid, kind="file", duration=duration)
     db().mark(cid, "convert", "done")
     return folder

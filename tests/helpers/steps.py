@@ -16,18 +16,28 @@ import pytest
 from signal4.content import settings
 from signal4.content.state import StateDB
 from signal4.content.store import ContentStore
-from signal4.run import protocol
+from signal4.run import protocol, record
 from signal4.run.steprunner import Step
 
 
-def run_step(step: Step, *args: str) -> tuple[int, dict[str, Any]]:
-    """Run ``step.main(args)``; return its exit code and its parsed result line."""
+def run_step(step: Step, *args: str, record_state: bool = True) -> tuple[int, dict[str, Any]]:
+    """Run ``step.main(args)``; return its exit code and its parsed result line.
+
+    As a runner does, the result's records are then written to the state DB
+    (``record_state=False``: not, to see what the step alone leaves).
+    """
     settings.get.cache_clear()  # pick up env vars set by the test
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = step.main(list(args))
     result = protocol.parse_last_line(out.getvalue())
     assert protocol.EXIT_CODES[result["status"]] == code
+    if record_state:
+        try:
+            conf = settings.get()
+        except settings.SettingsError:
+            return code, result
+        record.apply(db(), result, content_root=conf.content_root)
     return code, result
 
 

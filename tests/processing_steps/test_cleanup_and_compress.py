@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from signal4.processing_steps import convert
-from signal4.processing_steps.cleanup_and_compress import STEP
+from signal4.processing_steps.cleanup_and_compress import LATER_STAGES, STEP
 from signal4.run import protocol
 from signal4.stepkit import media as media_mod
 from tests.helpers import media, probe
@@ -32,20 +32,25 @@ def converted(tmp_path: Path) -> str:
         "1",
     )
     assert code == 0, result
-    # what the later steps write (their real outputs are JSON files in the folder)
-    store().write_json(store().path("talk", "transcript.json"), {"words": ["hi"] * 200})
     return "talk"
 
 
+def _finish(cid: str, *stages: str) -> None:
+    """Write what the later stages write last (their real outputs are JSON files): a
+    stage is done when its output is kept."""
+    for stage in stages or LATER_STAGES:
+        body = {"words": ["hi"] * 200} if stage == "stitch" else {"stage": stage}
+        store().write_json(store().path(cid, LATER_STAGES[stage]), body)
+
+
 def _finish_later_stages(cid: str) -> None:
-    for stage in ("transcribe", "diarize", "stitch"):
-        db().mark(cid, stage, "done")
+    _finish(cid)
 
 
 def test_refuses_to_remove_what_later_steps_need(converted: str) -> None:
     folder = store().folder(converted)
+    _finish(converted, "transcribe")
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
-    db().mark(converted, "transcribe", "done")
     code, result = run_step(STEP, "--content", converted)
     assert code == protocol.EXIT_INVALID
     assert "diarize, stitch not done yet" in result["error"]
@@ -80,7 +85,12 @@ def test_dry_run_changes_nothing(converted: str) -> None:
     code, result = run_step(STEP, "--content", converted, "--dry-run")
     assert code == 0
     assert result["remove"] == ["audio.wav", "chunks"]
-    assert result["gzip"] == ["chunks.json", "transcript.json"]
+    assert result["gzip"] == [
+        "chunks.json",
+        "diarization.json",
+        "transcript.json",
+        "transcript_words.json",
+    ]  # not item.json: every step reads it
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
 
 
@@ -124,12 +134,14 @@ def test_compresses_and_removes_once_later_steps_are_done(converted: str) -> Non
 
 
 def test_unconverted_content_is_invalid() -> None:
-    db().register("raw", kind="file")
+    store().folder("raw", create=True)
     code, result = run_step(STEP, "--content", "raw")
     assert code == protocol.EXIT_INVALID
-    assert "run convert first" in result["error"]
+    assert "has no audio.wav (nor audio.opus); run convert first" in result["error"]
     code, result = run_step(STEP, "--content", "ghost")
-    assert "not registered" in result["error"]
+    assert code == protocol.EXIT_INVALID
+    assert "'ghost' has no folder in the store; download and convert it first" in result["error"]
+    assert not store().folder("ghost").exists()
 
 
 def test_cli_subprocess(converted: str, tmp_path: Path) -> None:
@@ -155,4 +167,6 @@ def test_ready_probe_covers_a_real_run(converted: str) -> None:
     _finish_later_stages(converted)
     real = probe.assert_probe_covers("cleanup_and_compress", "--content", converted)
     assert "imageio_ffmpeg" in real
-    assert db().is_done(converted, "compress")
+    assert "sqlalchemy" not in real  # the runner records the state, not the step
+    folder = store().folder(converted)
+    assert (folder / "audio.opus").is_file() and not (folder / "audio.wav").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,10 @@ def test_audio_download_recorded(step: Step, server: httpserver.Server) -> None:
     assert (item.kind, item.source_url) == (kind, server.url("/tone.mp3"))
     assert item.duration == pytest.approx(3.0, abs=0.2)
     assert states(cid) == {"download": "done"}
-    assert sorted(p.name for p in folder.iterdir()) == ["media.mp3", "meta.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["item.json", "media.mp3", "meta.json"]
+    described = json.loads((folder / "item.json").read_text())  # what the next steps read
+    assert (described["kind"], described["meta"]["media"]) == (kind, "media.mp3")
+    assert described["source_url"] == server.url("/tone.mp3")
 
     code, again = run_step(step, "--url", server.url("/tone.mp3"))
     assert (code, again["status"], again["content"]) == (0, protocol.SKIPPED, cid)
@@ -127,6 +131,10 @@ def test_a_url_that_does_not_parse_is_invalid_input(url: str) -> None:
     assert "not a valid URL" in result["error"]
 
 
+# yt-dlp drops its HTTP response unclosed when the write fails (ENOSPC); the socket's
+# ResourceWarning then surfaces wherever the garbage collector runs next. Python ignores
+# ResourceWarning by default, so users never see it; only this suite turns it into an error.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_full_disk_is_failed_not_bad_media(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ import pytest
 from signal4.content import settings
 from signal4.content.state import StateDB
 from signal4.envs import manifest
-from signal4.run import protocol
+from signal4.run import protocol, record
 from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, keeps, number
 from tests.conftest import ROOT
 from tests.helpers.steps import small_filesystem
@@ -40,7 +40,7 @@ def _execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         raise ZeroDivisionError("oops")
     if options.mode == "write":  # the stage's real output, then the stage is done
         ctx.store.write_json(ctx.store.path(options.content, OUT), {"n": 1})
-        ctx.db.mark(options.content, "convert", "done", info={"n": 1})
+        ctx.mark(options.content, "convert", "done", info={"n": 1})
     if options.mode == "fill":  # real writes until the disk says no
         block = b"x" * (1 << 16)
         with ctx.store.open_atomic(ctx.store.path(options.content, "big.bin")) as fh:
@@ -65,12 +65,23 @@ STEP = Step(
 
 
 def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
+    """Run STEP's CLI, then record its result's records as a runner would."""
     settings.get.cache_clear()
     code = STEP.main(list(args))
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert len(lines) == 1
-    return code, json.loads(lines[0]), err
+    result = json.loads(lines[0])
+    _apply(result)
+    return code, result, err
+
+
+def _apply(result: dict[str, Any]) -> dict[str, Any]:
+    if not result.get("records"):
+        return result  # a bad setting, a usage error: nothing to record
+    conf = settings.get()
+    record.apply(StateDB(conf.db_url), result, content_root=conf.content_root)
+    return result
 
 
 def test_completed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -358,17 +369,29 @@ def test_a_full_disk_is_failed_naming_the_file_system(
         assert list((small / "content" / "c1").iterdir()) == []  # the temp file is gone
 
 
-def test_context_is_lazy_and_builds_each_part_once() -> None:
+def test_context_is_lazy_builds_each_part_once_and_never_loads_the_orm(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from signal4.run.steprunner import Context\n"
         "ctx = Context()\n"
-        "assert 'sqlalchemy' not in sys.modules and 'pydantic' not in sys.modules\n"
-        "db = ctx.db\n"
-        "assert 'sqlalchemy' in sys.modules\n"
-        "assert ctx.db is db and ctx.store is ctx.store and ctx.settings is ctx.settings\n"
+        "assert 'signal4.content.settings' not in sys.modules\n"
+        "settings = ctx.settings\n"
+        "assert 'signal4.content.settings' in sys.modules\n"
+        "assert 'signal4.content.store' not in sys.modules\n"
+        "store = ctx.store\n"
+        "assert ctx.store is store and ctx.settings is settings\n"
+        "ctx.register('c1', kind='file', title='T')\n"
+        "ctx.mark('c1', 'convert', 'done')\n"
+        "assert ctx.is_done('c1', 'audio.wav') is False\n"
+        "assert ctx.item('c1') == {'kind': 'file', 'title': 'T'}\n"
+        "heavy = ('sqlalchemy', 'pydantic', 'signal4.content.state')\n"
+        "bad = [m for m in heavy if m in sys.modules]\n"
+        "assert not bad, bad\n"
     )
-    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    env = {**os.environ, "SIGNAL4_DATA_DIR": str(tmp_path / "data")}
+    got = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env
+    )
     assert got.returncode == 0, got.stderr
     ctx = Context()
     assert ctx.settings is settings.get()
@@ -439,17 +462,15 @@ def test_a_full_disk_is_found_behind_wrappers_and_database_errors() -> None:
     assert disk_full(a) is None
 
 
-def test_is_done_needs_the_record_and_the_output() -> None:
-    db = StateDB(settings.get().db_url)
-    db.register("c1", kind="file")
+def test_is_done_is_the_output_being_kept_and_never_asks_the_db() -> None:
     ctx = Context()
-    assert ctx.is_done("c1", "convert", OUT) is False  # not recorded
+    assert ctx.is_done("c1", OUT) is False  # nothing written
     ctx.store.write_json(ctx.store.path("c1", OUT), {"n": 1})
-    assert ctx.is_done("c1", "convert", OUT) is False  # written, not recorded
-    db.mark("c1", "convert", "done")
-    assert ctx.is_done("c1", "convert", OUT) is True
+    assert ctx.is_done("c1", OUT) is True  # outputs are written atomically, last
     ctx.store.path("c1", OUT).unlink()
-    assert ctx.is_done("c1", "convert", OUT) is False  # recorded, but the output is gone
+    assert ctx.is_done("c1", OUT) is False  # gone
+    ctx.store.path("c1", OUT + ".gz").write_bytes(b"")  # compressed by cleanup: kept
+    assert ctx.is_done("c1", OUT) is True
 
 
 def _params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -554,7 +575,18 @@ def test_a_step_that_cannot_tell_its_outputs_records_every_failure() -> None:
     db = StateDB(settings.get().db_url)
     db.register("c1", kind="file")
     db.mark("c1", "convert", "done")
-    assert step.run_argv(["--content", "c1", "--mode", "fail"])["status"] == "failed"
+    result = step.run_argv(["--content", "c1", "--mode", "fail"])
+    assert result["records"] == [
+        {
+            "content": "c1",
+            "stage": "convert",
+            "status": "failed",
+            "error": "the disk is full",
+            "outputs_kept": False,
+        }
+    ]
+    assert db.stage_status("c1", "convert") == "done"  # the step never writes the DB
+    _apply(result)
     assert db.stage_status("c1", "convert") == "failed"
 
 

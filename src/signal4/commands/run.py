@@ -6,6 +6,7 @@ import math
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from signal4.commands.envs import sync
 from signal4.envs import venv as envs
@@ -64,6 +65,7 @@ def run(
         code = sync([t.env])
         if code:
             return code
+    state = _State(args)
     outcome = dispatch.run(
         m,
         t,
@@ -74,4 +76,48 @@ def run(
     )
     if outcome.status == protocol.TIMED_OUT or (outcome.error and not outcome.result):
         print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
+    state.record(outcome.result)
     return outcome.exit_code
+
+
+class _State:
+    """The state DB's side of one ``inv run``: the step never opens the DB, this does.
+
+    Before the step: an item stored before steps described themselves gets its
+    ``item.json`` (from the DB). After it: the result's records are written. A DB that
+    cannot be read or written is a warning (the step's work is done either way), and a
+    result without records never opens the DB at all.
+    """
+
+    def __init__(self, args: Sequence[str]) -> None:
+        from signal4.content import settings
+        from signal4.run import record
+
+        try:
+            self.conf: Any = settings.get()
+        except settings.SettingsError:
+            self.conf = None  # the step says what is wrong with the setting
+            return
+        content = record.content_arg(args)
+        folder = self.conf.content_root / content if content else None
+        if content and folder is not None and folder.is_dir():
+            try:
+                record.describe_from_db(
+                    record.state_db(self.conf.db_url), self.conf.content_root, content
+                )
+            except Exception as exc:
+                print(
+                    f"warning: could not read {content} from the state DB: {exc}", file=sys.stderr
+                )
+
+    def record(self, result: dict[str, Any]) -> None:
+        if self.conf is None or not result.get("records"):
+            return
+        from signal4.run import record
+
+        try:
+            record.apply(
+                record.state_db(self.conf.db_url), result, content_root=self.conf.content_root
+            )
+        except Exception as exc:
+            print(f"warning: the step's state was not recorded: {exc}", file=sys.stderr)

@@ -55,6 +55,10 @@ def check_id(content_id: str) -> str:
     return content_id
 
 
+#: Each content folder's description of its item (kind, source, title, media file...):
+#: written by the step that registers it, read by the steps after it.
+ITEM_FILE = "item.json"
+
 #: Each content folder's record of what cleanup kept and how each stage's outputs were
 #: made (its ``provenance`` key: stage -> record, written by the pipeline's runner).
 STORAGE_MANIFEST = "storage_manifest.json"

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from signal4.content.store import TMP_PREFIX
+from signal4.content.store import ITEM_FILE, TMP_PREFIX
 from signal4.run import protocol
 from signal4.run.steprunner import Context, InvalidInput, Step, keeps
 
@@ -18,8 +18,13 @@ AUDIO = "audio.wav"
 OPUS = "audio.opus"
 CHUNKS = "chunks"
 MANIFEST = "storage_manifest.json"
-#: The stages that read audio.wav, chunks/ or the JSON files; all must be done before removal.
-LATER_STAGES = ("transcribe", "diarize", "stitch")
+#: The stages that read audio.wav, chunks/ or the JSON files, and the output each writes
+#: last (its "done" mark): all must be done before removal.
+LATER_STAGES = {
+    "transcribe": "transcript_words.json",
+    "diarize": "diarization.json",
+    "stitch": "transcript.json",
+}
 #: Opus and WAV durations may differ by this much (encoder padding).
 DURATION_TOLERANCE = 0.5
 #: The bitrates (bits per second) libopus takes for our mono audio.
@@ -50,9 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def ready() -> None:
     import imageio_ffmpeg  # noqa: F401
 
-    # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    # A real run reads the settings.
+    import signal4.content.settings  # noqa: F401
 
 
 def _size(path: Path) -> int:
@@ -65,7 +69,7 @@ def _json_files(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.rglob("*.json")
-        if p.name != MANIFEST
+        if p.name not in (MANIFEST, ITEM_FILE)  # item.json: tiny, and read by every step
         and not p.name.startswith(TMP_PREFIX)
         and CHUNKS not in p.relative_to(folder).parts[:-1]
     )
@@ -105,18 +109,19 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     from signal4.stepkit import media
 
     cid = options.content
-    db, store = ctx.db, ctx.store
-    if db.get(cid) is None:
-        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    store = ctx.store
     folder = store.folder(cid)
+    if not folder.is_dir():
+        raise InvalidInput(
+            f"content {cid!r} has no folder in the store; download and convert it first"
+        )
     wav, opus, chunks = folder / AUDIO, folder / OPUS, folder / CHUNKS
     if not wav.is_file() and not opus.is_file():
         raise InvalidInput(f"content {cid!r} has no {AUDIO} (nor {OPUS}); run convert first")
-    pending = [s for s in LATER_STAGES if not db.is_done(cid, s)]
+    pending = [stage for stage, out in LATER_STAGES.items() if not ctx.is_done(cid, out)]
     jsons = _json_files(folder)
     if (
         not options.rewrite
-        and db.is_done(cid, "compress")
         and opus.is_file()
         and not wav.exists()
         and not chunks.exists()
@@ -204,7 +209,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     elif earlier is not None and "provenance" in earlier:  # the runner's records stay
         manifest["provenance"] = earlier["provenance"]
     store.write_json(previous, manifest)
-    db.mark(cid, "compress", "done", info={"bytes_before": before, "bytes_after": after})
+    ctx.mark(cid, "compress", "done", info={"bytes_before": before, "bytes_after": after})
     return {
         "status": protocol.COMPLETED,
         "content": cid,

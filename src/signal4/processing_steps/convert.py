@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from signal4.content.store import TMP_PREFIX, check_id, dir_mode
+from signal4.content.store import ITEM_FILE, TMP_PREFIX, check_id, dir_mode
 from signal4.run import protocol
 from signal4.run.steprunner import Context, InvalidInput, Step, keeps, number
 
@@ -51,9 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def ready() -> None:
     import imageio_ffmpeg  # noqa: F401
 
-    # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    # A real run reads the settings.
+    import signal4.content.settings  # noqa: F401
 
 
 def check_chunking(chunk: float, overlap: float) -> None:
@@ -128,9 +127,11 @@ def _register_input(options: argparse.Namespace, ctx: Context, created: list[Pat
             created.append(target)
         with ctx.store.atomic_path(target) as tmp:
             shutil.copyfile(src, tmp)
-    item = ctx.db.get(cid)
-    meta = {**((item.meta or {}) if item else {}), "media": name, "input": str(src.resolve())}
-    ctx.db.register(cid, kind="file", source_url=src.resolve().as_uri(), title=src.stem, meta=meta)
+    item = ctx.item(cid)
+    if item is None and created[-1:] != [ctx.store.folder(cid)]:
+        created.append(ctx.store.path(cid, ITEM_FILE))  # the description is this run's too
+    meta = {**((item or {}).get("meta") or {}), "media": name, "input": str(src.resolve())}
+    ctx.register(cid, kind="file", source_url=src.resolve().as_uri(), title=src.stem, meta=meta)
     return cid
 
 
@@ -146,15 +147,18 @@ def _remove(created: list[Path]) -> None:
 
 def source_media(ctx: Context, cid: str) -> Path:
     """The downloaded (or copied-in) media file of content ``cid``."""
-    item = ctx.db.get(cid)
+    item = ctx.item(cid)
     if item is None:
-        raise InvalidInput(f"content {cid!r} is not registered; download it first or use --input")
-    name = (item.meta or {}).get("media")
+        raise InvalidInput(
+            f"content {cid!r} is not registered (no {ITEM_FILE} in its folder); "
+            "download it first or use --input"
+        )
+    name = (item.get("meta") or {}).get("media")
     if not name:
         raise InvalidInput(f"content {cid!r} has no downloaded media; run its download step first")
     path: Path = ctx.store.path(cid, name)
     if not path.is_file():
-        again = "give it again with --input" if item.kind == "file" else "download it again"
+        again = "give it again with --input" if item.get("kind") == "file" else "download it again"
         raise InvalidInput(f"content {cid!r}: media file {name} is missing; {again}")
     return path
 
@@ -190,13 +194,11 @@ def _already_converted(
 ) -> dict[str, Any] | None:
     """The ``skipped`` result if ``cid`` is converted (and still is, or was compressed).
 
-    Done means: the convert stage is recorded done and its plan is kept, and either
-    audio.wav is there, cut as asked, or cleanup_and_compress has replaced the WAV and the
-    chunks with audio.opus (a finished item: its chunking can only change with --rewrite).
+    Done means: its plan is kept (convert writes it last), and either audio.wav is there,
+    cut as asked, or cleanup_and_compress has replaced the WAV and the chunks with
+    audio.opus (a finished item: its chunking can only change with --rewrite).
     """
-    db, store = ctx.db, ctx.store
-    if not db.is_done(cid, "convert"):
-        return None
+    store = ctx.store
     try:
         plan = store.read_json(store.path(cid, PLAN))
         cut = (plan["chunk_seconds"], plan["overlap"])
@@ -210,7 +212,7 @@ def _already_converted(
         return None
     if store.path(cid, AUDIO).is_file():
         return result if cut == (chunk, overlap) else None
-    if db.is_done(cid, "compress") and store.path(cid, OPUS).is_file():
+    if store.path(cid, OPUS).is_file():
         result.update(audio=OPUS, compressed=True)
         if cut != (chunk, overlap):
             result["note"] = (
@@ -286,8 +288,8 @@ def _convert(
         "chunks": chunks,
     }
     store.write_json(plan_path, plan)
-    ctx.db.register(cid, kind=ctx.db.get(cid).kind, duration=round(got.duration, 3))
-    ctx.db.mark(
+    ctx.register(cid, duration=round(got.duration, 3))
+    ctx.mark(
         cid,
         "convert",
         "done",

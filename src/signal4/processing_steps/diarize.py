@@ -41,7 +41,6 @@ def ready() -> None:
     import scipy.cluster.hierarchy  # noqa: F401
 
     import signal4.content.settings
-    import signal4.content.state
     import signal4.stepkit.speakers.diarizer  # noqa: F401
 
 

@@ -36,8 +36,7 @@ def ready() -> None:
     _import_pipeline()
     import torch  # noqa: F401  (the waveform handed to the pipeline)
 
-    import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    import signal4.content.settings  # noqa: F401
 
 
 def pipeline_source(model: str | None, token: str | None) -> tuple[str, str | None]:

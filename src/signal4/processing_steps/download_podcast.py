@@ -20,7 +20,6 @@ from signal4.run.steprunner import (
     Step,
     StepFailure,
     number,
-    record_failure,
 )
 from signal4.stepkit.fetch import (
     UnsafeURL,
@@ -86,9 +85,8 @@ def ready() -> None:
     import httpx  # noqa: F401
     import imageio_ffmpeg  # noqa: F401
 
-    # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    # A real run reads the settings.
+    import signal4.content.settings  # noqa: F401
 
 
 def http_client(settings: Any) -> Any:
@@ -311,13 +309,15 @@ def download_episode(
     """Download one episode into content ``cid`` and record it; skip what is already done.
 
     A failed download takes away the content folder if it made it (it then holds nothing
-    but what this run wrote), and records the failure (:func:`record_failure`).
+    but what this run wrote), and records the failure (:meth:`Context.mark`).
     """
-    db = ctx.db
-    item = db.get(cid)
-    if item is not None and not rewrite and db.is_done(cid, "download"):
-        name = (item.meta or {}).get("media")
+    item = ctx.item(cid)
+    if item is not None and not rewrite:
+        name = (item.get("meta") or {}).get("media")
         if name and ctx.store.path(cid, name).is_file():
+            ctx.records.append(
+                {"content": cid, "stage": "download", "status": "done", "skipped": True}
+            )
             return {"content": cid, "status": protocol.SKIPPED, "file": name}
     meta = {
         "feed": feed,
@@ -326,12 +326,13 @@ def download_episode(
         "feed_title": ep.feed_title,
         "enclosure_type": ep.type,
     }
-    db.register(
+    ctx.register(
         cid,
         kind="podcast",
         source_url=ep.url,
         title=ep.title or None,
-        meta={**((item.meta or {}) if item else {}), **meta},
+        meta={**((item.get("meta") or {}) if item else {}), **meta},
+        write=False,  # item.json once the media is in
     )
     folder = ctx.store.folder(cid)
     new_folder = not folder.exists()
@@ -344,9 +345,9 @@ def download_episode(
         if isinstance(exc, (InvalidInput, StepFailure)):
             status = "invalid_input" if isinstance(exc, InvalidInput) else "failed"
             kept = media_kept(ctx, cid)
-            record_failure(ctx, cid, "download", status, str(exc), outputs_kept=kept)
+            ctx.mark(cid, "download", status, error=str(exc), outputs_kept=kept)
         raise
-    db.register(
+    ctx.register(
         cid,
         kind="podcast",
         duration=got["duration"],
@@ -357,7 +358,7 @@ def download_episode(
             "content_type": got["content_type"],
         },
     )
-    db.mark(cid, "download", "done", info=got)
+    ctx.mark(cid, "download", "done", info=got)
     return {"content": cid, "status": protocol.COMPLETED, **got}
 
 

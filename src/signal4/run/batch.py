@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
-from signal4.run import dispatch, protocol
+from signal4.run import dispatch, protocol, record
 from signal4.run.plan import Item, Plan, Stage
 from signal4.signals import handling
 
@@ -213,6 +213,9 @@ class Batch:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGTERM)
 
+        if self.content_root is not None and item.content:
+            # content stored before steps described their items: from the DB, once
+            record.describe_from_db(self.db, self.content_root, item.content)
         if self.checker is not None and self.content_root is not None and item.content:
             from signal4.run.provenance import input_fingerprints
 
@@ -235,6 +238,10 @@ class Batch:
 
     def _finished(self, item: Item, stage: Stage, outcome: dispatch.Outcome, began: float) -> None:
         result = self.results[id(item)]
+        try:  # what the step did to the item's state: only the runner writes the DB
+            record.apply(self.db, outcome.result, content_root=self.content_root)
+        except Exception as exc:  # a bad record, a locked DB: the stage's run still counts
+            self.on_event(Event("note", item, stage, outcome, note=f"state not recorded: {exc}"))
         ended = settle(self.db, result, stage, outcome, host=socket.gethostname())
         if stage.done:
             self._record_provenance(item, stage, outcome, ended)

@@ -443,16 +443,6 @@ def save(db: StateDB, folder: Path, content_id: str, stage: str, record: dict[st
 # --------------------------------------------------------------------------- on a worker
 
 _WORKER_CHECKERS: dict[str, Checker] = {}
-_WORKER_DBS: dict[str, StateDB] = {}
-
-
-def _content_arg(argv: Sequence[str]) -> str | None:
-    for i, arg in enumerate(argv):
-        if arg == "--content" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--content="):
-            return arg.partition("=")[2]
-    return None
 
 
 def recorded_run(
@@ -464,12 +454,12 @@ def recorded_run(
     import sys
 
     from signal4.content import settings
-    from signal4.content.state import StateDB
     from signal4.content.store import ContentStore
+    from signal4.run.record import content_arg, state_db
 
     conf = settings.get()
     root = conf.content_root
-    before = _content_arg(argv)
+    before = content_arg(argv)
     try:
         inputs = input_fingerprints(task, ContentStore(root).folder(before)) if before else {}
     except ValueError:  # a content id that is no id: the step says so itself
@@ -481,9 +471,7 @@ def recorded_run(
         return result
     try:
         checker = _WORKER_CHECKERS.setdefault(str(m.root), Checker(m, ()))
-        db = _WORKER_DBS.get(conf.db_url) or _WORKER_DBS.setdefault(
-            conf.db_url, StateDB(conf.db_url)
-        )
+        db = state_db(conf.db_url)
         params = result.get("params")
         record = build_record(
             task,

@@ -22,15 +22,16 @@ its heavy libraries inside ``execute`` (and lists them in ``ready``), never at m
 * A full disk (ENOSPC, from Python or from ffmpeg) is ``failed`` with a message naming
   the file system, never blamed on the input; a ``SIGNAL4_*`` setting out of range is
   ``invalid_input`` naming the setting.
-* A failed attempt at a stage that is recorded done, and whose outputs are still kept
-  (``outputs_kept``), leaves the stage ``done`` and records the attempt in its info
-  (``last_attempt``): steps write atomically, so a failed run never spoiled them.
+* A step never opens the state DB: its result's ``records`` say what changed (an item
+  registered, the stage done or failed, with ``outputs_kept`` for a failure), and the
+  one who ran it writes them (:func:`signal4.run.record.apply`). A completed or skipped
+  run records its stage done, a failure its status and error, unless the step recorded
+  the stage itself (:meth:`Context.mark`).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import errno
 import math
 import os
@@ -172,37 +173,6 @@ def keeps(name: str) -> Callable[[Context, str], bool]:
     return outputs_kept
 
 
-def record_failure(
-    ctx: Context, content: str, stage: str, status: str, error: str, *, outputs_kept: bool
-) -> None:
-    """Record a failed attempt at ``stage`` of ``content``.
-
-    A stage recorded ``done`` whose outputs are still kept stays ``done``: steps write
-    atomically, so the failed attempt (a ``--rewrite``, say) left the earlier outputs
-    valid. The attempt goes into the stage's info as ``last_attempt``. Otherwise the
-    stage takes the failure's status and error.
-    """
-    from signal4.content.state import DONE
-
-    db = ctx.db
-    item = db.get(content)
-    if item is None:
-        return
-    row = next((r for r in item.steps if r.stage == stage), None)
-    if row is not None and row.status == DONE and outputs_kept:
-        attempt = {"status": status, "error": error, "at": dt.datetime.now(dt.UTC).isoformat()}
-        db.mark(
-            content,
-            stage,
-            DONE,
-            error=row.error,
-            info={**(row.info or {}), "last_attempt": attempt},
-            new_outputs=False,
-        )
-        return
-    db.mark(content, stage, status, error=error)
-
-
 def disk_full(exc: BaseException) -> OSError | None:
     """The "no space left" error behind ``exc`` (its cause chain, a DB driver's), or None."""
     seen: set[int] = set()
@@ -232,11 +202,21 @@ def _mount_point(path: Path) -> Path:
 
 @dataclass
 class Context:
-    """What a step gets besides its options: settings, content store, state DB (lazily)."""
+    """What a step gets besides its options: settings, content store, and what it records.
+
+    A step never opens the state DB. What it changes there (an item registered, a stage
+    done or failed) it records here (:meth:`register`, :meth:`mark`); :meth:`Step.call`
+    puts those ``records`` in its result, and whoever ran the step (``inv run``, the
+    pipeline, a warm worker) writes them to the DB (:func:`signal4.run.record.apply`).
+    What a step needs to know about an item comes from the content folder: its
+    ``item.json`` (:meth:`item`) and the outputs kept there (:meth:`is_done`).
+    """
 
     _settings: Any = None
     _store: Any = None
-    _db: Any = None
+    #: The state changes of this run, in order, for the runner to record.
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _items: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def settings(self) -> Any:
@@ -258,22 +238,97 @@ class Context:
             self._store = ContentStore(self.settings.content_root)
         return self._store
 
-    @property
-    def db(self) -> Any:
-        if self._db is None:
-            from signal4.content.state import StateDB
+    def item(self, content_id: str) -> dict[str, Any] | None:
+        """The item's description (its folder's ``item.json``), or None if it has none."""
+        if content_id in self._items:
+            return self._items[content_id]
+        import json
 
-            self._db = StateDB(self.settings.db_url)
-        return self._db
+        from signal4.content.store import ITEM_FILE
 
-    def is_done(self, content_id: str, stage: str, output: str) -> bool:
-        """Whether ``stage`` is recorded done for the item and its ``output`` file is kept.
+        try:
+            data = json.loads(self.store.path(content_id, ITEM_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # none, or unreadable: the item is not described
+            return None
+        if not isinstance(data, dict):
+            return None
+        self._items[content_id] = data
+        return data
 
-        The one "is this stage done" test of the steps (a compressed output counts).
+    def register(
+        self,
+        content_id: str,
+        *,
+        kind: str | None = None,
+        source_url: str | None = None,
+        title: str | None = None,
+        duration: float | None = None,
+        meta: dict[str, Any] | None = None,
+        write: bool = True,
+    ) -> None:
+        """Describe the item (the fields given replace the old ones; ``meta`` as a whole).
+
+        The description goes into the records, for the runner to register the item in the
+        state DB, and into its folder's ``item.json`` where the folder exists (``write=False``
+        before the work: a failed run then leaves the folder as it found it; the next
+        ``register`` writes what both said).
         """
+        given = {
+            key: value
+            for key, value in (
+                ("kind", kind),
+                ("source_url", source_url),
+                ("title", title),
+                ("duration", duration),
+                ("meta", meta),
+            )
+            if value is not None
+        }
+        item = {**(self.item(content_id) or {}), **given}
+        self._items[content_id] = item
+        folder = self.store.folder(content_id)
+        if write and folder.is_dir():
+            from signal4.content.store import ITEM_FILE
+
+            self.store.write_json(folder / ITEM_FILE, item)
+        if item.get("kind"):
+            given.setdefault("kind", item["kind"])
+        self.records.append({"content": content_id, "register": given})
+
+    def mark(
+        self,
+        content_id: str,
+        stage: str,
+        status: str,
+        *,
+        info: dict[str, Any] | None = None,
+        error: str | None = None,
+        outputs_kept: bool = False,
+    ) -> None:
+        """Record ``stage``'s new state for the runner (``done``, or a failure's status).
+
+        For a failure, ``outputs_kept`` says whether the stage's earlier outputs are still
+        on disk: a stage recorded done then stays done (see
+        :func:`signal4.run.record.record_failure`).
+        """
+        record: dict[str, Any] = {"content": content_id, "stage": stage, "status": status}
+        if info is not None:
+            record["info"] = info
+        if error is not None:
+            record["error"] = error
+            record["outputs_kept"] = bool(outputs_kept)
+        self.records.append(record)
+
+    def marked(self, content_id: str, stage: str) -> bool:
+        """Whether this run has recorded a state for ``stage`` of the item already."""
+        return any(r.get("content") == content_id and r.get("stage") == stage for r in self.records)
+
+    def is_done(self, content_id: str, output: str) -> bool:
+        """Whether the item's ``output`` file is kept (a compressed one counts): the one
+        "is this stage done" test of the steps. Outputs are written atomically, last."""
         from signal4.content.store import kept
 
-        return self.db.is_done(content_id, stage) and kept(self.store.path(content_id, output))
+        return kept(self.store.path(content_id, output))
 
 
 @dataclass
@@ -343,7 +398,7 @@ class Step:
         limit, say): they propagate to the caller instead of becoming a ``failed`` result.
         """
         ctx = ctx or Context()
-        started = time.monotonic()
+        started, first = time.monotonic(), len(ctx.records)
         try:
             result = self.execute(options, ctx)
         except reraise:
@@ -359,8 +414,19 @@ class Step:
         result.setdefault("step", self.name)
         if getattr(options, "content", None):
             result.setdefault("content", options.content)
-        if result.get("status") == protocol.COMPLETED and not result.get("dry_run"):
+        status, content = result.get("status"), result.get("content")
+        if status == protocol.COMPLETED and not result.get("dry_run"):
             self._new_outputs(options, ctx, result)
+        if self.stage and content and not ctx.marked(content, self.stage):
+            # the stage's state, unless the step recorded it itself (with its info)
+            if status == protocol.COMPLETED and not result.get("dry_run"):
+                ctx.mark(content, self.stage, "done")
+            elif status == protocol.SKIPPED:
+                ctx.records.append(
+                    {"content": content, "stage": self.stage, "status": "done", "skipped": True}
+                )
+        if len(ctx.records) > first:
+            result["records"] = ctx.records[first:]
         result["seconds"] = round(time.monotonic() - started, 3)
         return result
 
@@ -374,7 +440,7 @@ class Step:
                 result["params"] = self.params(options, ctx)
             except Exception as exc:  # the work is done; only its record lacks the params
                 print(f"warning: could not describe the parameters: {exc}", file=sys.stderr)
-        content = result.get("content") or getattr(options, "content", None)
+        content = result.get("content")
         if self.stage and content:
             from signal4.content.store import update_provenance
 
@@ -436,15 +502,17 @@ class Step:
         )
 
     def _record(self, ctx: Context, options: argparse.Namespace, status: str, error: str) -> None:
-        """Record a failure against the content item, if there is one to record it on."""
+        """Record a failure against the content item, if there is one and the step has not
+        recorded this stage's failure itself."""
         content = getattr(options, "content", None)
-        if not (self.stage and content):
+        if not (self.stage and content) or ctx.marked(content, self.stage):
             return
         try:
             kept_now = self.outputs_kept is not None and self.outputs_kept(ctx, content)
-            record_failure(ctx, content, self.stage, status, error, outputs_kept=kept_now)
         except Exception as exc:  # the step's own error matters more than this one
-            print(f"warning: could not record the error: {exc}", file=sys.stderr)
+            print(f"warning: could not tell whether the outputs are kept: {exc}", file=sys.stderr)
+            kept_now = False
+        ctx.mark(content, self.stage, status, error=error, outputs_kept=kept_now)
 
     def run_argv(
         self,

@@ -53,8 +53,9 @@ def write(
     turns = relabel(merge_turns(turns))
     speakers = sorted({t["speaker"] for t in turns})
     doc = {"method": method, "speakers": speakers, "turns": turns}
-    store.write_json(store.path(content_id, JSON_NAME), doc)
     store.write_bytes(store.path(content_id, RTTM_NAME), rttm(content_id, turns).encode("utf-8"))
+    # the JSON last: it is the stage's "done" mark (Context.is_done)
+    store.write_json(store.path(content_id, JSON_NAME), doc)
     return doc
 
 
@@ -71,14 +72,16 @@ def read(store: Any, content_id: str) -> dict[str, Any] | None:
 
 
 def require_registered(ctx: Any, cid: str) -> None:
-    """InvalidInput unless ``cid`` is a registered content item."""
-    if ctx.db.get(cid) is None:
-        raise InvalidInput(f"content {cid!r} is not registered; download and convert it first")
+    """InvalidInput unless ``cid`` has a folder in the content store."""
+    if not ctx.store.folder(cid).is_dir():
+        raise InvalidInput(
+            f"content {cid!r} has no folder in the store; download and convert it first"
+        )
 
 
 def skipped(ctx: Any, cid: str, rewrite: bool) -> dict[str, Any] | None:
     """The ``skipped`` result if ``cid`` is diarized already (and not ``rewrite``), else None."""
-    if not rewrite and ctx.is_done(cid, "diarize", JSON_NAME):
+    if not rewrite and ctx.is_done(cid, JSON_NAME):
         return {"status": protocol.SKIPPED, "content": cid, "diarization": JSON_NAME}
     return None
 
@@ -99,7 +102,7 @@ def audio(ctx: Any, cid: str) -> Path:
 def finish(ctx: Any, cid: str, turns: Sequence[dict[str, Any]], method: str) -> dict[str, Any]:
     """Write the turns, record the stage as done, and return the step's result."""
     doc = write(ctx.store, cid, turns, method)
-    ctx.db.mark(cid, "diarize", "done", info={"speakers": len(doc["speakers"]), "method": method})
+    ctx.mark(cid, "diarize", "done", info={"speakers": len(doc["speakers"]), "method": method})
     return {
         "status": protocol.COMPLETED,
         "content": cid,

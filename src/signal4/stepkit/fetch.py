@@ -87,8 +87,8 @@ def host_of(url: str) -> str:
 
 def media_kept(ctx: Any, content: str) -> bool:
     """Whether the downloaded media file of ``content`` (its ``meta["media"]``) is on disk."""
-    item = ctx.db.get(content)
-    name = ((item.meta or {}) if item is not None else {}).get("media")
+    item = ctx.item(content)
+    name = ((item.get("meta") or {}) if item is not None else {}).get("media")
     return bool(name) and ctx.store.path(content, name).is_file()
 
 

@@ -18,14 +18,13 @@ from typing import Any
 
 from signal4.content.store import TMP_PREFIX, InvalidContentId, check_id
 from signal4.run import protocol
-from signal4.run.steprunner import DISK_FULL, Context, InvalidInput, StepFailure, record_failure
+from signal4.run.steprunner import DISK_FULL, Context, InvalidInput, StepFailure
 from signal4.stepkit.fetch import (
     UnsafeURL,
     check_url,
     content_id,
     host_of,
     is_local_host,
-    media_kept,
     on_site,
     slug,
 )
@@ -63,9 +62,8 @@ def ready() -> None:
     import imageio_ffmpeg  # noqa: F401
     import yt_dlp  # noqa: F401
 
-    # A real run reads the settings and the state DB (pydantic-settings, SQLAlchemy).
-    import signal4.content.settings
-    import signal4.content.state  # noqa: F401
+    # A real run reads the settings.
+    import signal4.content.settings  # noqa: F401
 
 
 class _StderrLogger:
@@ -176,18 +174,19 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
         raise InvalidInput(f"{url} is a playlist or channel; give the URL of one video")
     cid = options.content or _content_id(kind, info, url)
     options.content = cid
-    db, store = ctx.db, ctx.store
-    item = db.get(cid)
-    if item is not None and not options.rewrite and db.is_done(cid, "download"):
-        name = (item.meta or {}).get("media")
+    store = ctx.store
+    item = ctx.item(cid)
+    if item is not None and not options.rewrite:
+        name = (item.get("meta") or {}).get("media")
         if name and store.path(cid, name).is_file():
             return {"status": protocol.SKIPPED, "content": cid, "file": name}
     title = info.get("title")
-    db.register(
+    ctx.register(
         cid,
         kind=kind,
         source_url=info.get("webpage_url") or url,
         title=str(title) if title else None,
+        write=False,  # item.json once the media is in
     )
 
     folder = store.folder(cid)
@@ -235,18 +234,14 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
         meta = {k: v for k, v in clean.items() if k not in DROP_KEYS}
         store.write_json(store.path(cid, META), meta)
         os.replace(got, store.path(cid, name))
-    except BaseException as exc:
+    except BaseException:
         # a folder this run made holds nothing but what it wrote: take it away whole
         shutil.rmtree(folder if new_folder else work, ignore_errors=True)
-        if isinstance(exc, (InvalidInput, StepFailure)):
-            status = "invalid_input" if isinstance(exc, InvalidInput) else "failed"
-            kept = media_kept(ctx, cid)
-            record_failure(ctx, cid, "download", status, str(exc), outputs_kept=kept)
-        raise
+        raise  # the step records the failure (Step.call, with outputs_kept)
     shutil.rmtree(work, ignore_errors=True)
 
     size = store.path(cid, name).stat().st_size
-    db.register(
+    ctx.register(
         cid,
         kind=kind,
         duration=probed.duration,
@@ -260,7 +255,7 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
             "slug": slug(str(title or "")),
         },
     )
-    db.mark(
+    ctx.mark(
         cid, "download", "done", info={"file": name, "bytes": size, "duration": probed.duration}
     )
     return {

@@ -92,8 +92,10 @@ def run_payload(
 ) -> dict[str, Any]:
     """Run ``task``'s step on a Celery payload; always return a result dict.
 
-    With the manifest ``m``, a completed stage's provenance is recorded here, with this
-    worker's host and announced lock (:func:`signal4.run.provenance.recorded_run`).
+    The step's records (its state changes) are written to the state DB here, as the
+    local runner writes them (:func:`signal4.run.record.on_worker`). With the manifest
+    ``m``, a completed stage's provenance is recorded too, with this worker's host and
+    announced lock (:func:`signal4.run.provenance.recorded_run`).
     """
     try:
         previous, argv = split_payload(payload, extra)
@@ -114,12 +116,16 @@ def run_payload(
         if cid and "--content" not in argv:
             argv = ["--content", cid, *argv]
     step = load_step(task)
+    from signal4.run.record import on_worker
+
+    def run() -> dict[str, Any]:
+        return on_worker(argv, lambda: step.run_argv(argv, reraise=reraise))
+
     if m is None:
-        return step.run_argv(argv, reraise=reraise)
+        return run()
     from signal4.run.provenance import recorded_run
 
-    lock = announced_lock(m, task.env)
-    return recorded_run(m, task, argv, lambda: step.run_argv(argv, reraise=reraise), lock=lock)
+    return recorded_run(m, task, argv, run, lock=announced_lock(m, task.env))
 
 
 def timed_out(

@@ -1,0 +1,240 @@
+"""The runner's side of a step's result: write what the step did into the state DB.
+
+A step reports its state changes as ``records`` in its result line (see
+:class:`signal4.run.steprunner.Context`); it never opens the DB itself. Whoever runs it
+writes them, with :func:`apply`: ``inv run``, the pipeline's local runner, and a warm
+worker after :meth:`~signal4.run.steprunner.Step.call`. So one process per runner writes
+the DB, and a step's start-up pays for neither the ORM nor its driver.
+
+Two kinds of record::
+
+    {"content": ID, "register": {"kind": ..., "source_url": ..., "title": ...,
+                                 "duration": ..., "meta": {...}}}
+    {"content": ID, "stage": STAGE, "status": "done", "info": {...}, "skipped": true}
+    {"content": ID, "stage": STAGE, "status": "failed", "error": ..., "outputs_kept": false}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from signal4.content.store import ITEM_FILE
+from signal4.errors import Signal4Error
+
+if TYPE_CHECKING:
+    from signal4.content.state import StateDB
+
+#: The statuses a stage record may carry (the state DB's, less ``pending``).
+STATUSES = frozenset({"done", "failed", "invalid_input", "timed_out", "interrupted"})
+_REGISTER_FIELDS = frozenset({"kind", "source_url", "title", "duration", "meta"})
+
+
+class BadRecord(Signal4Error, ValueError):
+    """A record in a step's result that is not one of the two kinds."""
+
+
+def records_of(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The result's records, checked; :class:`BadRecord` names the first bad one."""
+    raw = result.get("records")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise BadRecord(f"records must be a list, not {type(raw).__name__}")
+    for rec in raw:
+        if not (isinstance(rec, dict) and isinstance(rec.get("content"), str) and rec["content"]):
+            raise BadRecord(f"a record without a content id: {rec!r}")
+        if "register" in rec:
+            fields = rec["register"]
+            if not isinstance(fields, dict) or not set(fields) <= _REGISTER_FIELDS:
+                raise BadRecord(f"a register record with unknown fields: {rec!r}")
+        elif not (isinstance(rec.get("stage"), str) and rec.get("status") in STATUSES):
+            raise BadRecord(f"a stage record without a stage or a known status: {rec!r}")
+    return list(raw)
+
+
+def record_failure(
+    db: StateDB, content: str, stage: str, status: str, error: str, *, outputs_kept: bool
+) -> None:
+    """Record a failed attempt at ``stage`` of ``content`` (nothing if it is no item).
+
+    A stage recorded ``done`` whose outputs are still kept stays ``done``: steps write
+    atomically, so the failed attempt (a ``--rewrite``, say) left the earlier outputs
+    valid. The attempt goes into the stage's info as ``last_attempt``. Otherwise the
+    stage takes the failure's status and error.
+    """
+    from signal4.content.state import DONE
+
+    item = db.get(content)
+    if item is None:
+        return
+    row = next((r for r in item.steps if r.stage == stage), None)
+    if row is not None and row.status == DONE and outputs_kept:
+        attempt = {"status": status, "error": error, "at": dt.datetime.now(dt.UTC).isoformat()}
+        db.mark(
+            content,
+            stage,
+            DONE,
+            error=row.error,
+            info={**(row.info or {}), "last_attempt": attempt},
+            new_outputs=False,
+        )
+        return
+    db.mark(content, stage, status, error=error)
+
+
+def _described(content_root: Path | None, content: str) -> dict[str, Any]:
+    """The item's ``item.json`` (as register fields), or {} where there is none."""
+    if content_root is None:
+        return {}
+    try:
+        data = json.loads((content_root / content / ITEM_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in _REGISTER_FIELDS}
+
+
+def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None = None) -> int:
+    """Write ``result``'s records into ``db``, in order; return how many were written.
+
+    A stage record on an item the DB does not know (its DB was replaced, say) registers
+    the item first, from its folder's ``item.json`` under ``content_root``: always for a
+    stage done, and for a failure only where the folder describes the item (a failure on
+    an id that names nothing is not recorded). A ``skipped`` stage is marked done only
+    where the DB does not say so already (its info and provenance stay).
+    """
+    from signal4.content.state import DONE
+
+    written = 0
+    for rec in records_of(result):
+        content = rec["content"]
+        if "register" in rec:
+            fields = dict(rec["register"])
+            if db.get(content) is None or "kind" not in fields:
+                fields = {**_described(content_root, content), **fields}
+            fields.setdefault("kind", "unknown")
+            db.register(content, **fields)
+            written += 1
+            continue
+        stage, status = rec["stage"], rec["status"]
+        if db.get(content) is None and (described := _described(content_root, content)):
+            db.register(content, **{"kind": "unknown", **described})
+        if status != DONE:
+            record_failure(
+                db,
+                content,
+                stage,
+                status,
+                str(rec.get("error") or status),
+                outputs_kept=rec.get("outputs_kept") is True,
+            )
+            written += 1
+            continue
+        if db.get(content) is None:
+            db.register(content, **{"kind": "unknown", **_described(content_root, content)})
+        elif rec.get("skipped") and db.is_done(content, stage):
+            continue
+        info = rec.get("info")
+        db.mark(
+            content,
+            stage,
+            DONE,
+            info=info if isinstance(info, dict) else None,
+            new_outputs=not rec.get("skipped"),
+        )
+        written += 1
+    return written
+
+
+def describe_from_db(db: StateDB, content_root: Path, content: str) -> bool:
+    """Write the item's ``item.json`` from the DB where its folder has none; whether it did.
+
+    Content stored before steps described their items kept that only in the DB; the
+    runner writes it out before a step that reads it runs.
+    """
+    from signal4.content.store import InvalidContentId, check_id
+
+    try:
+        folder = content_root / check_id(content)
+    except InvalidContentId:
+        return False
+    path = folder / ITEM_FILE
+    if not folder.is_dir() or path.exists():
+        return False
+    item = db.get(content)
+    if item is None:
+        return False
+    from signal4.content.store import ContentStore
+
+    data = {
+        key: value
+        for key, value in (
+            ("kind", item.kind),
+            ("source_url", item.source_url),
+            ("title", item.title),
+            ("duration", item.duration),
+            ("meta", item.meta),
+        )
+        if value is not None
+    }
+    ContentStore(content_root).write_json(path, data)
+    return True
+
+
+def content_arg(argv: Sequence[str]) -> str | None:
+    """The ``--content`` value in a step's argv, or None."""
+    for i, arg in enumerate(argv):
+        if arg == "--content" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--content="):
+            return arg.partition("=")[2]
+    return None
+
+
+_DBS: dict[str, StateDB] = {}
+
+
+def state_db(url: str) -> StateDB:
+    """One :class:`StateDB` per URL in this process (a warm worker keeps its engine)."""
+    from signal4.content.state import StateDB
+
+    if url not in _DBS:
+        _DBS[url] = StateDB(url)
+    return _DBS[url]
+
+
+def on_worker(argv: Sequence[str], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()`` a step on a warm worker and write its records to this worker's state DB.
+
+    Before it runs, an item stored before steps described themselves gets its
+    ``item.json`` from the DB. A record that cannot be written is a warning on stderr
+    (the work is done), never the step's failure.
+    """
+    import sys
+
+    from signal4.content import settings
+    from signal4.content.store import InvalidContentId, check_id
+
+    try:
+        conf = settings.get()
+    except settings.SettingsError:
+        return run()  # the step reports the bad setting itself
+    cid = content_arg(argv)
+    try:
+        if cid and check_id(cid):
+            describe_from_db(state_db(conf.db_url), conf.content_root, cid)
+    except InvalidContentId:
+        pass  # the step says so itself
+    except Exception as exc:
+        print(f"warning: could not describe {cid} from the state DB: {exc}", file=sys.stderr)
+    result = run()
+    try:
+        apply(state_db(conf.db_url), result, content_root=conf.content_root)
+    except Exception as exc:
+        print(f"warning: the state of {result.get('step')} not recorded: {exc}", file=sys.stderr)
+    return result

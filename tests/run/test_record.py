@@ -1,0 +1,232 @@
+"""The runner's side of a step's records: what ``record.apply`` writes to a real state DB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signal4.content import settings
+from signal4.content.state import StateDB
+from signal4.run import record
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> StateDB:
+    return StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def _result(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "completed", "step": "demo", "records": list(records)}
+
+
+def test_register_then_done_with_its_info(db: StateDB, tmp_path: Path) -> None:
+    written = record.apply(
+        db,
+        _result(
+            {"content": "c", "register": {"kind": "file", "title": "T", "meta": {"media": "a"}}},
+            {"content": "c", "register": {"kind": "file", "duration": 2.5}},
+            {"content": "c", "stage": "convert", "status": "done", "info": {"chunks": 3}},
+        ),
+    )
+    assert written == 3
+    item = db.get("c")
+    assert item is not None
+    # a later register keeps the fields it does not name
+    assert (item.kind, item.title, item.duration, item.meta) == ("file", "T", 2.5, {"media": "a"})
+    assert [(r.stage, r.status, r.info) for r in item.steps] == [("convert", "done", {"chunks": 3})]
+
+
+def test_a_done_stage_of_an_unknown_item_registers_it_from_its_folder(
+    db: StateDB, tmp_path: Path
+) -> None:
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "item.json").write_text(
+        json.dumps({"kind": "podcast", "title": "Ep", "other": "ignored"})
+    )
+    record.apply(
+        db, _result({"content": "c", "stage": "download", "status": "done"}), content_root=tmp_path
+    )
+    item = db.get("c")
+    assert item is not None and (item.kind, item.title) == ("podcast", "Ep")
+    # no folder to describe it: registered all the same, of an unknown kind
+    record.apply(
+        db, _result({"content": "d", "stage": "download", "status": "done"}), content_root=tmp_path
+    )
+    assert db.get("d").kind == "unknown"  # type: ignore[union-attr]
+
+
+def test_a_skipped_stage_keeps_what_the_db_says_of_it(db: StateDB) -> None:
+    db.register("c", kind="file")
+    db.mark("c", "convert", "done", info={"chunks": 3})
+    db.set_provenance("c", "convert", {"params": {"n": 1}})
+    skipped = {"content": "c", "stage": "convert", "status": "done", "skipped": True}
+    assert record.apply(db, _result(skipped)) == 0
+    assert db.get("c").steps[0].info == {"chunks": 3}  # type: ignore[union-attr]
+    assert db.provenance(["c"]) == {"c": {"convert": {"params": {"n": 1}}}}
+    # a stage the DB does not know done (its DB was replaced): done now, outputs unchanged
+    db.register("e", kind="file")
+    db.mark("e", "convert", "failed", error="old")
+    db.set_provenance("e", "convert", {"params": {"n": 2}})
+    assert record.apply(db, _result({**skipped, "content": "e"})) == 1
+    assert db.stage_status("e", "convert") == "done"
+    assert db.provenance(["e"]) == {"e": {"convert": {"params": {"n": 2}}}}
+
+
+def test_a_new_done_drops_the_provenance_of_the_outputs_it_replaced(db: StateDB) -> None:
+    db.register("c", kind="file")
+    db.mark("c", "convert", "done")
+    db.set_provenance("c", "convert", {"params": {"n": 1}})
+    record.apply(db, _result({"content": "c", "stage": "convert", "status": "done"}))
+    assert db.provenance(["c"]) == {}
+
+
+def test_a_failure_keeps_a_done_stage_done_only_while_its_outputs_are_kept(db: StateDB) -> None:
+    db.register("c", kind="file")
+    db.mark("c", "convert", "done", info={"chunks": 3})
+    failure = {"content": "c", "stage": "convert", "status": "failed", "error": "disk full"}
+    record.apply(db, _result({**failure, "outputs_kept": True}))
+    row = db.get("c").steps[0]  # type: ignore[union-attr]
+    assert (row.status, row.error, row.info["chunks"]) == ("done", None, 3)
+    assert (row.info["last_attempt"]["status"], row.info["last_attempt"]["error"]) == (
+        "failed",
+        "disk full",
+    )
+    record.apply(db, _result({**failure, "outputs_kept": False}))
+    row = db.get("c").steps[0]  # type: ignore[union-attr]
+    assert (row.status, row.error) == ("failed", "disk full")
+    # "true", 1: only the JSON true counts as kept
+    db.mark("c", "convert", "done")
+    record.apply(db, _result({**failure, "status": "timed_out", "outputs_kept": "true"}))
+    assert db.stage_status("c", "convert") == "timed_out"
+
+
+def test_a_failure_on_an_id_that_names_nothing_is_not_recorded(db: StateDB, tmp_path: Path) -> None:
+    failure = {"content": "ghost", "stage": "convert", "status": "invalid_input", "error": "x"}
+    record.apply(db, _result(failure), content_root=tmp_path)
+    assert db.all() == []
+    # its folder describes it (the DB was replaced, say): registered, and the failure kept
+    (tmp_path / "ghost").mkdir()
+    (tmp_path / "ghost" / "item.json").write_text(json.dumps({"kind": "file"}))
+    record.apply(db, _result(failure), content_root=tmp_path)
+    assert db.stage_status("ghost", "convert") == "invalid_input"
+    assert db.get("ghost").steps[0].error == "x"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("records", "needle"),
+    [
+        ("nope", "records must be a list"),
+        ([{"stage": "convert", "status": "done"}], "without a content id"),
+        ([{"content": "", "stage": "convert", "status": "done"}], "without a content id"),
+        ([{"content": "c", "register": {"colour": "red"}}], "unknown fields"),
+        ([{"content": "c", "register": ["kind"]}], "unknown fields"),
+        ([{"content": "c", "stage": "convert", "status": "pending"}], "known status"),
+        ([{"content": "c", "status": "done"}], "without a stage"),
+    ],
+)
+def test_a_bad_record_is_refused_and_nothing_is_written(
+    db: StateDB, records: Any, needle: str
+) -> None:
+    good = {"content": "ok", "register": {"kind": "file"}}
+    result = {
+        "status": "completed",
+        "records": [good, *records] if isinstance(records, list) else records,
+    }
+    with pytest.raises(record.BadRecord, match=needle):
+        record.apply(db, result)
+    assert db.all() == []  # checked whole before the first write
+    assert record.records_of({"status": "completed"}) == []
+
+
+def test_describe_from_db_writes_item_json_for_content_stored_before_it(
+    db: StateDB, tmp_path: Path
+) -> None:
+    db.register("old", kind="podcast", title="Ep", meta={"media": "ep.mp3"})
+    assert record.describe_from_db(db, tmp_path, "old") is False  # no folder: nothing to do
+    (tmp_path / "old").mkdir()
+    assert record.describe_from_db(db, tmp_path, "old") is True
+    described = json.loads((tmp_path / "old" / "item.json").read_text())
+    assert described == {"kind": "podcast", "title": "Ep", "meta": {"media": "ep.mp3"}}
+    db.register("old", kind="podcast", title="Changed")
+    assert record.describe_from_db(db, tmp_path, "old") is False  # the folder's own stays
+    assert json.loads((tmp_path / "old" / "item.json").read_text())["title"] == "Ep"
+    (tmp_path / "new").mkdir()
+    assert record.describe_from_db(db, tmp_path, "new") is False  # the DB knows nothing
+    assert record.describe_from_db(db, tmp_path, "../old") is False  # no id: the step says so
+    assert not (tmp_path / "new" / "item.json").exists()
+
+
+def test_content_arg() -> None:
+    assert record.content_arg(["--x", "1", "--content", "c1"]) == "c1"
+    assert record.content_arg(["--content=c2"]) == "c2"
+    assert record.content_arg(["--content"]) is None
+    assert record.content_arg(["--input", "a.wav"]) is None
+
+
+def test_on_worker_writes_the_records_and_a_bad_db_is_only_a_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    conf = settings.get()
+    db = StateDB(conf.db_url)
+    db.register("old", kind="file", title="Old")
+    (conf.content_root / "old").mkdir(parents=True)
+    seen: list[bool] = []
+
+    def run() -> dict[str, Any]:
+        seen.append((conf.content_root / "old" / "item.json").is_file())  # described first
+        return _result({"content": "old", "stage": "convert", "status": "done"})
+
+    result = record.on_worker(["--content", "old"], run)
+    assert seen == [True]
+    assert result["records"] and db.stage_status("old", "convert") == "done"
+    # a record the DB refuses: the step's result still comes back, with a warning
+    bad = record.on_worker([], lambda: {"step": "demo", "records": "nope"})
+    assert bad == {"step": "demo", "records": "nope"}
+    assert (
+        "warning: the state of demo not recorded: records must be a list" in capsys.readouterr().err
+    )
+    # a bad setting: the step runs (and says what is wrong) without the DB
+    monkeypatch.setenv("SIGNAL4_CHUNK_SECONDS", "nan")
+    settings.get.cache_clear()
+    assert record.on_worker([], lambda: {"status": "invalid_input"}) == {"status": "invalid_input"}
+
+
+def test_inv_run_records_what_the_step_reports(tmp_path: Path) -> None:
+    """A real ``inv run convert``: the step writes no DB, inv run writes its records."""
+    import os
+
+    from signal4.envs import manifest
+    from signal4.envs import venv as envs
+
+    m = manifest.load(ROOT)
+    inv = [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT)]
+    if envs.status(m, envs.spec(m, "convert")) is not envs.State.UP_TO_DATE:
+        synced = subprocess.run([*inv, "sync", "convert"], cwd=ROOT, capture_output=True, text=True)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+    src = tmp_path / "talk.wav"  # the bundled sample (the dev env has no ffmpeg to make one)
+    shutil.copyfile(ROOT / "samples" / "two_speakers" / "audio.wav", src)
+    env = {**os.environ, "SIGNAL4_DATA_DIR": str(tmp_path / "data")}
+    env.pop("SIGNAL4_CONTENT_DIR", None)
+    env.pop("SIGNAL4_DB_URL", None)
+    proc = subprocess.run(
+        [*inv, "run", "convert", "--", "--input", str(src), "--content", "talk"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r.get("stage") for r in result["records"]] == [None, None, "convert"]
+    db = StateDB(f"sqlite:///{tmp_path / 'data' / 'state.db'}")
+    item = db.get("talk")
+    assert item is not None and (item.kind, item.title) == ("file", "talk")
+    assert db.stage_status("talk", "convert") == "done"
