@@ -194,6 +194,36 @@ def test_real_env_covers_its_task_imports(project_manifest: Manifest) -> None:
     assert result.errors and all("'imageio_ffmpeg'" in e for e in result.errors)
 
 
+def test_a_step_that_reaches_the_state_db_fails_the_imports_check(
+    project_manifest: Manifest,
+) -> None:
+    info = checks.EnvInfo(
+        stdlib=frozenset({"json"}),
+        modules={"sqlalchemy": frozenset({"sqlalchemy"})},
+        installed=frozenset({"sqlalchemy"}),
+    )
+    graph = {
+        "signal4.processing_steps.convert": {"signal4.stepkit.helper", "json"},
+        "signal4.stepkit.helper": {"signal4.run.record"},
+        "signal4.run.record": {"json"},
+        "signal4.content.state": {"sqlalchemy"},
+    }
+    result, _ = checks.check_imports(project_manifest, graph, {"convert": info})
+    assert result.errors == ()
+    # a function-level import is an import too: the step would load the ORM when it runs
+    graph["signal4.stepkit.helper"].add("signal4.content.state")
+    result, _ = checks.check_imports(project_manifest, graph, {"convert": info})
+    (error,) = result.errors
+    assert error.startswith(
+        "task 'convert' imports signal4.content.state (signal4.processing_steps.convert → "
+        "signal4.stepkit.helper → signal4.content.state): a step reports its state changes"
+    )
+    # the runner's side (not a processing step) may: the worker's task module, say
+    graph = {"signal4.services.mlx_server": {"signal4.content.state"}, **graph}
+    result, _ = checks.check_imports(project_manifest, graph, {"mlx-server": info, "convert": info})
+    assert len(result.errors) == 1
+
+
 def test_inv_check_exit_code_follows_the_failures(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -408,8 +438,8 @@ def test_the_lock_check_passes_and_then_names_uv_s_complaint(
 ) -> None:
     from tests.helpers.demo import make_demo
 
-    monkeypatch.setenv("UV_OFFLINE", "1")
-    demo = make_demo(tmp_path)
+    demo = make_demo(tmp_path)  # online: a fresh uv cache has no index pages yet
+    monkeypatch.setenv("UV_OFFLINE", "1")  # the check itself needs no network
     assert checks.check_lock(demo) == checks.CheckResult("lock")
     assert checks.inspect_synced(demo, ["alpha", "beta"]) == ({}, ["alpha", "beta"])
     pyproject = demo.root / "pyproject.toml"

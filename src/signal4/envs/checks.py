@@ -22,7 +22,9 @@ Six checks, each a function returning a :class:`CheckResult`:
    third-party top-level module in it must map (``packages_distributions()`` run inside the
    env's own interpreter) to a distribution installed in the env. Standard-library modules
    and the project's own modules are fine. A module provided by a requirement whose marker
-   keeps it off this platform (mlx-whisper on Linux) is accepted by name.
+   keeps it off this platform (mlx-whisper on Linux) is accepted by name. A processing
+   step's closure must not reach the state DB's module (``content.state``, the ORM): a
+   step reports its state changes in its result and the runner writes them.
 4. **unused** -- an env's own packages (its extra, not the base) that none of its tasks
    imports directly or transitively: a warning, an error with ``--strict``. Packages needed
    at run time without an import are listed in the manifest with a reason
@@ -290,6 +292,15 @@ def _external_tops(chains: Mapping[str, list[str]], package: str) -> dict[str, l
     }
 
 
+#: Project modules (relative to the package) no processing step may import, and why.
+NOT_IN_STEPS = {
+    "content.state": (
+        "a step reports its state changes in its result (ctx.register, ctx.mark) and "
+        "whoever runs it writes them to the DB (signal4.run.record)"
+    ),
+}
+
+
 def check_imports(
     m: Manifest,
     graph: Mapping[str, set[str]],
@@ -316,7 +327,14 @@ def check_imports(
         if task.module not in graph:
             incomplete.add(task.env)  # the task-map check reports the missing module
             continue
-        for mod, chain in sorted(_external_tops(closure(graph, task.module), package).items()):
+        chains = closure(graph, task.module)
+        if task.module.startswith(f"{package}.processing_steps."):
+            for rel, why in NOT_IN_STEPS.items():
+                if chain := chains.get(f"{package}.{rel}"):
+                    usage.errors.append(
+                        f"task {task.name!r} imports {package}.{rel} ({' → '.join(chain)}): {why}"
+                    )
+        for mod, chain in sorted(_external_tops(chains, package).items()):
             top = mod.split(".")[0]
             if top in info.stdlib or top == "__future__":
                 continue
