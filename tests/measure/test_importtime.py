@@ -123,3 +123,22 @@ import time:         5 |         35 | logging.config
     assert pairs["signal4.content.state"] is None
     assert importtime.third_party_roots(records) == ["sqlalchemy", "sqlalchemy.orm", "yaml"]
     assert importtime.third_party_tops(records) == ["sqlalchemy", "yaml"]
+
+
+def test_work_roots_add_the_stdlib_modules_our_own_code_imports() -> None:
+    trace = """\
+import time:        10 |         10 |     gettext
+import time:       100 |        110 |   argparse
+import time:        20 |         20 |     json.decoder
+import time:        30 |         50 |   json
+import time:        10 |         10 |       wave
+import time:        40 |         50 |     imageio_ffmpeg
+import time:        50 |        110 |   signal4.stepkit.media
+import time:        50 |        320 | signal4.processing_steps.convert
+import time:         5 |          5 | runpy
+"""
+    records = importtime.parse(trace)
+    # in start order; not what the stdlib or a library imports on its own behalf (gettext,
+    # json.decoder, wave), nor what runs before our code (runpy)
+    assert importtime.work_roots(records) == ["argparse", "json", "imageio_ffmpeg"]
+    assert importtime.third_party_roots(records) == ["imageio_ffmpeg"]

@@ -119,6 +119,26 @@ def third_party_roots(records: Sequence[ImportRecord], project: str = PACKAGE) -
     return list(seen)
 
 
+def work_roots(records: Sequence[ImportRecord], project: str = PACKAGE) -> list[str]:
+    """Return the modules the task's work needs, without our code: the *work imports*.
+
+    That is :func:`third_party_roots` plus the standard-library modules our own code imports
+    directly (``json``, ``argparse``, ``wave`` ...), in start order. Importing them in this
+    order repeats everything but our own modules' work; what a task takes beyond it is our
+    code's cost.
+    """
+    seen: dict[str, None] = {}
+    for rec, parent in with_parents(records):
+        kind = kind_of(rec.module, project)
+        parent_kind = kind_of(parent.module, project) if parent is not None else None
+        needed = (kind == THIRD_PARTY and parent_kind != THIRD_PARTY) or (
+            kind == STDLIB and parent_kind == PROJECT
+        )
+        if needed:
+            seen.setdefault(rec.module, None)
+    return list(seen)
+
+
 def third_party_tops(records: Sequence[ImportRecord], project: str = PACKAGE) -> list[str]:
     """Return the third-party top-level packages loaded, in the order they were first started."""
     seen: dict[str, None] = {}

@@ -63,6 +63,11 @@ class Profile:
         roots = importtime.third_party_roots(self.records, project)
         return [name for name in roots if name in self.loaded]
 
+    def work_roots(self, project: str = PACKAGE) -> list[str]:
+        """The work imports (:func:`importtime.work_roots`) that loaded, in order."""
+        roots = importtime.work_roots(self.records, project)
+        return [name for name in roots if name in self.loaded]
+
 
 def profile(
     python: str | Path,

@@ -221,8 +221,10 @@ def floors_table(doc: Document) -> TableData:
         rows=tuple(rows),
         right=frozenset(figures),
         note="-c pass: the sub-env's Python starting and exiting. floor (the necessary floor): "
-        "it importing only the third-party modules the probe's code imported, read from its "
-        "-X importtime trace. Target: sub direct within 1.15x of the floor.",
+        "it importing only the task's work imports (the third-party modules the probe's code "
+        "imported, and the stdlib modules our own code imported), read from its -X importtime "
+        "trace; sub / floor is what our own code costs. Target: sub direct within 1.15x of "
+        "the floor.",
     )
 
 

@@ -128,9 +128,7 @@ def measure_task(
     except ProbeError as exc:
         reason = f"`python -c pass` failed: {exc}"
         return TaskResult(task.env, task.module, FAILED, reason=reason)
-    floor_imports = [
-        m for m in prof.third_party_roots(project) if m.partition(".")[0] not in startup
-    ]
+    floor_imports = [m for m in prof.work_roots(project) if m.partition(".")[0] not in startup]
 
     notes = []
     if any(ways.get(name).full_env for name in chosen):

@@ -26,10 +26,11 @@ whether it needs the full env. Adding a way is adding an entry here.
 ``floor-pass``
     The sub-env's interpreter running ``-c pass``: Python's own start-up.
 ``floor-imports``
-    The *necessary floor*: the sub-env's interpreter importing nothing but the third-party
-    modules the probe's own code imported (full names: ``sqlalchemy.orm``, not only
-    ``sqlalchemy``), in the order it started them (:func:`floor_code`). The list comes from
-    the probe's own ``-X importtime`` output, never from a hand-kept list.
+    The *necessary floor*: the sub-env's interpreter importing nothing but the task's
+    *work imports*: the third-party modules the probe's code imported (full names:
+    ``numpy.linalg``, not only ``numpy``) and the standard-library modules our own code
+    imported, in the order it started them (:func:`floor_code`). The list comes from the
+    probe's own ``-X importtime`` output, never from a hand-kept list.
 ``warm``
     Not a launch (its entry has no builder): the time from submitting ``signal4.ping`` for
     the task to an idle warm worker of its env (``inv worker <env>``) to its "step ready"
@@ -198,7 +199,8 @@ REGISTRY: dict[str, Way] = {
         ),
         Way(
             FLOOR_IMPORTS,
-            "the task's env importing only the third-party modules the probe loaded (the floor)",
+            "the task's env importing only the modules outside our code that the probe's code "
+            "imported (the floor)",
             lambda ctx: ((str(ctx.sub.python), "-c", floor_code(ctx.floor_modules)), ctx.environ),
             column="floor",
             table=FLOORS_TABLE,
