@@ -104,6 +104,24 @@ def test_worker_command_uses_the_envs_interpreter(project_manifest: Manifest) ->
     assert project_manifest.pool_size("download") == 2
 
 
+def test_a_workers_steps_get_their_share_of_the_cpus(
+    project_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signal4.run import batch
+
+    monkeypatch.delenv("SIGNAL4_THREADS", raising=False)
+    monkeypatch.setattr(batch, "cpus", lambda: 4)
+    url = "redis://127.0.0.1:6390/0"
+    env = workercli.worker_environ(project_manifest, "transcribe", concurrency=2, url=url)
+    assert (env["SIGNAL4_THREADS"], env["SIGNAL4_BROKER_URL"]) == ("2", url)
+    env = workercli.worker_environ(project_manifest, "stitch", concurrency=8, url=url)
+    assert env["SIGNAL4_THREADS"] == "1"
+    # the user's own setting wins
+    monkeypatch.setenv("SIGNAL4_THREADS", "3")
+    env = workercli.worker_environ(project_manifest, "transcribe", concurrency=2, url=url)
+    assert env["SIGNAL4_THREADS"] == "3"
+
+
 def test_the_local_broker_listens_on_loopback_only(tmp_path: Path) -> None:
     local = broker.LocalBroker(tmp_path, 6390)
     cmd = broker.command(local, "/usr/bin/redis-server")

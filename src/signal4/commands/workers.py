@@ -80,12 +80,20 @@ def worker_command(
 
 
 def worker_environ(m: Manifest, env: str, *, concurrency: int, url: str) -> dict[str, str]:
-    """The environment of a worker process."""
+    """The environment of a worker process.
+
+    Each pool process's steps get their share of the CPUs as ``SIGNAL4_THREADS`` (the CPUs
+    // ``concurrency``, at least 1), as the local runner gives each of its ``--jobs``,
+    unless ``SIGNAL4_THREADS`` is set already: two transcribes of two threads each on two
+    cores would fight over them.
+    """
+    from signal4.run.batch import THREADS_VAR, threads_per_step
     from signal4.workers.wire import CONCURRENCY_VAR, ENV_VAR
 
-    return dispatch.child_environ(
-        m, {ENV_VAR: env, CONCURRENCY_VAR: str(concurrency), "SIGNAL4_BROKER_URL": url}
-    )
+    extra = {ENV_VAR: env, CONCURRENCY_VAR: str(concurrency), "SIGNAL4_BROKER_URL": url}
+    if not os.environ.get(THREADS_VAR):
+        extra[THREADS_VAR] = str(threads_per_step(concurrency))
+    return dispatch.child_environ(m, extra)
 
 
 def worker(
