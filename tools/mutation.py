@@ -218,6 +218,11 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target(
+        "record",
+        "src/signal4/run/record.py",
+        (dev("tests/run/test_record.py", "tests/run/test_steprunner.py"),),
+    ),
+    Target(
         "submit",
         "src/signal4/workers/submit.py",
         (dev("tests/workers/test_celeryapp.py"),),
