@@ -192,6 +192,16 @@ def test_run_exits_1_for_a_failed_step_and_124_for_a_timeout(
     timed = inv("run", "--timeout", "1", "sleepy", cwd=slow_demo.root)
     assert timed.returncode == 124, timed.stderr
     assert "timed out after 1 s" in timed.stderr
+    # on a known item, inv run records the timeout the step could not report itself
+    from signal4.content import settings
+    from signal4.content.state import StateDB
+
+    db = StateDB(settings.get().db_url)
+    db.register("talk", kind="file")
+    timed = inv("run", "--timeout", "1", "sleepy", "--", "--content", "talk", cwd=slow_demo.root)
+    assert timed.returncode == 124, timed.stderr
+    assert db.stage_status("talk", "sleepy") == "timed_out"
+    assert "timed out after 1 s" in (db.get("talk").steps[0].error or "")  # type: ignore[union-attr]
 
 
 def test_pipeline_exits_1_naming_the_item_when_a_stage_times_out(

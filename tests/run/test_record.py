@@ -230,3 +230,47 @@ def test_inv_run_records_what_the_step_reports(tmp_path: Path) -> None:
     item = db.get("talk")
     assert item is not None and (item.kind, item.title) == ("file", "talk")
     assert db.stage_status("talk", "convert") == "done"
+
+
+def test_a_failure_the_step_did_not_report_is_recorded_by_the_runner(db: StateDB) -> None:
+    db.register("c", kind="file")
+    # timed out: no records of its own; the stage takes the runner's status and error
+    assert record.unreported(db, {}, "c", "transcribe", "timed_out", "ran past 1 s")
+    row = db.get("c").steps[0]  # type: ignore[union-attr]
+    assert (row.stage, row.status, row.error) == ("transcribe", "timed_out", "ran past 1 s")
+    # a done stage stays done: the step was stopped from outside, its outputs are intact
+    db.mark("c", "convert", "done", info={"chunks": 1})
+    assert record.unreported(db, {}, "c", "convert", "interrupted", "")
+    row = next(r for r in db.get("c").steps if r.stage == "convert")  # type: ignore[union-attr]
+    assert row.status == "done" and row.info["last_attempt"]["status"] == "interrupted"
+    assert row.info["last_attempt"]["error"] == "interrupted"  # no error: the status says it
+    # the step's own record of the stage wins; success and unknown items write nothing
+    own = {"records": [{"content": "c", "stage": "stitch", "status": "failed", "error": "x"}]}
+    assert not record.unreported(db, own, "c", "stitch", "failed", "exit 1")
+    assert not record.unreported(db, {}, "c", "stitch", "completed", "")
+    assert not record.unreported(db, {}, "c", "stitch", "skipped", "")
+    assert not record.unreported(db, {}, "ghost", "stitch", "failed", "boom")
+    assert db.stage_status("c", "stitch") is None and db.get("ghost") is None
+    # a result whose records are garbage: the runner's account still goes in
+    assert record.unreported(db, {"records": "nope"}, "c", "stitch", "failed", "boom")
+    assert db.stage_status("c", "stitch") == "failed"
+
+
+def test_settle_records_a_timed_out_stage(db: StateDB) -> None:
+    from signal4.envs.manifest import Task
+    from signal4.run import batch, dispatch
+    from signal4.run.plan import Item, Stage
+
+    task = Task("transcribe", "transcribe", "m", 1.0, 1, stage="transcribe")
+    stage = Stage(task, ["--content", "c"])
+    item = Item("c.wav", "c", [stage], content="c")
+    db.register("c", kind="file")
+    outcome = dispatch.Outcome(
+        "transcribe", "transcribe", "timed_out", 124, -15, 1.0, error="timed out after 1 s"
+    )
+    result = batch.ItemResult(item)
+    batch.settle(db, result, stage, outcome, host="h")
+    assert (result.status, stage.done) == ("failed", False)
+    assert db.stage_status("c", "transcribe") == "timed_out"
+    assert db.get("c").steps[0].error == "timed out after 1 s"  # type: ignore[union-attr]
+    assert [r.status for r in db.runs()] == ["timed_out"]

@@ -65,7 +65,7 @@ def run(
         code = sync([t.env])
         if code:
             return code
-    state = _State(args)
+    state = _State(args, t.stage)
     outcome = dispatch.run(
         m,
         t,
@@ -76,7 +76,7 @@ def run(
     )
     if outcome.status == protocol.TIMED_OUT or (outcome.error and not outcome.result):
         print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
-    state.record(outcome.result)
+    state.record(outcome)
     return outcome.exit_code
 
 
@@ -89,16 +89,17 @@ class _State:
     result without records never opens the DB at all.
     """
 
-    def __init__(self, args: Sequence[str]) -> None:
+    def __init__(self, args: Sequence[str], stage: str | None) -> None:
         from signal4.content import settings
         from signal4.run import record
 
+        self.stage = stage
+        self.content = content = record.content_arg(args)
         try:
             self.conf: Any = settings.get()
         except settings.SettingsError:
             self.conf = None  # the step says what is wrong with the setting
             return
-        content = record.content_arg(args)
         folder = self.conf.content_root / content if content else None
         if content and folder is not None and folder.is_dir():
             try:
@@ -110,14 +111,24 @@ class _State:
                     f"warning: could not read {content} from the state DB: {exc}", file=sys.stderr
                 )
 
-    def record(self, result: dict[str, Any]) -> None:
-        if self.conf is None or not result.get("records"):
+    def record(self, outcome: dispatch.Outcome) -> None:
+        """Write the step's records; a failure it did not report (a timeout), from here."""
+        failed = not outcome.ok and self.content is not None
+        if self.conf is None or not (outcome.result.get("records") or failed):
             return
         from signal4.run import record
 
         try:
-            record.apply(
-                record.state_db(self.conf.db_url), result, content_root=self.conf.content_root
-            )
+            db = record.state_db(self.conf.db_url)
+            record.apply(db, outcome.result, content_root=self.conf.content_root)
+            if failed and self.stage and self.content:
+                record.unreported(
+                    db,
+                    outcome.result,
+                    self.content,
+                    self.stage,
+                    outcome.status,
+                    outcome.error or "",
+                )
         except Exception as exc:
             print(f"warning: the step's state was not recorded: {exc}", file=sys.stderr)

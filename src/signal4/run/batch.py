@@ -118,6 +118,17 @@ def settle(
         host=host,
         error=outcome.error,
     )
+    if not outcome.ok and item.content is not None:
+        # a timed-out, interrupted or killed step said nothing of its stage: we do
+        last = "".join(outcome.stderr_tail.strip().splitlines()[-1:])
+        record.unreported(
+            db,
+            outcome.result,
+            item.content,
+            stage.task.stage,
+            outcome.status,
+            outcome.error or last,
+        )
     if outcome.ok and item.content is not None:
         stage.done = True
     elif outcome.ok:

@@ -86,6 +86,32 @@ def record_failure(
     db.mark(content, stage, status, error=error)
 
 
+def unreported(
+    db: StateDB, result: Mapping[str, Any], content: str, stage: str, status: str, error: str
+) -> bool:
+    """Record a run that ended ``status`` without the step saying so; whether it did.
+
+    A step that timed out, was interrupted or died (killed, out of memory) leaves no
+    record of its own; the runner then records the failure from what it saw. The
+    outputs count as kept: the step was stopped from outside, and steps write
+    atomically, so a stage recorded done stays done (the attempt goes into its info).
+    Nothing is written for a run that succeeded, an item the DB does not know, or a
+    stage the step's own records mention.
+    """
+    if status not in STATUSES or status == "done":
+        return False
+    try:
+        records = records_of(result)
+    except BadRecord:
+        records = []
+    if any(r["content"] == content and r.get("stage") == stage for r in records):
+        return False
+    if db.get(content) is None:
+        return False
+    record_failure(db, content, stage, status, error or status, outputs_kept=True)
+    return True
+
+
 def _described(content_root: Path | None, content: str) -> dict[str, Any]:
     """The item's ``item.json`` (as register fields), or {} where there is none."""
     if content_root is None:
