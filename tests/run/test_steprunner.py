@@ -473,6 +473,29 @@ def test_is_done_is_the_output_being_kept_and_never_asks_the_db() -> None:
     assert ctx.is_done("c1", OUT) is True
 
 
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "\xff\xfe"])
+def test_an_unreadable_item_json_is_bad_input_saying_what_to_do(
+    capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    import dataclasses
+
+    def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+        return {"status": protocol.COMPLETED, "item": ctx.item(options.content)}
+
+    step = dataclasses.replace(STEP, execute=execute)
+    folder = Path(settings.get().content_root) / "c1"
+    folder.mkdir(parents=True)
+    assert step.run_argv(["--content", "c1"])["item"] is None  # none: not described
+    (folder / "item.json").write_bytes(text.encode("latin-1"))
+    result = step.run_argv(["--content", "c1"])
+    assert result["status"] == "invalid_input"
+    assert result["error"].startswith(f"content 'c1': {folder / 'item.json'} is unreadable (")
+    assert "delete it and run again" in result["error"]
+    assert "Traceback" not in capsys.readouterr().err
+    (folder / "item.json").write_text('{"kind": "file"}')
+    assert step.run_argv(["--content", "c1"])["item"] == {"kind": "file"}
+
+
 def _params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if options.mode == "badparams":
         raise InvalidInput("no such model")

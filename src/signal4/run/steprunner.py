@@ -239,19 +239,32 @@ class Context:
         return self._store
 
     def item(self, content_id: str) -> dict[str, Any] | None:
-        """The item's description (its folder's ``item.json``), or None if it has none."""
+        """The item's description (its folder's ``item.json``), or None if it has none.
+
+        One that cannot be read, or is no JSON object, is :class:`InvalidInput` saying to
+        delete it: the runner writes it again from the state DB before the next run (or
+        the step that registers the item does).
+        """
         if content_id in self._items:
             return self._items[content_id]
         import json
 
         from signal4.content.store import ITEM_FILE
 
+        path = self.store.path(content_id, ITEM_FILE)
         try:
-            data = json.loads(self.store.path(content_id, ITEM_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # none, or unreadable: the item is not described
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as exc:
+            data = exc
         if not isinstance(data, dict):
-            return None
+            why = data if isinstance(data, Exception) else "not a JSON object"
+            raise InvalidInput(
+                f"content {content_id!r}: {path} is unreadable ({why}); delete it and run "
+                "again (the runner writes it again from the state DB, or the step that "
+                "registers the item does)"
+            )
         self._items[content_id] = data
         return data
 
