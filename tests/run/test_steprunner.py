@@ -664,3 +664,98 @@ def test_a_completed_run_drops_its_stages_record_from_the_storage_manifest(
     assert json.loads((folder / STORAGE_MANIFEST).read_text())["provenance"] == {
         "stitch": {"params": {}}
     }
+
+
+def test_a_result_carries_the_records_of_its_run_and_the_step_opens_no_db() -> None:
+    import dataclasses
+
+    done = {"content": "c1", "stage": "convert", "status": "done"}
+    result = STEP.run_argv(["--content", "c1"])
+    assert result["records"] == [done]  # completed: the stage is done
+    # the step recorded its stage itself (with its info): no second record
+    result = STEP.run_argv(["--content", "c1", "--mode", "write"])
+    assert result["records"] == [{**done, "info": {"n": 1}}]
+
+    # another item's record of the same stage is not this item's
+    def other(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+        ctx.mark("c2", "convert", "done")
+        return {"status": protocol.COMPLETED}
+
+    result = dataclasses.replace(STEP, execute=other).run_argv(["--content", "c1"])
+    assert result["records"] == [{**done, "content": "c2"}, done]
+
+    def skip(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+        return {"status": protocol.SKIPPED}
+
+    result = dataclasses.replace(STEP, execute=skip).run_argv(["--content", "c1"])
+    assert result["records"] == [{**done, "skipped": True}]
+
+    def dry(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+        return {"status": protocol.COMPLETED, "dry_run": True}
+
+    assert "records" not in dataclasses.replace(STEP, execute=dry).run_argv(["--content", "c1"])
+    # a step of no stage records nothing, and leaves the item's folder alone
+    folder = Path(settings.get().content_root) / "c1"
+    folder.mkdir(parents=True, exist_ok=True)
+    stageless = dataclasses.replace(STEP, stage=None)
+    assert "records" not in stageless.run_argv(["--content", "c1"])
+    assert not (folder / "storage_manifest.json").exists()
+    assert StateDB(settings.get().db_url).all() == []  # nobody opened the DB for real
+
+
+def test_a_failure_whose_outputs_cannot_be_told_counts_them_lost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import dataclasses
+
+    def broken(ctx: Context, content: str) -> bool:
+        raise OSError("cannot look")
+
+    step = dataclasses.replace(STEP, outputs_kept=broken)
+    result = step.run_argv(["--content", "c1", "--mode", "fail"])
+    assert result["records"] == [
+        {
+            "content": "c1",
+            "stage": "convert",
+            "status": "failed",
+            "error": "the disk is full",
+            "outputs_kept": False,
+        }
+    ]
+    assert "could not tell whether the outputs are kept: cannot look" in capsys.readouterr().err
+
+
+def test_register_describes_the_item_in_its_folder_and_in_the_records() -> None:
+    ctx = Context()
+    folder = ctx.store.folder("c1")
+    ctx.register("c1", kind="podcast", title="Ep", write=False)  # no folder yet
+    assert not folder.exists()
+    folder.mkdir(parents=True)
+    ctx.register("c1", duration=2.0, write=False)  # before the work: not written yet
+    assert not (folder / "item.json").exists()
+    ctx.register("c1", meta={"media": "a.mp3"})
+    assert json.loads((folder / "item.json").read_text()) == {
+        "kind": "podcast",
+        "title": "Ep",
+        "duration": 2.0,
+        "meta": {"media": "a.mp3"},
+    }
+    # each record names the kind the item has (the DB needs one to register it)
+    assert [r["register"] for r in ctx.records] == [
+        {"kind": "podcast", "title": "Ep"},
+        {"duration": 2.0, "kind": "podcast"},
+        {"meta": {"media": "a.mp3"}, "kind": "podcast"},
+    ]
+    ctx.mark("c1", "download", "failed", error="gone")
+    assert ctx.records[-1] == {
+        "content": "c1",
+        "stage": "download",
+        "status": "failed",
+        "error": "gone",
+        "outputs_kept": False,
+    }
+    assert ctx.marked("c1", "download") and not ctx.marked("c2", "download")
+    assert not ctx.marked("c1", "convert")
+    fresh = Context()
+    fresh.register("c9", title="No kind")
+    assert fresh.records == [{"content": "c9", "register": {"title": "No kind"}}]
