@@ -189,9 +189,9 @@ def test_on_worker_writes_the_records_and_a_bad_db_is_only_a_warning(
     # a record the DB refuses: the step's result still comes back, with a warning
     bad = record.on_worker([], lambda: {"step": "demo", "records": "nope"})
     assert bad == {"step": "demo", "records": "nope"}
-    assert (
-        "warning: the state of demo not recorded: records must be a list" in capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "warning: the state of demo not recorded: records must be a list" in err
+    assert "could not describe" not in err  # no --content: nothing to describe
     # a bad setting: the step runs (and says what is wrong) without the DB
     monkeypatch.setenv("SIGNAL4_CHUNK_SECONDS", "nan")
     settings.get.cache_clear()
@@ -274,3 +274,59 @@ def test_settle_records_a_timed_out_stage(db: StateDB) -> None:
     assert db.stage_status("c", "transcribe") == "timed_out"
     assert db.get("c").steps[0].error == "timed out after 1 s"  # type: ignore[union-attr]
     assert [r.status for r in db.runs()] == ["timed_out"]
+
+
+def test_register_fills_in_the_kind_and_a_new_item_from_its_folder(
+    db: StateDB, tmp_path: Path
+) -> None:
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "item.json").write_text(json.dumps({"kind": "podcast", "title": "Ep"}))
+    every = {"kind": "file", "source_url": "u", "title": "T", "duration": 1.0, "meta": {}}
+    assert record.apply(db, _result({"content": "a", "register": every})) == 1  # all five
+    # new here: its folder's description first, then what the step says
+    record.apply(
+        db, _result({"content": "c", "register": {"duration": 3.0}}), content_root=tmp_path
+    )
+    item = db.get("c")
+    assert item is not None and (item.kind, item.title, item.duration) == ("podcast", "Ep", 3.0)
+    # known: a record without a kind keeps the item's kind, and the folder is not read again
+    (tmp_path / "c" / "item.json").write_text(json.dumps({"kind": "file", "title": "Other"}))
+    record.apply(db, _result({"content": "c", "register": {"title": "New"}}), content_root=tmp_path)
+    item = db.get("c")
+    assert item is not None and (item.kind, item.title) == ("podcast", "New")
+    # neither known nor described: of an unknown kind
+    record.apply(db, _result({"content": "d", "register": {"title": "D"}}), content_root=tmp_path)
+    assert db.get("d").kind == "unknown"  # type: ignore[union-attr]
+
+
+def test_apply_counts_what_it_wrote_and_goes_on_after_a_skip(db: StateDB, tmp_path: Path) -> None:
+    db.register("c", kind="file")
+    db.mark("c", "convert", "done")
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "item.json").write_text("[1, 2]")  # no object: describes nothing
+    written = record.apply(
+        db,
+        _result(
+            {"content": "c", "stage": "convert", "status": "done", "skipped": True},
+            {"content": "c", "stage": "transcribe", "status": "failed", "error": "e1"},
+            {"content": "c", "stage": "diarize", "status": "failed", "error": "e2"},
+            {"content": "odd", "stage": "convert", "status": "done"},
+        ),
+        content_root=tmp_path,
+    )
+    assert written == 3  # the skip of a done stage writes nothing
+    assert db.stage_status("c", "transcribe") == "failed"
+    assert db.stage_status("c", "diarize") == "failed"
+    assert db.get("odd").kind == "unknown"  # type: ignore[union-attr]
+
+
+def test_unreported_says_whether_it_wrote(db: StateDB) -> None:
+    db.register("c", kind="file")
+    own_other_stage = {"records": [{"content": "c", "stage": "convert", "status": "done"}]}
+    own_other_item = {"records": [{"content": "x", "stage": "stitch", "status": "done"}]}
+    assert record.unreported(db, {}, "c", "stitch", "completed", "") is False
+    assert record.unreported(db, {}, "ghost", "stitch", "failed", "e") is False
+    assert record.unreported(db, own_other_stage, "c", "stitch", "failed", "e") is True
+    assert record.unreported(db, own_other_item, "c", "diarize", "failed", "e") is True
+    own = {"records": [{"content": "c", "stage": "stitch", "status": "failed", "error": "x"}]}
+    assert record.unreported(db, own, "c", "stitch", "failed", "e") is False

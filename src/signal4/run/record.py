@@ -141,9 +141,10 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
         content = rec["content"]
         if "register" in rec:
             fields = dict(rec["register"])
-            if db.get(content) is None or "kind" not in fields:
+            known = db.get(content)
+            if known is None:  # new here: what its folder says, then what the step says
                 fields = {**_described(content_root, content), **fields}
-            fields.setdefault("kind", "unknown")
+            fields.setdefault("kind", known.kind if known is not None else "unknown")
             db.register(content, **fields)
             written += 1
             continue
