@@ -358,6 +358,18 @@ def test_unknown_content_and_missing_args() -> None:
     assert "no such file" in result["error"]
 
 
+def test_an_input_named_like_an_output_keeps_its_own_copy(tmp_path: Path) -> None:
+    src = media.tone(tmp_path / "audio.wav", 2.0)  # the bundled sample's name
+    code, result = run_step(STEP, "--input", str(src), "--content", "same")
+    assert code == 0, result
+    folder = store().folder("same")
+    assert (folder / "source-audio.wav").read_bytes() == src.read_bytes()  # the input, intact
+    assert _wav(folder / "audio.wav")[:2] == (16_000, 1)  # the converted WAV beside it
+    assert json.loads((folder / "item.json").read_text())["meta"]["media"] == "source-audio.wav"
+    code, again = run_step(STEP, "--content", "same", "--rewrite")  # from the kept input
+    assert (code, again["status"], again["source"]) == (0, protocol.COMPLETED, "source-audio.wav")
+
+
 def test_cli_subprocess(tmp_path: Path) -> None:
     src = media.tone(tmp_path / "a.wav", 1.0)
     proc = subprocess.run(
