@@ -84,9 +84,10 @@ class _State:
     """The state DB's side of one ``inv run``: the step never opens the DB, this does.
 
     Before the step: an item stored before steps described themselves gets its
-    ``item.json`` (from the DB). After it: the result's records are written. A DB that
-    cannot be read or written is a warning (the step's work is done either way), and a
-    result without records never opens the DB at all.
+    ``item.json`` (from the DB). After it: the result's records are written, and a failure
+    the step could not report (a timeout, a kill) is recorded from the outcome. A DB that
+    cannot be read or written is a warning (the step's work is done either way); a
+    successful run without records never opens the DB at all.
     """
 
     def __init__(self, args: Sequence[str], stage: str | None) -> None:
