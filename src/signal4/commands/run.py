@@ -6,7 +6,6 @@ import math
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from signal4.commands.envs import sync
 from signal4.envs import venv as envs
@@ -65,7 +64,9 @@ def run(
         code = sync([t.env])
         if code:
             return code
-    state = _State(args, t.stage)
+    from signal4.run.record import Recorder
+
+    recorder = Recorder(args, t.stage)
     outcome = dispatch.run(
         m,
         t,
@@ -76,60 +77,6 @@ def run(
     )
     if outcome.status == protocol.TIMED_OUT or (outcome.error and not outcome.result):
         print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
-    state.record(outcome)
+    # the step never opens the state DB: its records, or what we saw of its end, go in here
+    recorder.after(outcome.result, None if outcome.ok else outcome.status, outcome.error or "")
     return outcome.exit_code
-
-
-class _State:
-    """The state DB's side of one ``inv run``: the step never opens the DB, this does.
-
-    Before the step: an item stored before steps described themselves gets its
-    ``item.json`` (from the DB). After it: the result's records are written, and a failure
-    the step could not report (a timeout, a kill) is recorded from the outcome. A DB that
-    cannot be read or written is a warning (the step's work is done either way); a
-    successful run without records never opens the DB at all.
-    """
-
-    def __init__(self, args: Sequence[str], stage: str | None) -> None:
-        from signal4.content import settings
-        from signal4.run import record
-
-        self.stage = stage
-        self.content = content = record.content_arg(args)
-        try:
-            self.conf: Any = settings.get()
-        except settings.SettingsError:
-            self.conf = None  # the step says what is wrong with the setting
-            return
-        folder = self.conf.content_root / content if content else None
-        if content and folder is not None and folder.is_dir():
-            try:
-                record.describe_from_db(
-                    record.state_db(self.conf.db_url), self.conf.content_root, content
-                )
-            except Exception as exc:
-                print(
-                    f"warning: could not read {content} from the state DB: {exc}", file=sys.stderr
-                )
-
-    def record(self, outcome: dispatch.Outcome) -> None:
-        """Write the step's records; a failure it did not report (a timeout), from here."""
-        failed = not outcome.ok and self.content is not None
-        if self.conf is None or not (outcome.result.get("records") or failed):
-            return
-        from signal4.run import record
-
-        try:
-            db = record.state_db(self.conf.db_url)
-            record.apply(db, outcome.result, content_root=self.conf.content_root)
-            if failed and self.stage and self.content:
-                record.unreported(
-                    db,
-                    outcome.result,
-                    self.content,
-                    self.stage,
-                    outcome.status,
-                    outcome.error or "",
-                )
-        except Exception as exc:
-            print(f"warning: the step's state was not recorded: {exc}", file=sys.stderr)

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 #: The statuses a stage record may carry (the state DB's, less ``pending``).
 STATUSES = frozenset({"done", "failed", "invalid_input", "timed_out", "interrupted"})
-_REGISTER_FIELDS = frozenset({"kind", "source_url", "title", "duration", "meta"})
+#: What describes an item, in the state DB and in its folder's ``item.json``.
+REGISTER_FIELDS = ("kind", "source_url", "title", "duration", "meta")
+_REGISTER_FIELDS = frozenset(REGISTER_FIELDS)
 
 
 class BadRecord(Signal4Error, ValueError):
@@ -149,8 +151,11 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
             written += 1
             continue
         stage, status = rec["stage"], rec["status"]
-        if db.get(content) is None and (described := _described(content_root, content)):
-            db.register(content, **{"kind": "unknown", **described})
+        if db.get(content) is None:
+            # a stage done registers the item anyway; a failure only one its folder describes
+            described = _described(content_root, content)
+            if described or status == DONE:
+                db.register(content, **{"kind": "unknown", **described})
         if status != DONE:
             record_failure(
                 db,
@@ -162,10 +167,8 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
             )
             written += 1
             continue
-        if db.get(content) is None:
-            db.register(content, **{"kind": "unknown", **_described(content_root, content)})
-        elif rec.get("skipped") and db.is_done(content, stage):
-            continue
+        if rec.get("skipped") and db.is_done(content, stage):
+            continue  # (an item registered just now is done nowhere)
         info = rec.get("info")
         db.mark(
             content,
@@ -198,17 +201,8 @@ def describe_from_db(db: StateDB, content_root: Path, content: str) -> bool:
         return False
     from signal4.content.store import ContentStore
 
-    data = {
-        key: value
-        for key, value in (
-            ("kind", item.kind),
-            ("source_url", item.source_url),
-            ("title", item.title),
-            ("duration", item.duration),
-            ("meta", item.meta),
-        )
-        if value is not None
-    }
+    data = {key: getattr(item, key) for key in REGISTER_FIELDS}
+    data = {key: value for key, value in data.items() if value is not None}
     ContentStore(content_root).write_json(path, data)
     return True
 
@@ -235,33 +229,65 @@ def state_db(url: str) -> StateDB:
     return _DBS[url]
 
 
-def on_worker(argv: Sequence[str], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``run()`` a step on a warm worker and write its records to this worker's state DB.
+class Recorder:
+    """The state DB's side of running one step, for a runner outside the batch.
 
-    Before it runs, an item stored before steps described themselves gets its
-    ``item.json`` from the DB. A record that cannot be written is a warning on stderr
-    (the work is done), never the step's failure.
+    Made before the step runs (from its argv and, for :meth:`after`, its stage): an item
+    stored before steps described themselves gets its ``item.json`` from the DB. After it,
+    :meth:`after` writes the result's records, and a failure the step could not report
+    (a timeout, a kill) from the runner's own account. A bad setting leaves the DB alone
+    (the step says what is wrong); a DB that cannot be read or written is a warning on
+    stderr, never the step's failure; a folder that does not exist is not looked up.
+    ``inv run`` and a warm worker (:func:`on_worker`) use it; the batch has its own DB.
     """
+
+    def __init__(self, argv: Sequence[str], stage: str | None = None) -> None:
+        from signal4.content import settings
+        from signal4.content.store import InvalidContentId, check_id
+
+        self.stage, self.content = stage, content_arg(argv)
+        try:
+            self.conf: Any = settings.get()
+        except settings.SettingsError:
+            self.conf = None
+            return
+        if self.content is None:
+            return
+        try:
+            folder = self.conf.content_root / check_id(self.content)
+        except InvalidContentId:
+            return  # the step says what is wrong with the id
+        if folder.is_dir():
+            try:
+                describe_from_db(state_db(self.conf.db_url), self.conf.content_root, self.content)
+            except Exception as exc:
+                _warn(f"could not describe {self.content} from the state DB: {exc}")
+
+    def after(self, result: Mapping[str, Any], status: str | None = None, error: str = "") -> None:
+        """Write ``result``'s records; with the run's ``status`` (when the runner saw it end
+        otherwise than completed), also a failure the step did not record."""
+        failed = status is not None and bool(self.stage and self.content)
+        if self.conf is None or not (result.get("records") or failed):
+            return
+        try:
+            db = state_db(self.conf.db_url)
+            apply(db, result, content_root=self.conf.content_root)
+            if failed and status is not None and self.stage and self.content:
+                unreported(db, result, self.content, self.stage, status, error)
+        except Exception as exc:
+            _warn(f"the state of {result.get('step') or self.stage} not recorded: {exc}")
+
+
+def _warn(message: str) -> None:
     import sys
 
-    from signal4.content import settings
-    from signal4.content.store import InvalidContentId, check_id
+    print(f"warning: {message}", file=sys.stderr)
 
-    try:
-        conf = settings.get()
-    except settings.SettingsError:
-        return run()  # the step reports the bad setting itself
-    cid = content_arg(argv)
-    try:
-        if cid and check_id(cid):
-            describe_from_db(state_db(conf.db_url), conf.content_root, cid)
-    except InvalidContentId:
-        pass  # the step says so itself
-    except Exception as exc:
-        print(f"warning: could not describe {cid} from the state DB: {exc}", file=sys.stderr)
+
+def on_worker(argv: Sequence[str], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()`` a step on a warm worker and write its records to this worker's state DB
+    (:class:`Recorder`)."""
+    recorder = Recorder(argv)
     result = run()
-    try:
-        apply(state_db(conf.db_url), result, content_root=conf.content_root)
-    except Exception as exc:
-        print(f"warning: the state of {result.get('step')} not recorded: {exc}", file=sys.stderr)
+    recorder.after(result)
     return result
