@@ -315,9 +315,7 @@ def download_episode(
     if item is not None and not rewrite:
         name = (item.get("meta") or {}).get("media")
         if name and ctx.store.path(cid, name).is_file():
-            ctx.records.append(
-                {"content": cid, "stage": "download", "status": "done", "skipped": True}
-            )
+            ctx.mark(cid, "download", "done", skipped=True)
             return {"content": cid, "status": protocol.SKIPPED, "file": name}
     meta = {
         "feed": feed,

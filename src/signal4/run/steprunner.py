@@ -166,9 +166,7 @@ def keeps(name: str) -> Callable[[Context, str], bool]:
     """An ``outputs_kept`` test: the stage's output ``name`` is kept (plain or gzipped)."""
 
     def outputs_kept(ctx: Context, content: str) -> bool:
-        from signal4.content.store import kept
-
-        return kept(ctx.store.path(content, name))
+        return ctx.is_done(content, name)
 
     return outputs_kept
 
@@ -317,14 +315,18 @@ class Context:
         info: dict[str, Any] | None = None,
         error: str | None = None,
         outputs_kept: bool = False,
+        skipped: bool = False,
     ) -> None:
         """Record ``stage``'s new state for the runner (``done``, or a failure's status).
 
         For a failure, ``outputs_kept`` says whether the stage's earlier outputs are still
         on disk: a stage recorded done then stays done (see
-        :func:`signal4.run.record.record_failure`).
+        :func:`signal4.run.record.record_failure`). ``skipped``: done already, nothing new
+        made (the runner keeps what it knows of the stage).
         """
         record: dict[str, Any] = {"content": content_id, "stage": stage, "status": status}
+        if skipped:
+            record["skipped"] = True
         if info is not None:
             record["info"] = info
         if error is not None:
@@ -435,9 +437,7 @@ class Step:
             if status == protocol.COMPLETED and not result.get("dry_run"):
                 ctx.mark(content, self.stage, "done")
             elif status == protocol.SKIPPED:
-                ctx.records.append(
-                    {"content": content, "stage": self.stage, "status": "done", "skipped": True}
-                )
+                ctx.mark(content, self.stage, "done", skipped=True)
         if len(ctx.records) > first:
             result["records"] = ctx.records[first:]
         result["seconds"] = round(time.monotonic() - started, 3)
