@@ -292,6 +292,11 @@ def _external_tops(chains: Mapping[str, list[str]], package: str) -> dict[str, l
     }
 
 
+def _step_package(package: str) -> str:
+    """The processing steps' package of the project ``package``."""
+    return STEP_PACKAGE.replace(PACKAGE, package, 1)
+
+
 #: Project modules (relative to the package) no processing step may import, and why.
 NOT_IN_STEPS = {
     "content.state": (
@@ -328,7 +333,7 @@ def check_imports(
             incomplete.add(task.env)  # the task-map check reports the missing module
             continue
         chains = closure(graph, task.module)
-        if task.module.startswith(f"{package}.processing_steps."):
+        if task.module.startswith(_step_package(package) + "."):
             for rel, why in NOT_IN_STEPS.items():
                 if chain := chains.get(f"{package}.{rel}"):
                     usage.errors.append(
@@ -380,7 +385,7 @@ def check_taskmap(m: Manifest, src: Path, package: str = PACKAGE) -> CheckResult
             errors.append(
                 f"task {task.name!r} maps to module {task.module!r}, which does not exist"
             )
-    step_package = STEP_PACKAGE.replace(PACKAGE, package, 1)
+    step_package = _step_package(package)
     folder = src.joinpath(*step_package.split("."))
     mapped = {t.module for t in m.tasks.values()}
     for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:

@@ -118,17 +118,11 @@ def settle(
         host=host,
         error=outcome.error,
     )
+    # why it failed: its error, else the last line it wrote on stderr
+    why = outcome.error or "".join(outcome.stderr_tail.strip().splitlines()[-1:])
     if not outcome.ok and item.content is not None:
         # a timed-out, interrupted or killed step said nothing of its stage: we do
-        last = "".join(outcome.stderr_tail.strip().splitlines()[-1:])
-        record.unreported(
-            db,
-            outcome.result,
-            item.content,
-            stage.task.stage,
-            outcome.status,
-            outcome.error or last,
-        )
+        record.unreported(db, outcome.result, item.content, stage.task.stage, outcome.status, why)
     if outcome.ok and item.content is not None:
         stage.done = True
     elif outcome.ok:
@@ -139,8 +133,7 @@ def settle(
         result.error = f"{stage.task.name}: {outcome.error}"
     else:
         result.status, result.exit_code = "failed", outcome.exit_code
-        tail = outcome.stderr_tail.strip().splitlines()[-1:]
-        result.error = f"{stage.task.name} {outcome.status}: {outcome.error or ''.join(tail)}"
+        result.error = f"{stage.task.name} {outcome.status}: {why}"
     return ended
 
 
