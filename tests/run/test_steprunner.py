@@ -64,6 +64,16 @@ STEP = Step(
 )
 
 
+#: STEP's record of ``--mode fail`` on c1 when its output is not kept.
+FAILED_NOT_KEPT = {
+    "content": "c1",
+    "stage": "convert",
+    "status": "failed",
+    "error": "the disk is full",
+    "outputs_kept": False,
+}
+
+
 def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
     """Run STEP's CLI, then record its result's records as a runner would."""
     settings.get.cache_clear()
@@ -599,15 +609,7 @@ def test_a_step_that_cannot_tell_its_outputs_records_every_failure() -> None:
     db.register("c1", kind="file")
     db.mark("c1", "convert", "done")
     result = step.run_argv(["--content", "c1", "--mode", "fail"])
-    assert result["records"] == [
-        {
-            "content": "c1",
-            "stage": "convert",
-            "status": "failed",
-            "error": "the disk is full",
-            "outputs_kept": False,
-        }
-    ]
+    assert result["records"] == [FAILED_NOT_KEPT]
     assert db.stage_status("c1", "convert") == "done"  # the step never writes the DB
     _apply(result)
     assert db.stage_status("c1", "convert") == "failed"
@@ -713,15 +715,7 @@ def test_a_failure_whose_outputs_cannot_be_told_counts_them_lost(
 
     step = dataclasses.replace(STEP, outputs_kept=broken)
     result = step.run_argv(["--content", "c1", "--mode", "fail"])
-    assert result["records"] == [
-        {
-            "content": "c1",
-            "stage": "convert",
-            "status": "failed",
-            "error": "the disk is full",
-            "outputs_kept": False,
-        }
-    ]
+    assert result["records"] == [FAILED_NOT_KEPT]
     assert "could not tell whether the outputs are kept: cannot look" in capsys.readouterr().err
 
 
