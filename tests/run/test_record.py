@@ -330,3 +330,51 @@ def test_unreported_says_whether_it_wrote(db: StateDB) -> None:
     assert record.unreported(db, own_other_item, "c", "diarize", "failed", "e") is True
     own = {"records": [{"content": "c", "stage": "stitch", "status": "failed", "error": "x"}]}
     assert record.unreported(db, own, "c", "stitch", "failed", "e") is False
+
+
+def test_the_recorder_writes_what_the_runner_saw_only_with_its_stage_and_item(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = settings.get()
+    db = StateDB(conf.db_url)
+    db.register("c", kind="file")
+    # ended on its own (status None): nothing of the runner's to add
+    record.Recorder(["--content", "c"], "transcribe").after({})
+    assert db.stage_status("c", "transcribe") is None
+    # timed out: the stage takes the runner's account
+    record.Recorder(["--content", "c"], "transcribe").after({}, "timed_out", "ran past 1 s")
+    assert db.stage_status("c", "transcribe") == "timed_out"
+    assert db.get("c").steps[0].error == "ran past 1 s"  # type: ignore[union-attr]
+    # without a stage, or without an item, there is nothing to write it on
+    record.Recorder(["--content", "c"]).after({}, "failed", "boom")
+    record.Recorder([], "diarize").after({}, "failed", "boom")
+    assert db.stage_status("c", "diarize") is None
+    # a bad setting when it was made: the DB is left alone, records or not
+    monkeypatch.setenv("SIGNAL4_CHUNK_SECONDS", "nan")
+    settings.get.cache_clear()
+    blind = record.Recorder(["--content", "c"], "diarize")
+    monkeypatch.delenv("SIGNAL4_CHUNK_SECONDS")
+    settings.get.cache_clear()
+    blind.after({"records": [{"content": "c", "stage": "diarize", "status": "done"}]}, "failed")
+    assert db.stage_status("c", "diarize") is None
+    assert capsys.readouterr().err == ""
+
+
+def test_the_recorder_warns_when_the_db_cannot_describe_an_item(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (settings.get().content_root / "c").mkdir(parents=True)
+    (tmp_path / "a-file").write_text("")  # no folder can be made under it
+    monkeypatch.setenv("SIGNAL4_DATABASE_URL", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}")
+    settings.get.cache_clear()
+    recorder = record.Recorder(["--content", "c"], "convert")
+    assert "warning: could not describe c from the state DB: " in capsys.readouterr().err
+    # nothing to write: the DB is not opened (so no second warning)
+    stageless = record.Recorder(["--content", "c"])
+    capsys.readouterr()  # its own describe warning
+    recorder.after({})
+    record.Recorder([], "convert").after({}, "failed", "boom")
+    stageless.after({}, "failed", "boom")
+    assert capsys.readouterr().err == ""
+    recorder.after({}, "timed_out", "ran long")  # something to write: it tries, and says so
+    assert "warning: the state of convert not recorded: " in capsys.readouterr().err

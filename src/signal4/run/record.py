@@ -266,14 +266,16 @@ class Recorder:
     def after(self, result: Mapping[str, Any], status: str | None = None, error: str = "") -> None:
         """Write ``result``'s records; with the run's ``status`` (when the runner saw it end
         otherwise than completed), also a failure the step did not record."""
-        failed = status is not None and bool(self.stage and self.content)
-        if self.conf is None or not (result.get("records") or failed):
+        failure: tuple[str, str, str] | None = None
+        if status and self.stage and self.content:
+            failure = (self.content, self.stage, status)
+        if self.conf is None or not (result.get("records") or failure):
             return
         try:
             db = state_db(self.conf.db_url)
             apply(db, result, content_root=self.conf.content_root)
-            if failed and status is not None and self.stage and self.content:
-                unreported(db, result, self.content, self.stage, status, error)
+            if failure is not None:
+                unreported(db, result, *failure, error)
         except Exception as exc:
             _warn(f"the state of {result.get('step') or self.stage} not recorded: {exc}")
 
