@@ -7,8 +7,7 @@ from pathlib import Path
 
 import nox
 
-from signal4.envs import manifest, noxsupport
-from signal4.envs import venv as envs
+from signal4.envs import layout, manifest, noxsupport
 
 nox.needs_version = ">=2024.10.9"
 
@@ -23,7 +22,7 @@ def _env_session(env: str) -> None:
             python = noxsupport.prepare_env(MANIFEST, env)
         except noxsupport.SessionSkip as exc:
             session.skip(str(exc))
-        except envs.EnvError as exc:  # a failed sync: one line saying what to do
+        except layout.EnvError as exc:  # a failed sync: one line saying what to do
             session.error(str(exc))
         session.run(str(python), *noxsupport.pytest_args(env, session.posargs), external=True)
 

@@ -10,8 +10,9 @@ from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
 from invoke.tasks import task
 
+from signal4.codes import EXIT_INTERRUPTED, EXIT_USAGE
 from signal4.commands import envs as env_cmd
-from signal4.errors import EXIT_INTERRUPTED, EXIT_USAGE, Interrupted, Signal4Error
+from signal4.errors import Interrupted, Signal4Error
 from signal4.measure import baseline as measure_baseline
 from signal4.measure import ways as measure_ways
 

@@ -47,12 +47,12 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.Complete
 def clone(data: Path, files: list[Path]) -> None:
     """Give each of ``files`` the first item's rows, records and content folder."""
     sys.path.insert(0, str(ROOT / "src"))
-    from signal4.processing_steps.convert import input_content_id
+    from signal4.stepkit.fetch import file_content_id
 
     con = sqlite3.connect(data / "state.db")
     (first,) = [r[0] for r in con.execute("SELECT id FROM content")]
     for path in files:
-        cid = input_content_id(path)
+        cid = file_content_id(path)
         for table in TABLES:
             key = "id" if table == "content" else "content_id"
             cols = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]

@@ -42,9 +42,11 @@ def test_no_library_module_imports_the_command_layer() -> None:
 
 def test_the_lowest_floors_import_nothing_of_ours_above_them() -> None:
     floors = {
-        "signal4.errors": set(),
+        "signal4.codes": set(),
+        "signal4.cpu": set(),
+        "signal4.errors": {"signal4.codes"},
         "signal4.envs.manifest": {"signal4.errors"},
-        "signal4.run.protocol": set(),
+        "signal4.stepkit.protocol": {"signal4.codes"},
     }
     trees = dict(_modules())
     for name, allowed in floors.items():
@@ -63,8 +65,8 @@ def test_no_sys_exit_in_the_library() -> None:
 
 def test_every_user_error_class_is_a_signal4_error() -> None:
     from signal4.content.store import InvalidContentId
+    from signal4.envs.layout import EnvError
     from signal4.envs.manifest import ManifestError, UnknownNameError
-    from signal4.envs.venv import EnvError
     from signal4.errors import Signal4Error
     from signal4.workers.broker import BrokerError
     from signal4.workers.wire import BrokerUnavailable, WorkerError

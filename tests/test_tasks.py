@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from signal4.commands import run as run_cmd
-from signal4.envs import clean, manifest, syncer
-from signal4.envs import venv as envs
+from signal4.envs import clean, layout, manifest, syncer, venv
 from tests.helpers.demo import FAILING, SLEEPY, SLEEPY_TASKS, make_demo, write_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,17 +81,17 @@ def test_run_in_an_env_never_synced(demo: manifest.Manifest) -> None:
 
 
 def test_run_passes_args_and_exit_codes_through(demo: manifest.Manifest) -> None:
-    syncer.sync_one(demo, envs.spec(demo, "alpha"))
+    syncer.sync_one(demo, layout.spec(demo, "alpha"))
     proc = inv("run", "hello", "--", "a file name.mp3", "--flag", cwd=demo.root)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["args"] == ["a file name.mp3", "--flag"]
-    assert result["python"] == str(envs.spec(demo, "alpha").python)
+    assert result["python"] == str(layout.spec(demo, "alpha").python)
     assert inv("run", "hello", "--", "--invalid", cwd=demo.root).returncode == 2
 
 
 def test_sync_check_reports_and_changes_nothing(demo: manifest.Manifest) -> None:
-    beta = envs.spec(demo, "beta")
+    beta = layout.spec(demo, "beta")
     proc = inv("sync-all", "--check", cwd=demo.root)
     assert proc.returncode == 1  # beta is missing
     assert "would sync" in proc.stdout
@@ -100,7 +99,7 @@ def test_sync_check_reports_and_changes_nothing(demo: manifest.Manifest) -> None
 
 
 def test_clean_dry_run_then_one_env(demo: manifest.Manifest) -> None:
-    alpha = envs.spec(demo, "alpha")
+    alpha = layout.spec(demo, "alpha")
     syncer.sync_one(demo, alpha)
     lock_before = (demo.root / "uv.lock").read_bytes()
     dry = inv("clean", "--env", "alpha", "--dry-run", cwd=demo.root)
@@ -153,7 +152,7 @@ def test_usage_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], text: str
 
 
 def test_a_fractional_timeout_is_taken(demo: manifest.Manifest) -> None:
-    syncer.sync_one(demo, envs.spec(demo, "alpha"))
+    syncer.sync_one(demo, layout.spec(demo, "alpha"))
     proc = inv("run", "--timeout", "2.5", "hello", cwd=demo.root)
     assert proc.returncode == 0, proc.stderr
 
@@ -172,7 +171,7 @@ def slow_demo(tmp_path_factory: pytest.TempPathFactory) -> manifest.Manifest:
         {"sleepy": SLEEPY, "failing": FAILING},
         pipeline=("sleepy",),
     )
-    syncer.sync_one(m, envs.spec(m, "alpha"))
+    syncer.sync_one(m, layout.spec(m, "alpha"))
     return m
 
 
@@ -248,11 +247,11 @@ def test_ctrl_c_ends_the_command_with_130_and_stops_the_step(
 
 def test_run_sync_builds_a_missing_env_first(tmp_path: Path) -> None:
     demo = make_demo(tmp_path)
-    assert envs.status(demo, envs.spec(demo, "alpha")) is envs.State.MISSING
+    assert venv.status(demo, layout.spec(demo, "alpha")) is venv.State.MISSING
     proc = inv("run", "--sync", "hello", cwd=demo.root)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "completed"
-    assert envs.status(demo, envs.spec(demo, "alpha")) is envs.State.UP_TO_DATE
+    assert venv.status(demo, layout.spec(demo, "alpha")) is venv.State.UP_TO_DATE
 
 
 def test_lock_check_fails_when_the_manifest_moved_on(tmp_path: Path) -> None:
@@ -273,7 +272,7 @@ def test_pipeline_exits_1_when_a_stage_fails(tmp_path: Path) -> None:
     m = write_project(
         tmp_path, "demo", SLEEPY_TASKS, {"sleepy": SLEEPY, "failing": FAILING}, ("failing",)
     )
-    syncer.sync_one(m, envs.spec(m, "alpha"))
+    syncer.sync_one(m, layout.spec(m, "alpha"))
     media = tmp_path / "talk.wav"
     media.write_bytes(b"RIFF")
     got = inv("pipeline", "--source", str(media), cwd=m.root)

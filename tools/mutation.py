@@ -197,21 +197,21 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "protocol",
-        "src/signal4/run/protocol.py",
+        "src/signal4/stepkit/protocol.py",
         (
             dev(
-                "tests/run/test_protocol.py",
+                "tests/stepkit/test_protocol.py",
                 "tests/workers/test_celeryapp.py",
-                "tests/run/test_steprunner.py",
+                "tests/stepkit/test_step.py",
                 "tests/run/test_dispatch.py",
             ),
         ),
     ),
     Target(
         "steprunner",
-        "src/signal4/run/steprunner.py",
+        "src/signal4/stepkit/step.py",
         (
-            dev("tests/run/test_steprunner.py"),
+            dev("tests/stepkit/test_step.py"),
             in_env("stitch", "tests/processing_steps/test_stitch.py"),
             in_env("cleanup", "tests/processing_steps/test_cleanup_and_compress.py"),
             in_env("convert", "tests/processing_steps/test_convert.py"),
@@ -220,7 +220,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "record",
         "src/signal4/run/record.py",
-        (dev("tests/run/test_record.py", "tests/run/test_steprunner.py"),),
+        (dev("tests/run/test_record.py", "tests/stepkit/test_step.py"),),
     ),
     Target(
         "submit",
@@ -247,7 +247,7 @@ _SYNCER = "src/signal4/envs/syncer.py"
 _CHECKS = "src/signal4/envs/checks.py"
 _LOCKGRAPH = "src/signal4/envs/lockgraph.py"
 _MANIFEST = "src/signal4/envs/manifest.py"
-_STEPRUNNER = "src/signal4/run/steprunner.py"
+_STEPRUNNER = "src/signal4/stepkit/step.py"
 _STITCH = "src/signal4/processing_steps/stitch.py"
 _PRECISION = "the precision of a timing (3 or 4 decimals); nothing reads more than 3"
 _EXIT_ONE = "equivalent: for exit code 1 both branches give 1"
@@ -269,9 +269,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "a behaviour"
     ),
     (_DISPATCH, "int-plus-one", "round(self.duration, 4)"): _PRECISION,
-    (_DISPATCH, "int-plus-one", "returncode if returncode > 1 else protocol.EXIT_FAILED"): (
-        _EXIT_ONE
-    ),
+    (_DISPATCH, "int-plus-one", "returncode if returncode > 1 else codes.EXIT_FAILED"): (_EXIT_ONE),
     (_DISPATCH, "true-to-false", "text=False,"): (
         "equivalent: encoding= and errors= already open the pipes in text mode"
     ),

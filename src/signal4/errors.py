@@ -1,18 +1,9 @@
 """The one error path: every mistake a user can fix is a :class:`Signal4Error`.
 
 Library code raises a subclass with a one-line message that says what to do next, and
-the exit code it should end with. Only ``tasks.py`` turns it into an exit, in one place;
-no module under ``src/`` calls ``sys.exit`` or imports the command layer for its errors.
-
-Exit codes shared by every command:
-
-====  ==========================================================================
-1     the work failed (a step failed, a check failed, a start-up regressed)
-2     a usage or configuration mistake (unknown name, env not synced, bad input)
-3     the broker does not answer
-124   a step ran past its time limit
-130   interrupted (Ctrl-C)
-====  ==========================================================================
+the exit code it should end with (:mod:`signal4.codes` names them). Only ``tasks.py``
+turns it into an exit, in one place; no module under ``src/`` calls ``sys.exit`` or
+imports the command layer for its errors.
 
 Standard library only: this module is on every start-up path.
 """
@@ -20,13 +11,9 @@ Standard library only: this module is on every start-up path.
 from __future__ import annotations
 
 import signal
-from typing import ClassVar, Final
+from typing import ClassVar
 
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_BROKER: Final = 3
-EXIT_TIMEOUT: Final = 124
-EXIT_INTERRUPTED: Final = 130
+from signal4.codes import EXIT_USAGE, exit_for_signal
 
 
 class Signal4Error(Exception):
@@ -48,5 +35,5 @@ class Interrupted(Signal4Error):
     """A signal told us to stop (exit 128 + its number: 130 for SIGINT, 143 for SIGTERM)."""
 
     def __init__(self, sig: signal.Signals) -> None:
-        super().__init__(f"interrupted by {sig.name}", code=128 + sig.value)
+        super().__init__(f"interrupted by {sig.name}", code=exit_for_signal(sig))
         self.signal = sig

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from signal4.envs import manifest
-from signal4.envs import venv as envs
+from signal4.envs import layout, manifest, venv
 
 ROOT = Path(__file__).resolve().parents[2]
 INV = [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT)]
@@ -19,7 +18,7 @@ INV = [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT)]
 def test_inv_run_help_shows_the_steps_help_and_exits_zero(task: str, option: str) -> None:
     m = manifest.load(ROOT)
     env = m.task(task).env
-    if envs.status(m, envs.spec(m, env)) is not envs.State.UP_TO_DATE:
+    if venv.status(m, layout.spec(m, env)) is not venv.State.UP_TO_DATE:
         # a fresh clone has no env yet: build the one this test needs (a no-op later)
         synced = subprocess.run([*INV, "sync", env], cwd=ROOT, capture_output=True, text=True)
         assert synced.returncode == 0, synced.stdout + synced.stderr

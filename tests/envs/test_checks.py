@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from signal4.envs import checks, lockgraph, syncer
-from signal4.envs import venv as envs
+from signal4.envs import checks, layout, lockgraph, syncer, venv
 from signal4.envs.manifest import Manifest, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,8 +172,8 @@ def test_mlx_without_its_marker_is_caught(project_manifest: Manifest) -> None:
 
 def test_real_env_covers_its_task_imports(project_manifest: Manifest) -> None:
     """Probe the real convert env and check its task against the real import graph."""
-    spec = envs.spec(project_manifest, "convert")
-    with envs.sync_lock(project_manifest):
+    spec = layout.spec(project_manifest, "convert")
+    with venv.sync_lock(project_manifest):
         assert syncer.sync_one(project_manifest, spec).ok
     infos, missing = checks.inspect_synced(project_manifest, ["convert"])
     assert missing == []

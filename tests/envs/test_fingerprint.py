@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from signal4.envs import fingerprint as fpmod
-from signal4.envs import inventory, lockgraph, manifest
-from signal4.envs import venv as envs
+from signal4.envs import inventory, layout, lockgraph, manifest, venv
 from signal4.envs.fingerprint import EnvFingerprint
 from signal4.envs.venv import State
 from tests.conftest import ROOT
@@ -156,7 +155,7 @@ def test_a_dependency_group_adds_its_packages(real_lock: dict[str, Any]) -> None
     assert "pytest" in with_tests.packages and "pytest" not in plain.packages
     assert "pytest" in with_tests.key
     assert with_tests.digest != plain.digest
-    with pytest.raises(envs.EnvError, match="no dependency group 'nope'"):
+    with pytest.raises(layout.EnvError, match="no dependency group 'nope'"):
         fpmod.compute(real_lock, "diarize", ("diarize",), ("nope",), host=HOST)
 
 
@@ -187,12 +186,12 @@ def set_version(m: manifest.Manifest, package: str, version: str) -> None:
     lock.write_text(text)
 
 
-def fake_synced(m: manifest.Manifest, name: str) -> envs.Venv:
+def fake_synced(m: manifest.Manifest, name: str) -> layout.Venv:
     """An env that looks synced from the current lock: an interpreter file and a stamp."""
-    env = envs.spec(m, name)
+    env = layout.spec(m, name)
     env.python.parent.mkdir(parents=True)
     env.python.touch()
-    envs.finish_sync(m, env)
+    venv.finish_sync(m, env)
     return env
 
 
@@ -200,19 +199,19 @@ def test_status_after_a_lock_change_follows_the_envs_fingerprint(
     project: manifest.Manifest,
 ) -> None:
     transcribe, stitch = fake_synced(project, "transcribe"), fake_synced(project, "stitch")
-    stamp = envs.read_stamp(transcribe) or {}
+    stamp = layout.read_stamp(transcribe) or {}
     assert stamp["fingerprint"] == fpmod.env_fingerprint(project, "transcribe").digest
-    assert envs.status(project, transcribe) is State.UP_TO_DATE
+    assert venv.status(project, transcribe) is State.UP_TO_DATE
 
     set_version(project, "pysbd", "0.3.5")  # stitch's package
-    assert (envs.read_stamp(transcribe) or {})["lock"] != envs.lock_hash(project)
-    assert envs.status(project, transcribe) is State.UP_TO_DATE
-    assert envs.status(project, stitch) is State.STALE
+    assert (layout.read_stamp(transcribe) or {})["lock"] != layout.lock_hash(project)
+    assert venv.status(project, transcribe) is State.UP_TO_DATE
+    assert venv.status(project, stitch) is State.STALE
 
     set_version(project, "faster-whisper", "1.2.2")  # transcribe's own
-    assert envs.status(project, transcribe) is State.STALE
-    with pytest.raises(envs.EnvError, match="run: inv sync transcribe"):
-        envs.require_ready(project, transcribe)
+    assert venv.status(project, transcribe) is State.STALE
+    with pytest.raises(layout.EnvError, match="run: inv sync transcribe"):
+        venv.require_ready(project, transcribe)
 
 
 def test_the_fast_path_computes_nothing(
@@ -224,24 +223,24 @@ def test_the_fast_path_computes_nothing(
         raise AssertionError("the fingerprint was computed on the fast path")
 
     monkeypatch.setattr(fpmod, "venv_digest", no)
-    assert envs.status(project, env) is State.UP_TO_DATE
+    assert venv.status(project, env) is State.UP_TO_DATE
 
 
 def test_another_selection_is_stale_whatever_the_fingerprint(
     project: manifest.Manifest,
 ) -> None:
     env = fake_synced(project, "diarize")
-    with_tests = envs.spec(project, "diarize", groups=["test"])
-    assert envs.status(project, with_tests) is State.STALE  # the same lock
+    with_tests = layout.spec(project, "diarize", groups=["test"])
+    assert venv.status(project, with_tests) is State.STALE  # the same lock
     set_version(project, "pysbd", "0.3.5")
-    assert envs.status(project, env) is State.UP_TO_DATE
-    assert envs.status(project, with_tests) is State.STALE
+    assert venv.status(project, env) is State.UP_TO_DATE
+    assert venv.status(project, with_tests) is State.STALE
 
 
 def test_an_unreadable_lock_vouches_for_nothing(project: manifest.Manifest) -> None:
     env = fake_synced(project, "transcribe")
     (project.root / "uv.lock").write_text("not = [toml")
-    assert envs.status(project, env) is State.STALE
+    assert venv.status(project, env) is State.STALE
 
 
 def read_cache(m: manifest.Manifest) -> dict[str, Any]:
@@ -256,15 +255,15 @@ def test_the_cache_is_used_and_a_new_lock_invalidates_it(
     real = fpmod.fingerprints(project)
     assert set(real) == {e.name for e in project.supported_envs()} | {"full"}
     cache = read_cache(project)
-    assert cache["lock"] == envs.lock_hash(project)
+    assert cache["lock"] == layout.lock_hash(project)
     assert real["transcribe"].digest == cache["envs"]["transcribe"]["digest"]
 
     # a planted digest under the current lock is what comes back: the cache is read
     cache["envs"]["transcribe"]["digest"] = "0" * 16
     fpmod.cache_path(project).write_text(json.dumps(cache))
     assert fpmod.env_fingerprint(project, "transcribe").digest == "0" * 16
-    transcribe = envs.spec(project, "transcribe")
-    assert envs.current_fingerprint(project, transcribe, envs.lock_hash(project)) == "0" * 16
+    transcribe = layout.spec(project, "transcribe")
+    assert venv.current_fingerprint(project, transcribe, layout.lock_hash(project)) == "0" * 16
 
     # given the lock's hash, a warm cache answers without reading uv.lock
     def unread(_m: manifest.Manifest) -> tuple[str, bytes]:
@@ -272,14 +271,14 @@ def test_the_cache_is_used_and_a_new_lock_invalidates_it(
 
     with monkeypatch.context() as patch:
         patch.setattr(fpmod, "_read_lock", unread)
-        assert fpmod.venv_digest(project, transcribe, lock=envs.lock_hash(project)) == "0" * 16
+        assert fpmod.venv_digest(project, transcribe, lock=layout.lock_hash(project)) == "0" * 16
 
     # a new lock: the planted entry is ignored, computed again and the cache rewritten
     lock = project.root / "uv.lock"
     lock.write_bytes(lock.read_bytes() + b"\n")
     assert fpmod.env_fingerprint(project, "transcribe") == real["transcribe"]
     cache = read_cache(project)
-    assert cache["lock"] == envs.lock_hash(project)
+    assert cache["lock"] == layout.lock_hash(project)
     assert cache["envs"]["transcribe"]["digest"] == real["transcribe"].digest
 
 

@@ -209,7 +209,8 @@ def test_a_bad_pipeline_is_refused(pipeline: list[str], message: str) -> None:
 
 
 def test_manifest_errors_carry_the_usage_exit_code() -> None:
-    from signal4.errors import EXIT_USAGE, Signal4Error
+    from signal4.codes import EXIT_USAGE
+    from signal4.errors import Signal4Error
 
     with pytest.raises(Signal4Error) as info:
         parse({"project": {}})

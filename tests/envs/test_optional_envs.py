@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from signal4.envs import lockgraph, manifest, syncer
-from signal4.envs import venv as envs
+from signal4.envs import layout, lockgraph, manifest, syncer, venv
 from signal4.envs.manifest import ManifestError
 from tests.helpers.demo import DEMO_TASKS, HELLO, write_project
 
@@ -113,8 +112,8 @@ def test_inv_sync_all_says_what_it_left_out(tmp_path: Path) -> None:
     assert lines == [
         "left out the optional env beta; build with: inv sync beta (or inv sync-all --all)"
     ], proc.stdout
-    assert envs.status(m, envs.spec(m, "alpha")) is envs.State.UP_TO_DATE
-    assert not envs.spec(m, "beta").venv.exists()
+    assert venv.status(m, layout.spec(m, "alpha")) is venv.State.UP_TO_DATE
+    assert not layout.spec(m, "beta").venv.exists()
     check = inv("sync-all", "--check", "--all")
     assert check.returncode == 1 and "would sync" in check.stdout  # beta, when asked
     assert "left out" not in check.stdout

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from signal4.envs import syncer
-from signal4.envs import venv as envs
+from signal4.envs import layout, syncer, venv
 from signal4.envs.manifest import Manifest
 from signal4.run import dispatch
 from tests.conftest import ROOT
@@ -23,7 +22,7 @@ def test_check_names_why_an_unsupported_env_is_skipped(project_manifest: Manifes
     unsupported = [e for e in project_manifest.envs.values() if not e.supported()]
     if not unsupported:
         pytest.skip("every env of the manifest is built on this platform")
-    specs = [envs.spec(project_manifest, e.name) for e in unsupported]
+    specs = [layout.spec(project_manifest, e.name) for e in unsupported]
     for result in syncer.check_all(project_manifest, specs):
         assert result.action == "skipped"
         assert result.error == "not supported on this platform"
@@ -126,16 +125,16 @@ def fake_uv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_sync_drops_the_old_stamp_before_uv_runs_and_a_failure_leaves_it_stale(
     demo: Manifest, fake_uv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = envs.spec(demo, "alpha", venv=tmp_path / "alpha")
+    env = layout.spec(demo, "alpha", venv=tmp_path / "alpha")
     first = syncer.sync_one(demo, env)
     assert (first.before, first.action, first.packages, first.error) == (
-        envs.State.MISSING,
+        venv.State.MISSING,
         "synced",
         3,
         None,
     )
     assert first.ok
-    assert envs.status(demo, env) is envs.State.UP_TO_DATE
+    assert venv.status(demo, env) is venv.State.UP_TO_DATE
     again = syncer.sync_one(demo, env)  # up to date: uv is not called
     assert (again.action, again.packages) == ("up to date", 3)
     assert fake_uv.read_text() == "alpha stamp=False\n"
@@ -149,17 +148,17 @@ def test_a_sync_drops_the_old_stamp_before_uv_runs_and_a_failure_leaves_it_stale
     took = time.monotonic() - started
     assert fake_uv.read_text().splitlines()[-1] == "alpha stamp=False"  # dropped before uv ran
     assert events == ["installing from uv.lock"]
-    assert (failed.before, failed.action, failed.ok) == (envs.State.UP_TO_DATE, "failed", False)
+    assert (failed.before, failed.action, failed.ok) == (venv.State.UP_TO_DATE, "failed", False)
     assert failed.error == "error: Failed to fetch pysbd"
     assert failed.packages == 0  # the summary shows no package count for a failed env
     assert 0 <= failed.seconds <= took
-    assert envs.status(demo, env) is envs.State.STALE  # never used as if it were fresh
+    assert venv.status(demo, env) is venv.State.STALE  # never used as if it were fresh
 
 
 def test_sync_all_reports_each_env_by_name_and_one_failure_spares_the_others(
     demo: Manifest, fake_uv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    specs = [envs.spec(demo, n, venv=tmp_path / n) for n in ("alpha", "beta")]
+    specs = [layout.spec(demo, n, venv=tmp_path / n) for n in ("alpha", "beta")]
     monkeypatch.setenv("FAKE_UV_FAIL_alpha", "error: no wheel for this platform\n")
     started: list[str] = []
     events: list[tuple[str, str]] = []
@@ -183,8 +182,8 @@ def test_sync_all_reports_each_env_by_name_and_one_failure_spares_the_others(
     before = fake_uv.read_text()
     checked = syncer.check_all(demo, specs)
     assert [(r.env, r.before, r.action, r.packages, r.error) for r in checked] == [
-        ("alpha", envs.State.MISSING, "would sync", 0, None),
-        ("beta", envs.State.UP_TO_DATE, "up to date", 3, None),
+        ("alpha", venv.State.MISSING, "would sync", 0, None),
+        ("beta", venv.State.UP_TO_DATE, "up to date", 3, None),
     ]
     assert fake_uv.read_text() == before
 
@@ -192,7 +191,7 @@ def test_sync_all_reports_each_env_by_name_and_one_failure_spares_the_others(
 def test_sync_all_with_one_job_syncs_one_env_at_a_time(
     demo: Manifest, fake_uv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    specs = [envs.spec(demo, n, venv=tmp_path / n) for n in ("alpha", "beta")]
+    specs = [layout.spec(demo, n, venv=tmp_path / n) for n in ("alpha", "beta")]
     order = tmp_path / "order"
     monkeypatch.setenv("FAKE_UV_ORDER", str(order))
     monkeypatch.setenv("FAKE_UV_SLEEP", "0.3")
@@ -210,7 +209,7 @@ def test_sync_all_with_one_job_syncs_one_env_at_a_time(
 def test_an_interrupted_sync_all_lets_the_running_uv_finish_and_starts_no_other(
     demo: Manifest, fake_uv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    specs = [envs.spec(demo, n, venv=tmp_path / n) for n in ("alpha", "beta")]
+    specs = [layout.spec(demo, n, venv=tmp_path / n) for n in ("alpha", "beta")]
     monkeypatch.setenv("FAKE_UV_SLEEP", "1")
 
     def interrupt(name: str) -> None:
@@ -224,8 +223,8 @@ def test_an_interrupted_sync_all_lets_the_running_uv_finish_and_starts_no_other(
         syncer.sync_many(demo, specs, jobs=1, on_start=interrupt)
     # alpha's uv ran to its end (and its stamp was written) before sync_many let go of the
     # lock; beta never began
-    assert envs.status(demo, specs[0]) is envs.State.UP_TO_DATE
-    assert envs.status(demo, specs[1]) is envs.State.MISSING
+    assert venv.status(demo, specs[0]) is venv.State.UP_TO_DATE
+    assert venv.status(demo, specs[1]) is venv.State.MISSING
     assert fake_uv.read_text() == "alpha stamp=False\n"
 
 
@@ -259,7 +258,7 @@ def test_an_env_built_on_another_platform_is_skipped_without_uv(
 
     mac = Env("mac", "", (), platforms=("darwin-arm64",))
     m = Manifest(demo.root, demo.base, {**demo.envs, "mac": mac}, demo.tasks)
-    env = envs.Venv("mac", tmp_path / "mac", ("mac",))
+    env = layout.Venv("mac", tmp_path / "mac", ("mac",))
     result = syncer.sync_one(m, env, force=True)
     assert (result.action, result.error, result.ok) == (
         "skipped",
@@ -313,7 +312,7 @@ def test_a_second_signal_does_not_cut_short_the_wait_for_uv(tmp_path: Path) -> N
     assert "Traceback" not in err
     with pytest.raises(ProcessLookupError):
         os.kill(uv_pid, 0)  # inv let go of the lock only after uv was gone
-    assert envs.status(demo, envs.spec(demo, "alpha")) is not envs.State.UP_TO_DATE
+    assert venv.status(demo, layout.spec(demo, "alpha")) is not venv.State.UP_TO_DATE
 
 
 SLOW_UV = """#!{python}
@@ -329,7 +328,7 @@ def test_a_signal_to_sync_reaches_uv_and_the_lock_waits_for_it(
 ) -> None:
     (tmp_path / "demo").mkdir()
     demo = make_demo(tmp_path / "demo")
-    alpha = envs.spec(demo, "alpha")
+    alpha = layout.spec(demo, "alpha")
     assert syncer.sync_one(demo, alpha).action == "synced"  # a good env, with its stamp
     uv = tmp_path / "uv"
     uv.write_text(SLOW_UV.format(python=sys.executable))
@@ -365,6 +364,6 @@ def test_a_signal_to_sync_reaches_uv_and_the_lock_waits_for_it(
     with pytest.raises(ProcessLookupError):
         os.kill(uv_pid, 0)
     # the stamp went before uv started: the half-synced env is stale, and refused
-    assert envs.status(demo, alpha) is envs.State.STALE
-    with pytest.raises(envs.EnvError, match="stale"):
+    assert venv.status(demo, alpha) is venv.State.STALE
+    with pytest.raises(layout.EnvError, match="stale"):
         dispatch.run(demo, demo.task("hello"))

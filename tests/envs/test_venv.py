@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from signal4.envs import manifest, syncer
-from signal4.envs import venv as envs
-from signal4.envs.venv import EnvError, State
+from signal4.envs import layout, manifest, syncer, venv
+from signal4.envs.layout import EnvError
+from signal4.envs.venv import State
 from signal4.run import dispatch
 from tests.conftest import ROOT
 from tests.helpers.demo import make_demo
@@ -27,17 +27,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> manifest.Manifest:
 
 
 def test_status_of_a_fresh_checkout(demo: manifest.Manifest) -> None:
-    env = envs.spec(demo, "beta", venv=demo.root / "nowhere")
-    assert envs.status(demo, env) is State.MISSING
+    env = layout.spec(demo, "beta", venv=demo.root / "nowhere")
+    assert venv.status(demo, env) is State.MISSING
     with pytest.raises(EnvError, match=r"env 'beta' is not synced; run: inv sync beta"):
-        envs.require_ready(demo, env)
+        venv.require_ready(demo, env)
 
 
 def test_sync_two_envs_and_isolation(demo: manifest.Manifest) -> None:
-    specs = [envs.spec(demo, "alpha"), envs.spec(demo, "beta")]
+    specs = [layout.spec(demo, "alpha"), layout.spec(demo, "beta")]
     results = syncer.sync_many(demo, specs, jobs=2)
     assert [(r.env, r.action) for r in results] == [("alpha", "synced"), ("beta", "synced")]
-    assert all(envs.status(demo, s) is State.UP_TO_DATE for s in specs)
+    assert all(venv.status(demo, s) is State.UP_TO_DATE for s in specs)
 
     # The task runs under alpha's own interpreter.
     out = dispatch.run(demo, demo.task("hello"))
@@ -45,7 +45,7 @@ def test_sync_two_envs_and_isolation(demo: manifest.Manifest) -> None:
     assert out.result["python"] == str(specs[0].python)
 
     # Each env has its own package and not the other's.
-    def can_import(env: envs.Venv, module: str) -> bool:
+    def can_import(env: layout.Venv, module: str) -> bool:
         return (
             subprocess.run(
                 [str(env.python), "-c", f"import {module}"], capture_output=True
@@ -64,19 +64,19 @@ def test_sync_two_envs_and_isolation(demo: manifest.Manifest) -> None:
 
 
 def test_a_stamp_for_another_selection_is_stale(demo: manifest.Manifest) -> None:
-    env = envs.spec(demo, "alpha")
+    env = layout.spec(demo, "alpha")
     syncer.sync_one(demo, env)
-    assert envs.status(demo, env) is State.UP_TO_DATE
+    assert venv.status(demo, env) is State.UP_TO_DATE
     # the same venv asked to hold the test group too (what nox's test venvs add)
-    with_tests = envs.spec(demo, "alpha", groups=["test"], venv=env.venv)
-    assert envs.status(demo, with_tests) is State.STALE
+    with_tests = layout.spec(demo, "alpha", groups=["test"], venv=env.venv)
+    assert venv.status(demo, with_tests) is State.STALE
 
 
 def test_broken_env_is_rebuilt(demo: manifest.Manifest) -> None:
-    env = envs.spec(demo, "alpha")
+    env = layout.spec(demo, "alpha")
     syncer.sync_one(demo, env)
     env.python.unlink()
-    assert envs.status(demo, env) is State.BROKEN
+    assert venv.status(demo, env) is State.BROKEN
     with pytest.raises(EnvError, match=r"broken .*run: inv sync alpha"):
         dispatch.run(demo, demo.task("hello"))
     result = syncer.sync_one(demo, env)
@@ -85,31 +85,31 @@ def test_broken_env_is_rebuilt(demo: manifest.Manifest) -> None:
 
 
 def test_stale_after_a_lock_change_of_its_own_packages(demo: manifest.Manifest) -> None:
-    env, alpha = envs.spec(demo, "beta"), envs.spec(demo, "alpha")
+    env, alpha = layout.spec(demo, "beta"), layout.spec(demo, "alpha")
     syncer.sync_many(demo, [env, alpha])
-    stamp = envs.read_stamp(env) or {}
-    assert stamp["lock"] == envs.lock_hash(demo)
-    assert stamp["fingerprint"] == envs.current_fingerprint(demo, env)
+    stamp = layout.read_stamp(env) or {}
+    assert stamp["lock"] == layout.lock_hash(demo)
+    assert stamp["fingerprint"] == venv.current_fingerprint(demo, env)
     lock = demo.root / "uv.lock"
     original = lock.read_bytes()
     try:
         # another env's package: beta's packages are the same, so it stays fresh
         lock.write_bytes(original.replace(b'version = "0.3.4"', b'version = "0.3.5"'))
-        assert envs.status(demo, env) is State.UP_TO_DATE
-        assert envs.status(demo, alpha) is State.STALE
+        assert venv.status(demo, env) is State.UP_TO_DATE
+        assert venv.status(demo, alpha) is State.STALE
         # beta's own package
         lock.write_bytes(original.replace(b'version = "4.16.0"', b'version = "4.16.1"'))
-        assert envs.status(demo, env) is State.STALE
+        assert venv.status(demo, env) is State.STALE
     finally:
         lock.write_bytes(original)
-    assert envs.status(demo, env) is State.UP_TO_DATE
+    assert venv.status(demo, env) is State.UP_TO_DATE
 
 
 def test_syncing_an_env_a_new_lock_left_alone_stamps_it_without_uv(
     demo: manifest.Manifest,
 ) -> None:
     """Its warm worker announces the stamp's lock, which must be the current one."""
-    env, alpha = envs.spec(demo, "beta"), envs.spec(demo, "alpha")
+    env, alpha = layout.spec(demo, "beta"), layout.spec(demo, "alpha")
     syncer.sync_many(demo, [env, alpha])
     lock = demo.root / "uv.lock"
     original = lock.read_bytes()
@@ -117,27 +117,27 @@ def test_syncing_an_env_a_new_lock_left_alone_stamps_it_without_uv(
         lock.write_bytes(original.replace(b'version = "0.3.4"', b'version = "0.3.5"'))
         got = syncer.sync_one(demo, env, uv="/bin/false")  # uv would fail: it is not run
         assert (got.action, got.error) == ("up to date", None)
-        assert (envs.read_stamp(env) or {})["lock"] == envs.lock_hash(demo)
+        assert (layout.read_stamp(env) or {})["lock"] == layout.lock_hash(demo)
     finally:
         lock.write_bytes(original)
         syncer.sync_one(demo, env)
-    assert (envs.read_stamp(env) or {})["lock"] == envs.lock_hash(demo)
+    assert (layout.read_stamp(env) or {})["lock"] == layout.lock_hash(demo)
 
 
 def test_a_stamp_without_a_fingerprint_is_stale_after_any_lock_change(
     demo: manifest.Manifest,
 ) -> None:
-    env = envs.spec(demo, "beta")
+    env = layout.spec(demo, "beta")
     syncer.sync_one(demo, env)
-    stamp = envs.read_stamp(env) or {}
+    stamp = layout.read_stamp(env) or {}
     del stamp["fingerprint"]  # a stamp written before fingerprints
     env.stamp.write_text(json.dumps(stamp))
-    assert envs.status(demo, env) is State.UP_TO_DATE  # the lock still vouches for it
+    assert venv.status(demo, env) is State.UP_TO_DATE  # the lock still vouches for it
     lock = demo.root / "uv.lock"
     original = lock.read_bytes()
     try:
         lock.write_bytes(original + b"\n")
-        assert envs.status(demo, env) is State.STALE
+        assert venv.status(demo, env) is State.STALE
     finally:
         lock.write_bytes(original)
         syncer.sync_one(demo, env, force=True)
@@ -152,7 +152,7 @@ def test_lock_out_of_date_fails_with_the_fix(demo: manifest.Manifest) -> None:
                 'beta = ["typing-extensions>=4"]', 'beta = ["typing-extensions>=4", "pysbd"]'
             )
         )
-        result = syncer.sync_one(demo, envs.spec(demo, "beta"), force=True)
+        result = syncer.sync_one(demo, layout.spec(demo, "beta"), force=True)
     finally:
         pyproject.write_text(original)
     assert result.action == "failed"
@@ -161,7 +161,7 @@ def test_lock_out_of_date_fails_with_the_fix(demo: manifest.Manifest) -> None:
 
 def test_a_second_inv_sync_waits_and_says_so(demo: manifest.Manifest) -> None:
     inv = [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT), "sync", "beta"]
-    with envs.sync_lock(demo):
+    with venv.sync_lock(demo):
         proc = subprocess.Popen(
             inv,
             cwd=demo.root,
@@ -182,10 +182,10 @@ def test_a_second_inv_sync_waits_and_says_so(demo: manifest.Manifest) -> None:
 def test_second_syncer_waits_for_the_lock(demo: manifest.Manifest) -> None:
     waited = threading.Event()
     finished: list[list[syncer.SyncResult]] = []
-    with envs.sync_lock(demo):
+    with venv.sync_lock(demo):
         t = threading.Thread(
             target=lambda: finished.append(
-                syncer.sync_many(demo, [envs.spec(demo, "beta")], on_wait=waited.set)
+                syncer.sync_many(demo, [layout.spec(demo, "beta")], on_wait=waited.set)
             )
         )
         t.start()
@@ -200,7 +200,7 @@ def test_disk_usage_counts_hard_links_once(tmp_path: Path) -> None:
     a = tmp_path / "a"
     a.write_bytes(b"x" * 1000)
     (tmp_path / "b").hardlink_to(a)
-    assert envs.disk_usage(tmp_path) == (2000, 1000)
+    assert venv.disk_usage(tmp_path) == (2000, 1000)
 
 
 def test_disk_usage_skips_a_file_that_vanishes_and_counts_the_rest(
@@ -215,8 +215,8 @@ def test_disk_usage_skips_a_file_that_vanishes_and_counts_the_rest(
             raise FileNotFoundError(path)  # removed between the walk and the look
         return real(path)
 
-    monkeypatch.setattr(envs.os, "lstat", lstat)
-    assert envs.disk_usage(tmp_path) == (200, 200)
+    monkeypatch.setattr(venv.os, "lstat", lstat)
+    assert venv.disk_usage(tmp_path) == (200, 200)
 
 
 def test_disk_usage_of_several_envs_counts_a_shared_file_once(tmp_path: Path) -> None:
@@ -225,8 +225,8 @@ def test_disk_usage_of_several_envs_counts_a_shared_file_once(tmp_path: Path) ->
     (tmp_path / "one" / "lib.so").write_bytes(b"x" * 1000)
     (tmp_path / "two" / "lib.so").hardlink_to(tmp_path / "one" / "lib.so")
     seen: set[tuple[int, int]] = set()
-    assert envs.disk_usage(tmp_path / "one", seen) == (1000, 1000)
-    assert envs.disk_usage(tmp_path / "two", seen) == (1000, 0)
+    assert venv.disk_usage(tmp_path / "one", seen) == (1000, 1000)
+    assert venv.disk_usage(tmp_path / "two", seen) == (1000, 0)
 
 
 # -- what uv is asked to do, and with which environment ------------------------------------
@@ -235,7 +235,7 @@ def test_disk_usage_of_several_envs_counts_a_shared_file_once(tmp_path: Path) ->
 def test_the_sync_command_installs_the_envs_selection_from_the_lock(
     demo: manifest.Manifest,
 ) -> None:
-    cmd = envs.sync_command(demo, envs.spec(demo, "alpha", groups=["test"]), uv="/bin/uv")
+    cmd = venv.sync_command(demo, layout.spec(demo, "alpha", groups=["test"]), uv="/bin/uv")
     assert cmd == [
         "/bin/uv",
         "sync",
@@ -249,15 +249,15 @@ def test_the_sync_command_installs_the_envs_selection_from_the_lock(
         "--group",
         "test",
     ]
-    full = envs.sync_command(demo, envs.spec(demo, "full"), uv="/bin/uv")
+    full = venv.sync_command(demo, layout.spec(demo, "full"), uv="/bin/uv")
     assert full[-1] == "--all-extras" and "--extra" not in full
-    assert envs.spec(demo, "full").selection() == {"extras": ["*"], "groups": []}
-    assert envs.sync_command(demo, envs.spec(demo, "beta"))[0] == envs.find_uv()
+    assert layout.spec(demo, "full").selection() == {"extras": ["*"], "groups": []}
+    assert venv.sync_command(demo, layout.spec(demo, "beta"))[0] == venv.find_uv()
 
 
 def test_uv_targets_the_envs_venv_not_the_callers(tmp_path: Path) -> None:
-    env = envs.Venv("alpha", tmp_path / "alpha", ("alpha",))
-    environ = envs.sync_environ(env, {"VIRTUAL_ENV": "/dev/.venv", "KEEP": "1"})
+    env = layout.Venv("alpha", tmp_path / "alpha", ("alpha",))
+    environ = venv.sync_environ(env, {"VIRTUAL_ENV": "/dev/.venv", "KEEP": "1"})
     assert environ == {
         "UV_PROJECT_ENVIRONMENT": str(tmp_path / "alpha"),
         "UV_NO_PROGRESS": "1",
@@ -275,59 +275,59 @@ def test_find_uv_takes_the_first_runnable_candidate(
         return path
 
     given, beside, on_path = (script(tmp_path / d / "uv") for d in ("given", "bin", "path"))
-    monkeypatch.setattr(envs.sys, "executable", str(tmp_path / "bin" / "python"))
-    monkeypatch.setattr(envs.shutil, "which", lambda _name: str(on_path))
+    monkeypatch.setattr(venv.sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setattr(venv.shutil, "which", lambda _name: str(on_path))
     monkeypatch.setenv("UV", str(given))
-    assert envs.find_uv() == str(given)  # $UV first
+    assert venv.find_uv() == str(given)  # $UV first
     given.chmod(0o644)  # not executable: skipped
-    assert envs.find_uv() == str(beside)  # then the one next to this python
+    assert venv.find_uv() == str(beside)  # then the one next to this python
     monkeypatch.setenv("UV", str(tmp_path))  # a folder: skipped
-    assert envs.find_uv() == str(beside)
+    assert venv.find_uv() == str(beside)
     beside.unlink()
-    assert envs.find_uv() == str(on_path)  # then PATH's
-    monkeypatch.setattr(envs.shutil, "which", lambda _name: None)
+    assert venv.find_uv() == str(on_path)  # then PATH's
+    monkeypatch.setattr(venv.shutil, "which", lambda _name: None)
     with pytest.raises(EnvError, match="uv not found; install it with: python3 -m pip install uv"):
-        envs.find_uv()
+        venv.find_uv()
 
 
 def test_a_sync_starts_by_dropping_the_stamp_and_a_venv_without_python(tmp_path: Path) -> None:
-    healthy = envs.Venv("a", tmp_path / "a", ("a",))
+    healthy = layout.Venv("a", tmp_path / "a", ("a",))
     (healthy.venv / "bin").mkdir(parents=True)
     healthy.python.symlink_to(sys.executable)
     healthy.stamp.write_text("{}")
-    envs.begin_sync(healthy)
+    venv.begin_sync(healthy)
     assert not healthy.stamp.exists()
     assert healthy.python.exists()  # kept: uv updates it in place, no full reinstall
-    broken = envs.Venv("b", tmp_path / "b", ("b",))
+    broken = layout.Venv("b", tmp_path / "b", ("b",))
     (broken.venv / "lib").mkdir(parents=True)
-    envs.begin_sync(broken)
+    venv.begin_sync(broken)
     assert not broken.venv.exists()  # uv cannot repair it in place: it starts afresh
-    envs.begin_sync(envs.Venv("c", tmp_path / "c", ("c",)))  # nothing there: nothing to do
+    venv.begin_sync(layout.Venv("c", tmp_path / "c", ("c",)))  # nothing there: nothing to do
 
 
 def test_state_and_the_fix_for_each_way_an_env_is_not_ready(
     demo: manifest.Manifest, tmp_path: Path
 ) -> None:
-    env = envs.spec(demo, "alpha", venv=tmp_path / "alpha")
+    env = layout.spec(demo, "alpha", venv=tmp_path / "alpha")
     (env.venv / "bin").mkdir(parents=True)
     env.python.symlink_to(sys.executable)
     for stamp in ("not json", "[]", '{"lock": "x"}'):
         env.stamp.write_text(stamp)
-        assert envs.status(demo, env) is State.STALE, stamp
+        assert venv.status(demo, env) is State.STALE, stamp
         with pytest.raises(EnvError, match=r"'alpha' is stale against uv.lock .*inv sync alpha$"):
-            envs.require_ready(demo, env)
-    full = envs.spec(demo, "full", venv=tmp_path / "full")
-    assert envs.status(demo, full) is State.MISSING
+            venv.require_ready(demo, env)
+    full = layout.spec(demo, "full", venv=tmp_path / "full")
+    assert venv.status(demo, full) is State.MISSING
     with pytest.raises(EnvError, match=r"env 'full' is not synced; run: inv sync full$"):
-        envs.require_ready(demo, full)
+        venv.require_ready(demo, full)
     mac = manifest.Env("mac", "", ("x",), platforms=("darwin-arm64",))
     m = manifest.Manifest(demo.root, demo.base, {**demo.envs, "mac": mac}, demo.tasks)
     with pytest.raises(EnvError, match=r"env 'mac' is not supported on this platform$"):
-        envs.require_ready(m, envs.Venv("mac", tmp_path / "mac", ("mac",)))
-    assert envs.sync_hint("*") == "inv sync-all"
+        venv.require_ready(m, layout.Venv("mac", tmp_path / "mac", ("mac",)))
+    assert venv.sync_hint("*") == "inv sync-all"
 
 
 def test_a_missing_lock_says_to_lock(tmp_path: Path) -> None:
     m = manifest.Manifest(tmp_path, (), {}, {})
     with pytest.raises(EnvError, match=r"uv.lock is missing; run: inv lock"):
-        envs.lock_hash(m)
+        layout.lock_hash(m)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from signal4.envs import manifest
-from signal4.envs import venv as envs
+from signal4.envs import manifest, venv
 
 # The two envs every demo project has; a project adds its own task map.
 _PYPROJECT = """
@@ -70,7 +69,7 @@ def write_project(
     (pkg / "__init__.py").write_text("")
     for module, code in modules.items():
         (pkg / f"{module}.py").write_text(code)
-    subprocess.run([envs.find_uv(), "lock", "--project", str(root), "-q"], check=True)
+    subprocess.run([venv.find_uv(), "lock", "--project", str(root), "-q"], check=True)
     return manifest.load(root)
 
 

@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
+from signal4 import codes
 from signal4.content import settings
 from signal4.content.state import StateDB
 from signal4.content.store import ContentStore
-from signal4.run import protocol, record
-from signal4.run.steprunner import Step
+from signal4.run import record
+from signal4.stepkit import protocol
+from signal4.stepkit.step import Step
 
 
 def run_step(step: Step, *args: str, record_state: bool = True) -> tuple[int, dict[str, Any]]:
@@ -31,7 +33,7 @@ def run_step(step: Step, *args: str, record_state: bool = True) -> tuple[int, di
     with contextlib.redirect_stdout(out):
         code = step.main(list(args))
     result = protocol.parse_last_line(out.getvalue())
-    assert protocol.EXIT_CODES[result["status"]] == code
+    assert codes.EXIT_CODES[result["status"]] == code
     if record_state:
         try:
             conf = settings.get()

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from signal4.envs import manifest, syncer
-from signal4.envs import venv as envs
+from signal4.envs import layout, manifest, syncer
 from tests.helpers import demo
 
 MDEMO_TASKS = """
@@ -80,6 +79,6 @@ def mdemo(tmp_path_factory: pytest.TempPathFactory) -> manifest.Manifest:
             "typed_ready": FORGETFUL,
         },
     )
-    result = syncer.sync_one(m, envs.spec(m, "alpha"))
+    result = syncer.sync_one(m, layout.spec(m, "alpha"))
     assert result.ok, result.error
     return m

@@ -17,8 +17,8 @@ some warning line that is not an import
 import time:       100 |        100 |       numpy._utils
 import time:       200 |        300 |     numpy._core
 import time:       400 |        700 |   numpy
-import time:        50 |         50 |   signal4.run.protocol
-import time:        30 |        780 | signal4.run.steprunner
+import time:        50 |         50 |   signal4.stepkit.protocol
+import time:        30 |        780 | signal4.stepkit.step
 import time:      1000 |       1000 |   yaml
 import time:        10 |       1010 | signal4.content.settings
 """
@@ -32,15 +32,15 @@ def test_parse_reads_self_cumulative_and_depth() -> None:
         "numpy._utils",
         "numpy._core",
         "numpy",
-        "signal4.run.protocol",
-        "signal4.run.steprunner",
+        "signal4.stepkit.protocol",
+        "signal4.stepkit.step",
         "yaml",
         "signal4.content.settings",
     ]
     by_name = {r.module: r for r in records}
     assert (by_name["numpy"].self_us, by_name["numpy"].cumulative_us) == (400, 700)
     assert [
-        by_name[m].depth for m in ("signal4.run.steprunner", "numpy", "numpy._core", "numpy._utils")
+        by_name[m].depth for m in ("signal4.stepkit.step", "numpy", "numpy._core", "numpy._utils")
     ] == [0, 1, 2, 3]
 
 
@@ -49,11 +49,11 @@ def test_start_order_puts_parents_before_children() -> None:
     assert ordered == [
         "_frozen_importlib_external",
         "_io",
-        "signal4.run.steprunner",
+        "signal4.stepkit.step",
         "numpy",
         "numpy._core",
         "numpy._utils",
-        "signal4.run.protocol",
+        "signal4.stepkit.protocol",
         "signal4.content.settings",
         "yaml",
     ]
@@ -78,8 +78,8 @@ def test_totals_split_by_kind_add_up() -> None:
     ]
     assert [r.module for r in importtime.top_cumulative(records, limit=5, kind=PROJECT)] == [
         "signal4.content.settings",
-        "signal4.run.steprunner",
-        "signal4.run.protocol",
+        "signal4.stepkit.step",
+        "signal4.stepkit.protocol",
     ]
     assert importtime.by_package(records)["numpy"] == 700
 

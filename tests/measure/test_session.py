@@ -8,8 +8,7 @@ import statistics
 
 import pytest
 
-from signal4.envs import manifest
-from signal4.envs import venv as envs
+from signal4.envs import layout, manifest
 from signal4.measure import profile, report, ways
 from signal4.measure.doc import FAILED, SKIPPED, Document
 from signal4.measure.errors import MeasureError
@@ -98,7 +97,7 @@ def test_measure_a_real_project_end_to_end(mdemo: manifest.Manifest) -> None:
 
 @pytest.mark.slow
 def test_probe_covers_a_real_run_of_the_demo_step(mdemo: manifest.Manifest) -> None:
-    python = envs.spec(mdemo, "alpha").python
+    python = layout.spec(mdemo, "alpha").python
     real = probe.assert_probe_covers(
         "split", "One sentence. And another one.", python=python, module="mdemo.split"
     )

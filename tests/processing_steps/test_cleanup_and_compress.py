@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from signal4 import codes
+from signal4.codes import Status
 from signal4.processing_steps import convert
 from signal4.processing_steps.cleanup_and_compress import LATER_STAGES, STEP
-from signal4.run import protocol
 from signal4.stepkit import media as media_mod
+from signal4.stepkit import protocol
 from tests.helpers import media, probe
 from tests.helpers.steps import db, run_step, store
 
@@ -52,7 +54,7 @@ def test_refuses_to_remove_what_later_steps_need(converted: str) -> None:
     _finish(converted, "transcribe")
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     code, result = run_step(STEP, "--content", converted)
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "diarize, stitch not done yet" in result["error"]
     assert "audio.opus was written, nothing removed" in result["error"]
     after = sorted(p.relative_to(folder) for p in folder.rglob("*"))
@@ -127,19 +129,19 @@ def test_compresses_and_removes_once_later_steps_are_done(converted: str) -> Non
     assert store().leftovers(converted) == []
 
     code, again = run_step(STEP, "--content", converted)
-    assert (code, again["status"]) == (0, protocol.SKIPPED)
+    assert (code, again["status"]) == (0, Status.SKIPPED)
     code, again = run_step(STEP, "--content", converted, "--rewrite")
-    assert (code, again["status"]) == (0, protocol.COMPLETED)
+    assert (code, again["status"]) == (0, Status.COMPLETED)
     assert json.loads((folder / "storage_manifest.json").read_text()) == manifest
 
 
 def test_unconverted_content_is_invalid() -> None:
     store().folder("raw", create=True)
     code, result = run_step(STEP, "--content", "raw")
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "has no audio.wav (nor audio.opus); run convert first" in result["error"]
     code, result = run_step(STEP, "--content", "ghost")
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "'ghost' has no folder in the store; download and convert it first" in result["error"]
     assert not store().folder("ghost").exists()
 
@@ -160,7 +162,7 @@ def test_cli_subprocess(converted: str, tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.COMPLETED
+    assert protocol.parse_last_line(proc.stdout)["status"] == Status.COMPLETED
 
 
 def test_ready_probe_covers_a_real_run(converted: str) -> None:

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from signal4 import codes
+from signal4.codes import Status
 from signal4.processing_steps import cleanup_and_compress
 from signal4.processing_steps.convert import STEP, plan_chunks
-from signal4.run import pipeline, protocol
-from signal4.run.steprunner import InvalidInput
+from signal4.run import plan as pipeline
+from signal4.stepkit import protocol
+from signal4.stepkit.step import InvalidInput
 from tests.helpers import media, probe
 from tests.helpers.steps import db, run_step, small_filesystem, states, store
 
@@ -50,7 +53,7 @@ import json, resource, sys
 limit = 1 << 30
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 from signal4.processing_steps.convert import STEP, plan_chunks
-from signal4.run.steprunner import InvalidInput
+from signal4.stepkit.step import InvalidInput
 kind, args = sys.argv[1], json.loads(sys.argv[2])
 try:
     if kind == "plan":
@@ -103,7 +106,7 @@ def test_bad_chunking_is_invalid_under_a_memory_limit(
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.splitlines()[-1])
-    assert result["status"] == protocol.INVALID_INPUT, result
+    assert result["status"] == Status.INVALID_INPUT, result
     assert needle in result["error"]
     assert not store().folder("nums").exists()  # refused before anything was copied in
 
@@ -151,13 +154,13 @@ def test_input_file_to_wav_and_chunks(tmp_path: Path) -> None:
     _no_leftovers(cid)
 
     code, again = run_step(STEP, "--content", cid, "--chunk-seconds", "4", "--overlap", "1")
-    assert (code, again["status"]) == (0, protocol.SKIPPED)
+    assert (code, again["status"]) == (0, Status.SKIPPED)
     code, again = run_step(STEP, "--content", cid)  # other chunking: redone
-    assert again["status"] == protocol.COMPLETED
+    assert again["status"] == Status.COMPLETED
     assert again["chunks"] == 1
     assert sorted(p.name for p in (folder / "chunks").iterdir()) == ["chunk_0000.wav"]
     code, again = run_step(STEP, "--content", cid, "--rewrite")
-    assert again["status"] == protocol.COMPLETED
+    assert again["status"] == Status.COMPLETED
     _no_leftovers(cid)
 
 
@@ -223,7 +226,7 @@ def test_video_input_keeps_its_audio(tmp_path: Path) -> None:
 def test_bad_input_is_invalid(tmp_path: Path, make: object, reason: str, registered: bool) -> None:
     src = make(tmp_path)  # type: ignore[operator]
     code, result = run_step(STEP, "--input", str(src), "--content", "bad")
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert reason in result["error"]
     if registered:
         assert db().stage_status("bad", "convert") == "invalid_input"
@@ -241,7 +244,7 @@ def test_a_failed_input_leaves_a_folder_that_held_something(tmp_path: Path) -> N
     store().write_bytes(store().path("keep", "notes.txt"), b"mine")
     src = media.truncated(media.tone(tmp_path / "t.mp3", 10.0), tmp_path / "cut.mp3")
     code, result = run_step(STEP, "--input", str(src), "--content", "keep")
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert sorted(p.name for p in store().folder("keep").iterdir()) == ["notes.txt"]
 
 
@@ -259,7 +262,7 @@ def test_a_cut_off_video_is_still_truncated(tmp_path: Path) -> None:
     whole = media.video_and_audio(tmp_path / "whole.mp4", 25.0, 20.0, faststart=True)
     src = media.truncated(whole, tmp_path / "cut.mp4", 0.6)
     code, result = run_step(STEP, "--input", str(src), "--content", "cut")
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert "looks truncated" in result["error"]
     assert not store().folder("cut").exists()
 
@@ -271,7 +274,7 @@ def test_a_full_disk_is_failed_and_blames_the_disk(
     with small_filesystem(tmp_path / "small", "1m") as small:
         monkeypatch.setenv("SIGNAL4_DATA_DIR", str(small / "data"))
         code, result = run_step(STEP, "--input", str(SAMPLE), "--content", "full")
-        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        assert (code, result["status"]) == (codes.EXIT_FAILED, Status.FAILED), result
         error = result["error"]
         assert "no space left on device" in error
         assert f"the file system at {small} is full" in error
@@ -297,17 +300,17 @@ def test_a_compressed_item_is_skipped_whole(tmp_path: Path) -> None:
 
     for args in ([], ["--chunk-seconds", "4", "--overlap", "1"]):
         code, again = run_step(STEP, "--input", str(src), *args)
-        assert (code, again["status"]) == (0, protocol.SKIPPED), again
+        assert (code, again["status"]) == (0, Status.SKIPPED), again
         assert again["content"] == cid
         assert sorted(p.name for p in folder.iterdir()) == kept
     code, again = run_step(STEP, "--content", cid)
-    assert (code, again["status"]) == (0, protocol.SKIPPED), again
+    assert (code, again["status"]) == (0, Status.SKIPPED), again
     assert "--rewrite" in again["note"]  # other chunking than it was compressed with
     assert sorted(p.name for p in folder.iterdir()) == kept
     assert states(cid)["convert"] == "done"
 
     code, again = run_step(STEP, "--input", str(src), "--rewrite")
-    assert (code, again["status"]) == (0, protocol.COMPLETED), again
+    assert (code, again["status"]) == (0, Status.COMPLETED), again
     assert (folder / "audio.wav").is_file()
 
 
@@ -328,10 +331,10 @@ def test_a_bad_content_id_is_invalid_input_in_one_line(tmp_path: Path) -> None:
         check=False,
         cwd=tmp_path,
     )
-    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert proc.returncode == codes.EXIT_INVALID, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "invalid content id '../x'" in proc.stderr
-    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.INVALID_INPUT
+    assert protocol.parse_last_line(proc.stdout)["status"] == Status.INVALID_INPUT
     assert db().all() == []
 
 
@@ -342,17 +345,17 @@ def test_bad_downloaded_media_is_recorded(tmp_path: Path) -> None:
     )
     store().write_bytes(store().path("dl", "ep.mp3"), b"<html>not audio</html>" * 20)
     code, result = run_step(STEP, "--content", "dl")
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "not a media file" in result["error"]
     assert states("dl") == {"convert": "invalid_input"}
 
 
 def test_unknown_content_and_missing_args() -> None:
     code, result = run_step(STEP, "--content", "nope")
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "not registered" in result["error"]
     code, result = run_step(STEP)
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "--content" in result["error"]
     code, result = run_step(STEP, "--input", "/does/not/exist.mp3")
     assert "no such file" in result["error"]
@@ -367,7 +370,7 @@ def test_an_input_named_like_an_output_keeps_its_own_copy(tmp_path: Path) -> Non
     assert _wav(folder / "audio.wav")[:2] == (16_000, 1)  # the converted WAV beside it
     assert json.loads((folder / "item.json").read_text())["meta"]["media"] == "source-audio.wav"
     code, again = run_step(STEP, "--content", "same", "--rewrite")  # from the kept input
-    assert (code, again["status"], again["source"]) == (0, protocol.COMPLETED, "source-audio.wav")
+    assert (code, again["status"], again["source"]) == (0, Status.COMPLETED, "source-audio.wav")
 
 
 def test_cli_subprocess(tmp_path: Path) -> None:
@@ -381,7 +384,7 @@ def test_cli_subprocess(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     result = protocol.parse_last_line(proc.stdout)
-    assert (result["status"], result["chunks"]) == (protocol.COMPLETED, 1)
+    assert (result["status"], result["chunks"]) == (Status.COMPLETED, 1)
 
 
 def test_ready_probe_covers_a_real_run_on_the_sample() -> None:

@@ -26,9 +26,9 @@ try:
 except ImportError:  # collected, then deselected, in the sessions of the other envs
     np = None
 
-from signal4.run.steprunner import InvalidInput
 from signal4.stepkit.speakers import cluster, encoder, mel, runtime, vad
 from signal4.stepkit.speakers.diarizer import Diarizer, Settings, pieces, turns_of, windows
+from signal4.stepkit.step import InvalidInput
 
 pytestmark = pytest.mark.env("diarize")
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from signal4 import codes
+from signal4.codes import Status
 from signal4.processing_steps.download_podcast import STEP
-from signal4.run import protocol
+from signal4.stepkit import protocol
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
 from tests.helpers.steps import db, run_step, small_filesystem, states, store
@@ -46,7 +48,7 @@ def test_rss_newest_episode_downloaded_and_recorded(mp3: bytes) -> None:
         srv.routes["/ep1.mp3"] = Route(mp3, content_type="audio/mpeg")
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"))
         assert code == 0, result
-        assert result["status"] == protocol.COMPLETED
+        assert result["status"] == Status.COMPLETED
         [cid] = result["contents"]
         assert cid.startswith("podcast-second-episode-")
         path = store().path(cid, "ep2.mp3")
@@ -62,10 +64,10 @@ def test_rss_newest_episode_downloaded_and_recorded(mp3: bytes) -> None:
 
         # idempotent: a re-run is skipped and fetches no media; --rewrite downloads again
         code, again = run_step(STEP, "--feed", srv.url("/feed.xml"))
-        assert (code, again["status"], again["contents"]) == (0, protocol.SKIPPED, [cid])
+        assert (code, again["status"], again["contents"]) == (0, Status.SKIPPED, [cid])
         assert srv.requests.count("GET /ep2.mp3") == 1
         code, again = run_step(STEP, "--feed", srv.url("/feed.xml"), "--rewrite")
-        assert again["status"] == protocol.COMPLETED
+        assert again["status"] == Status.COMPLETED
         assert srv.requests.count("GET /ep2.mp3") == 2
     _no_leftovers()
 
@@ -91,7 +93,7 @@ def test_all_episodes_atom_and_redirect(mp3: bytes) -> None:
         for cid in result["contents"]:
             assert db().is_done(cid, "download")
         code, pick = run_step(STEP, "--feed", srv.url("/atom.xml"), "--guid", "urn:e1")
-        assert pick["status"] == protocol.SKIPPED
+        assert pick["status"] == Status.SKIPPED
         assert pick["contents"] == [result["contents"][1]]
 
 
@@ -109,10 +111,10 @@ def test_all_tries_every_episode_and_reports_the_failures(mp3: bytes) -> None:
         srv.routes["/three.mp3"] = Route(mp3, content_type="audio/mpeg")
         srv.routes["/one.mp3"] = Route(mp3, content_type="audio/mpeg")
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--all")
-        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        assert (code, result["status"]) == (codes.EXIT_FAILED, Status.FAILED), result
         assert "1 of 3 episodes failed" in result["error"] and "404" in result["error"]
         statuses = [d["status"] for d in result["downloads"]]
-        assert statuses == [protocol.COMPLETED, protocol.INVALID_INPUT, protocol.COMPLETED]
+        assert statuses == [Status.COMPLETED, Status.INVALID_INPUT, Status.COMPLETED]
         assert len(result["contents"]) == 2
         for cid in result["contents"]:
             assert db().is_done(cid, "download")
@@ -123,11 +125,11 @@ def test_all_tries_every_episode_and_reports_the_failures(mp3: bytes) -> None:
         # a re-run skips the two done episodes and tries the failed one again
         srv.routes["/gone.mp3"] = Route(mp3, content_type="audio/mpeg")
         code, again = run_step(STEP, "--feed", srv.url("/feed.xml"), "--all")
-        assert (code, again["status"]) == (0, protocol.COMPLETED), again
+        assert (code, again["status"]) == (0, Status.COMPLETED), again
         assert [d["status"] for d in again["downloads"]] == [
-            protocol.SKIPPED,
-            protocol.COMPLETED,
-            protocol.SKIPPED,
+            Status.SKIPPED,
+            Status.COMPLETED,
+            Status.SKIPPED,
         ]
     _no_leftovers()
 
@@ -178,7 +180,7 @@ def test_bad_media_is_invalid_input(route: Route, reason: str) -> None:
         srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Bad", srv.url("/bad.mp3"))]))
         srv.routes["/bad.mp3"] = route
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "bad")
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert reason in result["error"]
     assert db().stage_status("bad", "download") == "invalid_input"
     assert reason in (db().get("bad").steps[0].error or "")  # type: ignore[union-attr]
@@ -192,7 +194,7 @@ def test_over_size_limit_while_streaming(mp3: bytes, monkeypatch: pytest.MonkeyP
         # no usable Content-Length: the limit must hold while streaming too
         srv.routes["/big.mp3"] = Route(mp3, content_type="audio/mpeg", length=-1)
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "big")
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "larger than the limit" in result["error"]
     assert not store().folder("big").exists()
 
@@ -209,7 +211,7 @@ def test_over_size_limit_while_streaming(mp3: bytes, monkeypatch: pytest.MonkeyP
 def test_bad_feed_is_invalid_and_db_unchanged(feed: bytes, reason: str) -> None:
     with httpserver.serve({"/feed.xml": Route(feed, content_type="text/xml")}) as srv:
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"))
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert reason in result["error"]
     assert db().all() == []
 
@@ -217,14 +219,14 @@ def test_bad_feed_is_invalid_and_db_unchanged(feed: bytes, reason: str) -> None:
 def test_feed_http_errors_and_url_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     with httpserver.serve() as srv:
         code, result = run_step(STEP, "--feed", srv.url("/missing.xml"))
-        assert code == protocol.EXIT_INVALID
+        assert code == codes.EXIT_INVALID
         assert "HTTP 404" in result["error"]
         code, result = run_step(STEP, "--feed", "file:///etc/passwd")
-        assert code == protocol.EXIT_INVALID
+        assert code == codes.EXIT_INVALID
         assert "only http and https" in result["error"]
         monkeypatch.delenv("SIGNAL4_ALLOW_LOOPBACK")
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"))
-        assert code == protocol.EXIT_INVALID
+        assert code == codes.EXIT_INVALID
         assert "non-public address" in result["error"]
         assert srv.requests == ["GET /missing.xml"]
     assert db().all() == []
@@ -242,11 +244,11 @@ def test_a_feed_url_that_does_not_parse_is_invalid_input(tmp_path: Path, feed: s
         check=False,
         cwd=tmp_path,
     )
-    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert proc.returncode == codes.EXIT_INVALID, proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     result = protocol.parse_last_line(proc.stdout)
-    assert result["status"] == protocol.INVALID_INPUT
+    assert result["status"] == Status.INVALID_INPUT
     assert "not a valid URL" in result["error"]
 
 
@@ -254,7 +256,7 @@ def test_an_enclosure_url_that_does_not_parse_is_invalid_input(mp3: bytes) -> No
     with httpserver.serve() as srv:
         srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Odd", "http://[::1/ep.mp3")]))
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "odd")
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert not store().folder("odd").exists()
 
 
@@ -274,10 +276,10 @@ def test_a_bad_content_id_is_invalid_input_in_one_line(tmp_path: Path) -> None:
         check=False,
         cwd=tmp_path,
     )
-    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert proc.returncode == codes.EXIT_INVALID, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "invalid content id '../x'" in proc.stderr
-    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.INVALID_INPUT
+    assert protocol.parse_last_line(proc.stdout)["status"] == Status.INVALID_INPUT
 
 
 def test_a_failed_download_keeps_a_folder_that_held_something(mp3: bytes) -> None:
@@ -285,7 +287,7 @@ def test_a_failed_download_keeps_a_folder_that_held_something(mp3: bytes) -> Non
     with httpserver.serve() as srv:
         srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Gone", srv.url("/gone.mp3"))]))
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "mine")
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert sorted(p.name for p in store().folder("mine").iterdir()) == ["notes.txt"]
 
 
@@ -299,7 +301,7 @@ def test_a_failed_rewrite_keeps_the_download_done(mp3: bytes) -> None:
         code, result = run_step(
             STEP, "--feed", srv.url("/feed.xml"), "--content", "once", "--rewrite"
         )
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert store().path("once", "once.mp3").read_bytes() == mp3  # the earlier download
     row = db().get("once").steps[0]  # type: ignore[union-attr]
     assert (row.status, row.error) == ("done", None)
@@ -317,7 +319,7 @@ def test_a_full_disk_is_failed_not_bad_media(
             srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Big", srv.url("/big.wav"))]))
             srv.routes["/big.wav"] = Route(big, content_type="audio/wav")
             code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "big")
-        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        assert (code, result["status"]) == (codes.EXIT_FAILED, Status.FAILED), result
         assert "no space left on device" in result["error"]
         assert f"the file system at {small} is full" in result["error"]
         assert db().stage_status("big", "download") == "failed"
@@ -328,7 +330,7 @@ def test_every_request_and_redirect_hop_is_checked(mp3: bytes) -> None:
     from types import SimpleNamespace
 
     from signal4.processing_steps.download_podcast import fetch_feed, http_client
-    from signal4.run.steprunner import InvalidInput
+    from signal4.stepkit.step import InvalidInput
 
     strict = SimpleNamespace(allow_loopback=False, http_timeout=10.0)
     with httpserver.serve() as srv:
@@ -338,7 +340,7 @@ def test_every_request_and_redirect_hop_is_checked(mp3: bytes) -> None:
             fetch_feed(client, srv.url("/feed.xml"))
         assert srv.requests == []  # refused before anything was sent
         code, result = run_step(STEP, "--feed", srv.url("/away"))
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert "only http and https" in result["error"]
 
 
@@ -347,7 +349,7 @@ def test_connection_reset_leaves_nothing_and_rerun_completes(mp3: bytes) -> None
         srv.routes["/feed.xml"] = Route(httpserver.rss([("g", "Flaky", srv.url("/flaky.mp3"))]))
         srv.routes["/flaky.mp3"] = Route(mp3, content_type="audio/mpeg", cut_after=len(mp3) // 3)
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"))
-        assert code == protocol.EXIT_FAILED, result
+        assert code == codes.EXIT_FAILED, result
         assert "broke off" in result["error"]
         [item] = db().all()
         assert db().stage_status(item.id, "download") == "failed"
@@ -381,7 +383,7 @@ def test_cli_subprocess(mp3: bytes, tmp_path: Path) -> None:
         )
     assert proc.returncode == 0, proc.stderr
     result = protocol.parse_last_line(proc.stdout)
-    assert result["status"] == protocol.COMPLETED
+    assert result["status"] == Status.COMPLETED
     assert "\x1b[" not in proc.stderr  # no progress bar when stderr is not a terminal
 
 
@@ -415,7 +417,7 @@ def test_a_download_reports_its_bytes_to_the_dispatcher(mp3: bytes, tmp_path: Pa
             cwd=tmp_path,
             on_progress=got.append,
         )
-    assert outcome.status == protocol.COMPLETED, outcome
+    assert outcome.status == Status.COMPLETED, outcome
     assert got, outcome.stderr_tail
     assert {p["unit"] for p in got} == {"bytes"} and {p["total"] for p in got} == {len(body)}
     done = [p["done"] for p in got]

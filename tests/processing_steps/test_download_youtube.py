@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from signal4 import codes
+from signal4.codes import Status
 from signal4.processing_steps import download_rumble, download_youtube
-from signal4.run import protocol
-from signal4.run.steprunner import Step
 from signal4.stepkit import media as media_mod
+from signal4.stepkit import protocol
+from signal4.stepkit.step import Step
 from tests.helpers import httpserver, media, probe
 from tests.helpers.httpserver import Route
 from tests.helpers.steps import db, run_step, small_filesystem, states, store
@@ -74,7 +76,7 @@ def test_audio_download_recorded(step: Step, server: httpserver.Server) -> None:
     assert described["source_url"] == server.url("/tone.mp3")
 
     code, again = run_step(step, "--url", server.url("/tone.mp3"))
-    assert (code, again["status"], again["content"]) == (0, protocol.SKIPPED, cid)
+    assert (code, again["status"], again["content"]) == (0, Status.SKIPPED, cid)
 
 
 def test_audio_only_by_default_video_on_request(server: httpserver.Server) -> None:
@@ -110,7 +112,7 @@ def test_audio_only_by_default_video_on_request(server: httpserver.Server) -> No
 )
 def test_bad_urls_are_invalid(server: httpserver.Server, path: str, reason: str) -> None:
     code, result = run_step(download_rumble.STEP, "--url", server.url(path), "--content", "bad")
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert reason in result["error"]
     assert not store().folder("bad").exists()  # a folder it made is taken away
 
@@ -120,14 +122,14 @@ def test_a_failed_download_keeps_a_folder_that_held_something(server: httpserver
     code, result = run_step(
         download_youtube.STEP, "--url", server.url("/silent.mp4"), "--content", "mine"
     )
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert sorted(p.name for p in store().folder("mine").iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999/x.mp3"])
 def test_a_url_that_does_not_parse_is_invalid_input(url: str) -> None:
     code, result = run_step(download_youtube.STEP, "--url", url)
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert "not a valid URL" in result["error"]
 
 
@@ -147,7 +149,7 @@ def test_a_full_disk_is_failed_not_bad_media(
         code, result = run_step(
             download_youtube.STEP, "--url", srv.url("/big.wav"), "--content", "big"
         )
-        assert (code, result["status"]) == (protocol.EXIT_FAILED, protocol.FAILED), result
+        assert (code, result["status"]) == (codes.EXIT_FAILED, Status.FAILED), result
         assert "no space left on device" in result["error"]
         assert db().stage_status("big", "download") == "failed"
         assert not store().folder("big").exists()
@@ -155,7 +157,7 @@ def test_a_full_disk_is_failed_not_bad_media(
 
 def test_rumble_refuses_another_site() -> None:
     code, result = run_step(download_rumble.STEP, "--url", "https://www.youtube.com/watch?v=x")
-    assert code == protocol.EXIT_INVALID, result
+    assert code == codes.EXIT_INVALID, result
     assert "not a Rumble URL" in result["error"] and "download_youtube" in result["error"]
     assert db().all() == []
 
@@ -164,7 +166,7 @@ def test_url_checks_and_cookies(
     server: httpserver.Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     code, result = run_step(download_youtube.STEP, "--url", "ftp://127.0.0.1/x.mp3")
-    assert (code, "only http and https" in result["error"]) == (protocol.EXIT_INVALID, True)
+    assert (code, "only http and https" in result["error"]) == (codes.EXIT_INVALID, True)
     code, result = run_step(
         download_youtube.STEP,
         "--url",
@@ -184,7 +186,7 @@ def test_url_checks_and_cookies(
     assert "session=abc" in server.cookies[sent:], server.cookies[sent:]
     monkeypatch.delenv("SIGNAL4_ALLOW_LOOPBACK")
     code, result = run_step(download_youtube.STEP, "--url", server.url("/tone.mp3"), "--rewrite")
-    assert code == protocol.EXIT_INVALID
+    assert code == codes.EXIT_INVALID
     assert "non-public address" in result["error"]
 
 
@@ -205,7 +207,7 @@ def test_cli_subprocess_keeps_stdout_clean(server: httpserver.Server, tmp_path: 
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 1, proc.stdout
-    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.COMPLETED
+    assert protocol.parse_last_line(proc.stdout)["status"] == Status.COMPLETED
 
 
 @pytest.mark.parametrize("task", ["download_youtube", "download_rumble"])
@@ -234,7 +236,7 @@ def test_a_download_reports_its_bytes_to_the_dispatcher(
         cwd=tmp_path,
         on_progress=got.append,
     )
-    assert outcome.status == protocol.COMPLETED, outcome
+    assert outcome.status == Status.COMPLETED, outcome
     assert got, outcome.stderr_tail
     assert {p["unit"] for p in got} == {"bytes"}
     assert got[-1]["done"] == got[-1]["total"] == len(files["mp3"])

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from signal4.run import dispatch, protocol
+from signal4 import codes
+from signal4.codes import Status
+from signal4.run import dispatch
 
 
 def step(code: str) -> list[str]:
@@ -47,45 +49,45 @@ def test_statuses_and_exit_codes(status: str, code: int, expected_exit: int) -> 
 
 def test_missing_result_line_is_a_failure() -> None:
     out = run("print('just text')")
-    assert out.status == protocol.FAILED
+    assert out.status == Status.FAILED
     assert out.exit_code == 1
     assert "not JSON" in (out.error or "")
 
 
 def test_no_stdout_at_all() -> None:
     out = run("import sys; sys.exit(3)")
-    assert out.status == protocol.FAILED
+    assert out.status == Status.FAILED
     assert out.exit_code == 3
     assert out.error == "the step printed no result line on stdout"
 
 
 def test_garbled_json_is_a_failure() -> None:
     out = run('print(\'{"status": "completed"\')')
-    assert out.status == protocol.FAILED
+    assert out.status == Status.FAILED
     assert "not JSON" in (out.error or "")
 
 
 def test_multiline_json_is_rejected() -> None:
     # The failure mode seen in the old system: indented JSON the worker could not read.
     out = run("import json; print(json.dumps({'status': 'completed'}, indent=2))")
-    assert out.status == protocol.FAILED
+    assert out.status == Status.FAILED
 
 
 def test_unknown_status_is_a_failure() -> None:
     out = run('print(\'{"status": "great"}\')')
-    assert out.status == protocol.FAILED
+    assert out.status == Status.FAILED
     assert "no valid status" in (out.error or "")
 
 
 def test_status_disagreeing_with_exit_code_is_a_failure() -> None:
     out = run('import sys; print(\'{"status": "completed"}\'); sys.exit(1)')
-    assert out.status == protocol.FAILED
+    assert out.status == Status.FAILED
     assert "exited with code 1" in (out.error or "")
 
 
 def test_last_non_empty_line_counts() -> None:
     out = run('print(\'{"status": "failed"}\'); print(\'{"status": "completed"}\'); print()')
-    assert out.status == protocol.COMPLETED
+    assert out.status == Status.COMPLETED
 
 
 def test_stderr_tail_is_kept_and_lines_are_streamed() -> None:
@@ -121,8 +123,8 @@ def test_timeout_sends_sigterm_first(tmp_path: Path) -> None:
         """,
         timeout=1.0,
     )
-    assert out.status == protocol.TIMED_OUT
-    assert out.exit_code == protocol.EXIT_TIMEOUT
+    assert out.status == Status.TIMED_OUT
+    assert out.exit_code == codes.EXIT_TIMEOUT
     assert marker.exists()
     assert "SIGKILL" not in (out.error or "")
 
@@ -138,7 +140,7 @@ def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored() -> None:
         timeout=1.0,
         grace=0.5,
     )
-    assert out.status == protocol.TIMED_OUT
+    assert out.status == Status.TIMED_OUT
     assert out.returncode == -signal.SIGKILL
     assert "then SIGKILL" in (out.error or "")
 
@@ -167,7 +169,7 @@ def test_timeout_also_stops_grandchildren(tmp_path: Path) -> None:
         timeout=1.5,
         grace=1.0,
     )
-    assert out.status == protocol.TIMED_OUT
+    assert out.status == Status.TIMED_OUT
     pid = int(pidfile.read_text())
     for _ in range(50):
         if not _alive(pid):
@@ -180,7 +182,7 @@ def test_timeout_also_stops_grandchildren(tmp_path: Path) -> None:
 
 def test_unstartable_command() -> None:
     out = dispatch.run_command(["/nonexistent/python"], task="t", env="e", timeout=5)
-    assert out.status == protocol.FAILED
+    assert out.status == Status.FAILED
     assert "cannot start" in (out.error or "")
 
 
@@ -277,7 +279,7 @@ def test_forwarding_is_skipped_off_the_main_thread() -> None:
     t = threading.Thread(target=lambda: results.append(run('print(\'{"status": "completed"}\')')))
     t.start()
     t.join()
-    assert results[0].status == protocol.COMPLETED
+    assert results[0].status == Status.COMPLETED
 
 
 # -- exit codes of steps that break the protocol: a failure never exits 0 -----------------
@@ -297,7 +299,7 @@ def test_a_broken_step_fails_with_a_non_zero_exit_code(
     code: str, exit_code: int, error: str
 ) -> None:
     out = run(code)
-    assert (out.status, out.exit_code, out.ok) == (protocol.FAILED, exit_code, False)
+    assert (out.status, out.exit_code, out.ok) == (Status.FAILED, exit_code, False)
     assert error in (out.error or "")
 
 
@@ -322,7 +324,7 @@ def test_the_step_sees_its_env_vars_and_streams_stderr_as_it_comes(tmp_path: Pat
         cwd=tmp_path,
     )
     took = time.monotonic() - started
-    assert out.status == protocol.COMPLETED, out.error
+    assert out.status == Status.COMPLETED, out.error
     assert out.result["var"] == "set"
     assert out.result["cwd"] == str(tmp_path)
     assert lines == ["warming up\n"]
@@ -335,7 +337,7 @@ def test_the_step_sees_its_env_vars_and_streams_stderr_as_it_comes(tmp_path: Pat
 def test_a_finished_step_leaves_no_thread_behind() -> None:
     before = set(threading.enumerate())
     out = run('print(\'{"status": "completed"}\')', timeout=300)
-    assert out.status == protocol.COMPLETED
+    assert out.status == Status.COMPLETED
     # neither the output pumps nor the timeout's watchdog (which would wait its 300 s): a
     # batch of many steps must not pile up sleeping threads
     for thread in set(threading.enumerate()) - before:
@@ -381,7 +383,7 @@ def test_a_steps_output_is_passed_on_at_once() -> None:
 
 
 def test_a_tasks_command_is_its_envs_interpreter_and_module(tmp_path: Path) -> None:
-    from signal4.envs import venv as envs
+    from signal4.envs import layout
     from signal4.envs.manifest import parse
 
     m = parse(
@@ -391,7 +393,7 @@ def test_a_tasks_command_is_its_envs_interpreter_and_module(tmp_path: Path) -> N
         },
         tmp_path,
     )
-    python = str(envs.spec(m, "a").python)
+    python = str(layout.spec(m, "a").python)
     assert dispatch.command(m, m.task("t"), ["--x", "1"]) == [
         python,
         "-m",
@@ -399,7 +401,7 @@ def test_a_tasks_command_is_its_envs_interpreter_and_module(tmp_path: Path) -> N
         "--x",
         "1",
     ]
-    other = envs.spec(m, "a", venv=tmp_path / "other")
+    other = layout.spec(m, "a", venv=tmp_path / "other")
     assert dispatch.command(m, m.task("t"), [], other)[0] == str(other.python)
 
 
@@ -425,5 +427,5 @@ def test_the_result_counts_even_when_the_output_is_read_slower_than_the_step_end
         on_stdout=slow,
         on_stderr=slow,
     )
-    assert out.status == protocol.COMPLETED, out.error
+    assert out.status == Status.COMPLETED, out.error
     assert seen == ["working\n", '{"status": "completed"}\n']

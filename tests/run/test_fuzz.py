@@ -24,7 +24,7 @@ PARSERS = textwrap.dedent(
     """
     import importlib, json, random, resource, sys
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-    from signal4.run.steprunner import InvalidInput, Step, _HelpRequested
+    from signal4.stepkit.step import InvalidInput, Step, _HelpRequested
 
     HOSTILE = ["nan", "-nan", "inf", "-inf", "1e309", "-1", "0", "-0.0", "1e-320", "",
                " ", "../x", "..", "/", "a" * 5000, "\\u0000", "\\udcff", "--", "-", "--=",
@@ -55,7 +55,7 @@ PAYLOADS = textwrap.dedent(
     """
     import json, random, resource
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-    from signal4.run.steprunner import InvalidInput
+    from signal4.stepkit.step import InvalidInput
     from signal4.workers.worker import split_payload
 
     rng = random.Random(20261202)

@@ -10,10 +10,11 @@ import threading
 
 import pytest
 
+from signal4.codes import Status
 from signal4.commands import pipeline as pipeline_cmd
 from signal4.commands.pipeline import progress_text
 from signal4.envs import manifest
-from signal4.run import batch, dispatch, protocol
+from signal4.run import dispatch, runner
 from signal4.run import plan as plan_mod
 from signal4.stepkit import progress as progress_mod
 from signal4.stepkit.progress import Progress
@@ -137,7 +138,7 @@ def test_the_dispatcher_hands_progress_to_its_callback_not_to_the_tail() -> None
         threads.add(threading.get_ident())
 
     outcome = _run(on_progress=on_progress, on_stderr=seen.append)
-    assert outcome.status == protocol.COMPLETED and outcome.result["asked"] is True
+    assert outcome.status == Status.COMPLETED and outcome.result["asked"] is True
     assert got == [{"done": d, "total": 4.5, "unit": "seconds"} for d in (1.5, 3.0, 4.5)]
     expected = ["loading the model\n", '{"progress": "not a count"}\n', "a real warning\n"]
     assert outcome.stderr_tail.splitlines(keepends=True) == expected
@@ -156,7 +157,7 @@ def test_a_callback_that_raises_does_not_stop_the_step() -> None:
         raise RuntimeError("the view broke")
 
     outcome = _run(on_progress=broken)
-    assert outcome.status == protocol.COMPLETED
+    assert outcome.status == Status.COMPLETED
     assert "a real warning" in outcome.stderr_tail
 
 
@@ -191,9 +192,9 @@ def test_the_live_view_shows_a_running_steps_progress(project_manifest: manifest
     plan, item, stage = _view_plan(project_manifest)
     out = io.StringIO()
     view = pipeline_cmd._View(Console(file=out, force_terminal=True, width=120), plan)
-    view.event(batch.Event("start", item, stage, started=0.0))
+    view.event(runner.Event("start", item, stage, started=0.0))
     view.event(
-        batch.Event(
+        runner.Event(
             "progress", item, stage, progress={"done": 12.0, "total": 20.5, "unit": "seconds"}
         )
     )
@@ -201,7 +202,7 @@ def test_the_live_view_shows_a_running_steps_progress(project_manifest: manifest
     Console(file=shown, width=120).print(view._render())
     [line] = [x for x in shown.getvalue().splitlines() if "transcribe" in x]
     assert "file-a-1" in line and "12.0/20.5 s" in line
-    view.event(batch.Event("end", item, stage, _ended(stage), 0.0))
+    view.event(runner.Event("end", item, stage, _ended(stage), 0.0))
     shown = io.StringIO()
     Console(file=shown, width=120).print(view._render())
     assert "12.0/20.5" not in shown.getvalue()
@@ -213,17 +214,17 @@ def test_off_a_terminal_progress_prints_nothing(project_manifest: manifest.Manif
     plan, item, stage = _view_plan(project_manifest)
     out = io.StringIO()
     with pipeline_cmd._View(Console(file=out, force_terminal=False, width=200), plan) as view:
-        view.event(batch.Event("start", item, stage, started=0.0))
+        view.event(runner.Event("start", item, stage, started=0.0))
         for done in (1.0, 2.0, 3.0):
             view.event(
-                batch.Event(
+                runner.Event(
                     "progress",
                     item,
                     stage,
                     progress={"done": done, "total": 3.0, "unit": "seconds"},
                 )
             )
-        view.event(batch.Event("end", item, stage, _ended(stage), 0.0))
+        view.event(runner.Event("end", item, stage, _ended(stage), 0.0))
     assert out.getvalue().splitlines() == ["completed     transcribe             file-a-1 (1.0s)"]
 
 
@@ -249,12 +250,12 @@ def test_the_live_view_counts_done_running_waiting_and_failed(
     total = 3 * stages
     assert counts() == f"0/{total} stages · 0 running · {total} waiting · 0 failed"
     a, b = items[0].stages[0], items[1].stages[0]
-    view.event(batch.Event("start", items[0], a, started=0.0))
-    view.event(batch.Event("start", items[1], b, started=0.0))
+    view.event(runner.Event("start", items[0], a, started=0.0))
+    view.event(runner.Event("start", items[1], b, started=0.0))
     assert counts() == f"0/{total} stages · 2 running · {total - 2} waiting · 0 failed"
     a.done = True  # as the runner marks it before it tells the view
-    view.event(batch.Event("end", items[0], a, _ended(a), 0.0))
+    view.event(runner.Event("end", items[0], a, _ended(a), 0.0))
     failed = dataclasses.replace(_ended(b), status="failed", exit_code=1, error="boom")
-    view.event(batch.Event("end", items[1], b, failed, 0.0))
+    view.event(runner.Event("end", items[1], b, failed, 0.0))
     # b failed: its later stages will not run, so they are not waiting
     assert counts() == f"1/{total} stages · 0 running · {2 * stages - 1} waiting · 1 failed"

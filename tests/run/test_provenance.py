@@ -92,7 +92,7 @@ def test_a_step_code_digest_changes_with_a_module_it_imports_and_names_it(tmp_pa
 def test_the_real_transcribe_closure_holds_its_module_and_the_step_runner() -> None:
     files = provenance.code_fingerprint(ROOT / "src", "signal4.processing_steps.transcribe")
     assert "signal4/processing_steps/transcribe.py" in files["files"]
-    assert "signal4/run/steprunner.py" in files["files"]
+    assert "signal4/stepkit/step.py" in files["files"]
     assert "signal4/processing_steps/stitch.py" not in files["files"]
 
 

@@ -202,12 +202,11 @@ def test_inv_run_records_what_the_step_reports(tmp_path: Path) -> None:
     """A real ``inv run convert``: the step writes no DB, inv run writes its records."""
     import os
 
-    from signal4.envs import manifest
-    from signal4.envs import venv as envs
+    from signal4.envs import layout, manifest, venv
 
     m = manifest.load(ROOT)
     inv = [str(Path(sys.executable).parent / "inv"), "--search-root", str(ROOT)]
-    if envs.status(m, envs.spec(m, "convert")) is not envs.State.UP_TO_DATE:
+    if venv.status(m, layout.spec(m, "convert")) is not venv.State.UP_TO_DATE:
         synced = subprocess.run([*inv, "sync", "convert"], cwd=ROOT, capture_output=True, text=True)
         assert synced.returncode == 0, synced.stdout + synced.stderr
     src = tmp_path / "talk.wav"  # the bundled sample (the dev env has no ffmpeg to make one)
@@ -258,7 +257,7 @@ def test_a_failure_the_step_did_not_report_is_recorded_by_the_runner(db: StateDB
 
 def test_settle_records_a_timed_out_stage(db: StateDB) -> None:
     from signal4.envs.manifest import Task
-    from signal4.run import batch, dispatch
+    from signal4.run import dispatch, runner
     from signal4.run.plan import Item, Stage
 
     task = Task("transcribe", "transcribe", "m", 1.0, 1, stage="transcribe")
@@ -268,8 +267,8 @@ def test_settle_records_a_timed_out_stage(db: StateDB) -> None:
     outcome = dispatch.Outcome(
         "transcribe", "transcribe", "timed_out", 124, -15, 1.0, error="timed out after 1 s"
     )
-    result = batch.ItemResult(item)
-    batch.settle(db, result, stage, outcome, host="h")
+    result = runner.ItemResult(item)
+    runner.settle(db, result, stage, outcome, host="h")
     assert (result.status, stage.done) == ("failed", False)
     assert db.stage_status("c", "transcribe") == "timed_out"
     assert db.get("c").steps[0].error == "timed out after 1 s"  # type: ignore[union-attr]

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from signal4 import codes
+from signal4.codes import Status
 from signal4.commands import workers as workercli
-from signal4.envs import venv as envs
+from signal4.envs import layout
 from signal4.envs.manifest import Manifest
-from signal4.run import protocol
-from signal4.run.steprunner import InvalidInput
+from signal4.stepkit import protocol
+from signal4.stepkit.step import InvalidInput
 from signal4.workers import broker, celeryapp, wire
 from signal4.workers import submit as submit_mod
 from signal4.workers import worker as worker_mod
@@ -55,11 +57,11 @@ def test_payloads() -> None:
 
 def test_a_malformed_payload_is_an_invalid_input_result(project_manifest: Manifest) -> None:
     got = worker_mod.run_payload(project_manifest.task("stitch"), [{"x": 1}], {})
-    assert got["status"] == protocol.INVALID_INPUT and "malformed" in got["error"]
+    assert got["status"] == Status.INVALID_INPUT and "malformed" in got["error"]
     stopped = worker_mod.run_payload(
         project_manifest.task("stitch"), [{"status": "failed", "step": "convert"}, []], {}
     )
-    assert stopped["status"] == protocol.FAILED and "not run" in stopped["error"]
+    assert stopped["status"] == Status.FAILED and "not run" in stopped["error"]
 
 
 def test_results_map_to_the_dispatchers_outcome(project_manifest: Manifest) -> None:
@@ -73,14 +75,14 @@ def test_results_map_to_the_dispatchers_outcome(project_manifest: Manifest) -> N
         pass
 
     hard = submit_mod.as_outcome(task, "FAILURE", TimeLimitExceeded(610), 1.0)
-    assert (hard.status, hard.exit_code) == (protocol.TIMED_OUT, protocol.EXIT_TIMEOUT)
+    assert (hard.status, hard.exit_code) == (Status.TIMED_OUT, codes.EXIT_TIMEOUT)
     assert hard.error == "timed out: killed at the hard time limit (610)"
     odd = submit_mod.as_outcome(task, "SUCCESS", "not a dict", 1.0)
-    assert odd.status == protocol.FAILED and odd.result["status"] == protocol.FAILED
+    assert odd.status == Status.FAILED and odd.result["status"] == Status.FAILED
     assert odd.error == "the worker returned no result object: 'not a dict'"
     # any other failure of the task is a failure (exit 1), never a timeout
     crash = submit_mod.as_outcome(task, "FAILURE", ValueError("boom"), 1.0)
-    assert (crash.status, crash.exit_code) == (protocol.FAILED, 1)
+    assert (crash.status, crash.exit_code) == (Status.FAILED, 1)
     assert crash.error == "FAILURE: ValueError: boom"
     assert crash.result == {"status": "failed", "step": "stitch", "error": crash.error}
 
@@ -98,7 +100,7 @@ def test_drift_and_missing_workers_are_refused() -> None:
 
 def test_worker_command_uses_the_envs_interpreter(project_manifest: Manifest) -> None:
     cmd = workercli.worker_command(project_manifest, "diarize", concurrency=1)
-    assert cmd[0] == str(envs.spec(project_manifest, "diarize").python)
+    assert cmd[0] == str(layout.spec(project_manifest, "diarize").python)
     assert cmd[1:3] == ["-m", "celery"]
     assert cmd[cmd.index("--queues") + 1] == "signal4.diarize"
     assert project_manifest.pool_size("download") == 2
@@ -107,10 +109,10 @@ def test_worker_command_uses_the_envs_interpreter(project_manifest: Manifest) ->
 def test_a_workers_steps_get_their_share_of_the_cpus(
     project_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from signal4.run import batch
+    from signal4 import cpu
 
     monkeypatch.delenv("SIGNAL4_THREADS", raising=False)
-    monkeypatch.setattr(batch, "cpus", lambda: 4)
+    monkeypatch.setattr(cpu, "available", lambda: 4)
     url = "redis://127.0.0.1:6390/0"
     env = workercli.worker_environ(project_manifest, "transcribe", concurrency=2, url=url)
     assert (env["SIGNAL4_THREADS"], env["SIGNAL4_BROKER_URL"]) == ("2", url)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from signal4.codes import EXIT_TIMEOUT, EXIT_USAGE
 from signal4.envs.manifest import Manifest
-from signal4.errors import EXIT_TIMEOUT, EXIT_USAGE
 from signal4.workers import celeryapp, wire
 from signal4.workers import submit as submit_mod
 from signal4.workers import worker as worker_mod

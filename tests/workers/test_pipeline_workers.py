@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from signal4.content.state import StateDB
-from signal4.processing_steps.convert import input_content_id
+from signal4.stepkit.fetch import file_content_id
 from signal4.workers import broker as broker_mod
 from tests.conftest import ROOT
 from tests.workers.test_worker import Cluster, _free_port, _sync
@@ -90,7 +90,7 @@ def test_a_batch_on_workers_matches_the_local_runner(cluster: Cluster, tmp_path:
     b = _padded(tmp_path / "b.wav", 1.0)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF not really a wave file at all\n" * 40)
-    ids = {p.name: input_content_id(p) for p in (a, b, bad)}
+    ids = {p.name: file_content_id(p) for p in (a, b, bad)}
     sources = [arg for p in (a, b, bad) for arg in ("--source", str(p))]
 
     got = _inv("--workers", "--broker", cluster.url(), *sources, data=cluster.data)

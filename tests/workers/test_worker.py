@@ -30,15 +30,18 @@ from typing import Any
 
 import pytest
 
+from signal4 import codes
+from signal4.codes import Status
 from signal4.content import settings
 from signal4.content.guard import content_guard
 from signal4.content.store import TMP_PREFIX
-from signal4.envs import manifest, syncer
-from signal4.envs import venv as envs
+from signal4.envs import layout, manifest, syncer, venv
 from signal4.errors import Interrupted
-from signal4.run import batch, dispatch, pipeline, protocol
+from signal4.run import dispatch
 from signal4.run import plan as plan_mod
+from signal4.run.runner import Event
 from signal4.stepkit import diarization
+from signal4.workers import batch as warm
 from signal4.workers import broker as broker_mod
 from signal4.workers import celeryapp, wire
 from signal4.workers import submit as submit_mod
@@ -143,7 +146,7 @@ class Cluster:
 def _sync(root: Path, names: tuple[str, ...]) -> None:
     """Sync envs of the checkout at ``root`` with the project's own sync API."""
     m = manifest.load(root)
-    results = syncer.sync_many(m, [envs.spec(m, n) for n in names], jobs=2)
+    results = syncer.sync_many(m, [layout.spec(m, n) for n in names], jobs=2)
     assert all(r.ok for r in results), results
 
 
@@ -252,8 +255,8 @@ def _light_plan(m: manifest.Manifest, cid: str) -> plan_mod.Plan:
 
 def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manifest) -> None:
     _transcribed("talk")
-    events: list[batch.Event] = []
-    runner = pipeline.WorkerBatch(
+    events: list[Event] = []
+    runner = warm.WorkerBatch(
         m, _light_plan(m, "talk"), db=db(), broker=shared.url(), on_event=events.append
     )
     [result] = runner.run()
@@ -270,7 +273,7 @@ def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manife
     records = db().provenance()["talk"]
     assert sorted(records) == ["compress", "convert", "stitch"]
     assert {(r["host"], r["lock"]) for r in records.values()} == {
-        (socket.gethostname(), envs.lock_hash(m))
+        (socket.gethostname(), layout.lock_hash(m))
     }
     assert records["convert"]["params"] == {"chunk_seconds": 300.0, "chunk_overlap": 2.0}
     stored = json.loads((store().folder("talk") / "storage_manifest.json").read_text())
@@ -278,12 +281,12 @@ def test_a_chain_across_three_envs_completes(shared: Cluster, m: manifest.Manife
     # a done stage is not sent; an item with nothing to run sends nothing (no broker needed)
     again = _light_plan(m, "talk")
     again.items[0].stages[0].done = True
-    [result] = pipeline.WorkerBatch(m, again, db=db(), broker=shared.url()).run()
+    [result] = warm.WorkerBatch(m, again, db=db(), broker=shared.url()).run()
     assert (result.status, result.ran) == ("done", ["stitch", "cleanup_and_compress"])
     for stage in again.items[0].stages:
         stage.done = True
     down = f"redis://127.0.0.1:{_free_port()}/0"
-    [result] = pipeline.WorkerBatch(m, again, db=db(), broker=down).run()
+    [result] = warm.WorkerBatch(m, again, db=db(), broker=down).run()
     assert (result.status, result.ran) == ("done", [])
     assert len([r for r in db().runs() if r.content_id == "talk"]) == 5
     folder = store().folder("talk")
@@ -299,12 +302,12 @@ def test_ctrl_c_revokes_what_the_batch_sent(shared: Cluster, m: manifest.Manifes
         _transcribed(cid)
     plan = plan_mod.Plan([*_light_plan(m, "stop-a").items, *_light_plan(m, "stop-b").items])
 
-    def ctrl_c_at_the_first_start(e: batch.Event) -> None:
+    def ctrl_c_at_the_first_start(e: Event) -> None:
         if e.kind == "start":
             raise KeyboardInterrupt
 
     said: list[str] = []
-    runner = pipeline.WorkerBatch(
+    runner = warm.WorkerBatch(
         m, plan, db=db(), broker=shared.url(), on_event=ctrl_c_at_the_first_start, say=said.append
     )
     # holding stop-a's lock keeps its convert running (waiting for the lock) on the one
@@ -328,7 +331,7 @@ def test_results_match_the_subprocess_path(shared: Cluster, m: manifest.Manifest
     speech.converted("same", speech.silence(12.0))
     _transcribed("same")
     local = dispatch.run(m, m.task("stitch"), ["--content", "same"])
-    assert local.status == protocol.COMPLETED, local
+    assert local.status == Status.COMPLETED, local
     local_files = {p.name: p.read_bytes() for p in store().folder("same").glob("transcript.*")}
     res = submit_mod.submit(
         m, m.task("stitch"), ["--content", "same", "--rewrite"], broker=shared.url()
@@ -358,11 +361,11 @@ def test_malformed_payload_is_an_error_result_and_the_worker_lives_on(
     shared: Cluster, m: manifest.Manifest
 ) -> None:
     bad = _send(shared, "signal4.stitch", (42,), "signal4.stitch").get(timeout=GUARD)
-    assert bad["status"] == protocol.INVALID_INPUT and "malformed task payload" in bad["error"]
+    assert bad["status"] == Status.INVALID_INPUT and "malformed task payload" in bad["error"]
     flag = _send(
         shared, "signal4.stitch", (["--content", "x", "--no-such-flag"],), "signal4.stitch"
     ).get(timeout=GUARD)
-    assert flag["status"] == protocol.INVALID_INPUT and "--no-such-flag" in flag["error"]
+    assert flag["status"] == Status.INVALID_INPUT and "--no-such-flag" in flag["error"]
     # a task name no worker knows is dropped by the worker (submit refuses it up front)
     _send(shared, "signal4.no_such_task", ([],), "signal4.stitch")
     ping = _send(shared, celeryapp.PING, ("stitch",), "signal4.stitch").get(timeout=GUARD)
@@ -379,7 +382,7 @@ def test_a_time_limit_is_enforced(shared: Cluster, m: manifest.Manifest) -> None
     res = sig.apply_async()
     res.get(timeout=GUARD, propagate=False)
     outcome = submit_mod.as_outcome(task, res.state, res.result, 0.0)
-    assert outcome.status == protocol.TIMED_OUT and outcome.exit_code == protocol.EXIT_TIMEOUT
+    assert outcome.status == Status.TIMED_OUT and outcome.exit_code == codes.EXIT_TIMEOUT
     # the manifest's timeout becomes the task's soft limit, plus a grace for the hard one
     assert celeryapp.limits(task) == (task.timeout, task.timeout + celeryapp.HARD_LIMIT_GRACE)
     assert celeryapp.limits(m.task("mlx_server")) == (None, None)
@@ -408,7 +411,7 @@ def test_a_killed_worker_process_gets_its_task_again(shared: Cluster, m: manifes
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(meta["result"]["pid"]), signal.SIGKILL)
     outcome = submit_mod.wait(m.task("convert"), res)
-    assert outcome.status == protocol.COMPLETED, outcome
+    assert outcome.status == Status.COMPLETED, outcome
     folder = store().folder("long")
     assert (folder / "audio.wav").is_file() and len(list((folder / "chunks").iterdir())) == 3
     _no_partial_output(folder)
@@ -500,7 +503,7 @@ def test_two_machines_serve_one_pipeline(
     assert announced["stitch"].root == str(other) and announced["convert"].root == str(ROOT)
 
     _transcribed("shared-talk")
-    runner = pipeline.WorkerBatch(m, _light_plan(m, "shared-talk"), db=db(), broker=shared.url(3))
+    runner = warm.WorkerBatch(m, _light_plan(m, "shared-talk"), db=db(), broker=shared.url(3))
     [result] = runner.run()
     assert result.status == "done", result
     done = {w.env: w.done for w in submit_mod.live_workers(shared.url(3))}
@@ -621,7 +624,7 @@ def test_garbage_on_a_queue_is_dropped_and_the_worker_serves_on(
     )
     _wait_for("the task after the garbage", lambda: _alive(proc) and res.ready())
     outcome = submit_mod.wait(m.task("stitch"), res)
-    assert outcome.status == protocol.COMPLETED, outcome
+    assert outcome.status == Status.COMPLETED, outcome
     assert _alive(proc)
     # it was this worker, and the garbage is gone: neither queued nor waiting for an ack
     (me,) = [w for w in submit_mod.live_workers(url) if w.node.startswith(f"stitch-{proc.pid}@")]
@@ -727,7 +730,7 @@ def test_the_submitter_says_what_it_waits_for_and_gives_up(
             if sub.poll() is None:
                 sub.kill()
                 sub.communicate()
-    assert sub.returncode == protocol.EXIT_TIMEOUT, (out, err)
+    assert sub.returncode == codes.EXIT_TIMEOUT, (out, err)
     lines = err.strip().splitlines()
     waiting = [line for line in lines if "still waiting for task" in line]
     assert waiting and "on signal4.stitch" in waiting[0], err
@@ -743,16 +746,16 @@ def test_a_soft_time_limit_is_timed_out_whatever_the_step_makes_of_it(
 ) -> None:
     # transcribe wraps every Whisper error in StepFailure("Whisper failed…: <exc>"), the
     # soft time limit's SoftTimeLimitExceeded too
-    if envs.status(m, envs.spec(m, "transcribe")) is not envs.State.UP_TO_DATE:
+    if venv.status(m, layout.spec(m, "transcribe")) is not venv.State.UP_TO_DATE:
         pytest.skip("the transcribe env is not synced (inv sync transcribe)")
     url = shared.url(7)
     proc = shared.start_worker("transcribe", db_index=7)
     speech.converted("long-talk", speech.sample_frames() * 16)  # one chunk of 280 s of speech
     sent = ("submit", "transcribe", "--broker", url, "--timeout", "3")
     got = _inv(*sent, "--", "--content", "long-talk", "--rewrite")
-    assert got.returncode == protocol.EXIT_TIMEOUT, (got.stdout, got.stderr)
+    assert got.returncode == codes.EXIT_TIMEOUT, (got.stdout, got.stderr)
     result = json.loads(got.stdout.strip().splitlines()[-1])
-    assert result["status"] == protocol.TIMED_OUT and "soft time limit" in result["error"]
+    assert result["status"] == Status.TIMED_OUT and "soft time limit" in result["error"]
     assert result["content"] == "long-talk"
     assert shared.stop(proc) == 0
 
@@ -765,6 +768,6 @@ def test_a_relative_input_is_read_from_the_submitters_folder(shared: Cluster) ->
     step_args = ("--input", str(relative), "--content", "relative")
     got = _inv("submit", "convert", "--broker", shared.url(), "--", *step_args, cwd=here)
     assert got.returncode == 0, (got.stdout, got.stderr)
-    assert json.loads(got.stdout.strip().splitlines()[-1])["status"] == protocol.COMPLETED
+    assert json.loads(got.stdout.strip().splitlines()[-1])["status"] == Status.COMPLETED
     item = db().get("relative")
     assert item is not None and item.meta["input"] == str(SAMPLE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from signal4.envs import venv as envs
+from signal4.envs import layout
 from signal4.envs.checks import report_lines, run_checks
 from signal4.envs.manifest import load
 
@@ -17,7 +17,7 @@ def main(*, strict: bool = False, sync: bool = False, root: Path | None = None) 
     m = load(root)
     out = console()
     if sync:
-        specs = [envs.spec(m, e.name) for e in m.supported_envs()]
+        specs = [layout.spec(m, e.name) for e in m.supported_envs()]
         out.print(f"syncing {', '.join(s.name for s in specs)} from uv.lock…")
         failed = [r for r in syncer.sync_many(m, specs) if not r.ok]
         for r in failed:

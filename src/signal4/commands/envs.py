@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from signal4 import readme
 from signal4.console import human_bytes
 from signal4.envs import clean as clean_mod
-from signal4.envs import inventory, syncer
-from signal4.envs import venv as envs
+from signal4.envs import inventory, layout, syncer, venv
 from signal4.envs.manifest import FULL_ENV, Manifest, load
 
 
@@ -48,7 +47,7 @@ def sync(
 
     m = load()
     chosen = syncer.select(m, names, full=full, optional=optional)
-    specs = [envs.spec(m, name) for name in chosen]
+    specs = [layout.spec(m, name) for name in chosen]
     out = console()
     if check:
         results = syncer.check_all(m, specs)
@@ -83,7 +82,7 @@ def sync(
 
 
 def _sync_with_progress(
-    m: Manifest, specs: Sequence[envs.Venv], *, force: bool, jobs: int, live_cls: type
+    m: Manifest, specs: Sequence[layout.Venv], *, force: bool, jobs: int, live_cls: type
 ) -> list[syncer.SyncResult]:
     import threading
     import time
@@ -145,7 +144,7 @@ def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
     if not plan:
         out.print("nothing to clean")
         return 0
-    with envs.sync_lock(m, on_wait=lambda: out.print("waiting for a running sync to finish…")):
+    with venv.sync_lock(m, on_wait=lambda: out.print("waiting for a running sync to finish…")):
         for path in plan:
             rel = path.relative_to(m.root)
             out.print(f"{'would remove' if dry_run else 'removing'} {rel}")
@@ -186,7 +185,7 @@ def show_envs(*, sizes: bool = True, markdown: bool = False) -> int:
             no_wrap=col == "fingerprint",
         )
     for row in rows:
-        style = "green" if row.state is envs.State.UP_TO_DATE else "yellow"
+        style = "green" if row.state is venv.State.UP_TO_DATE else "yellow"
         fp = prints.get(row.env)
         table.add_row(
             row.env,
@@ -222,7 +221,7 @@ def lock(*, check: bool = False, upgrade: bool = False) -> int:
     separate step for it.
     """
     m = load()
-    cmd = [envs.find_uv(), "lock", "--project", str(m.root)]
+    cmd = [venv.find_uv(), "lock", "--project", str(m.root)]
     if check:
         cmd.append("--check")
     if upgrade:

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from signal4 import codes, cpu
+from signal4.codes import EXIT_TIMEOUT, ItemStatus
 from signal4.commands.envs import sync
-from signal4.envs import venv as envs
+from signal4.envs import layout, venv
 from signal4.envs.manifest import Manifest, load
-from signal4.errors import EXIT_TIMEOUT, UsageError
-from signal4.run import dispatch, protocol
-from signal4.run.batch import Batch, Event, ItemResult, cpus
-from signal4.run.pipeline import SAMPLE, WorkerBatch, transcript_paths
-from signal4.run.plan import Plan, SourceError, build, read_source_file
+from signal4.errors import UsageError
+from signal4.run import dispatch
+from signal4.run.batch import Batch
+from signal4.run.plan import SAMPLE, Plan, SourceError, build, read_source_file
+from signal4.run.runner import Event, ItemResult
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,7 +69,7 @@ def _list_feed_on_workers(m: Manifest, broker: str | None) -> Any:
 def _require_envs(m: Manifest, names: set[str]) -> None:
     """UsageError naming the first env of ``names`` that is not up to date."""
     for name in sorted(names):
-        if envs.status(m, envs.spec(m, name)) is not envs.State.UP_TO_DATE:
+        if venv.status(m, layout.spec(m, name)) is not venv.State.UP_TO_DATE:
             raise UsageError(
                 f"env {name!r} is not synced; run: inv pipeline --sync (or inv sync {name})"
             )
@@ -128,7 +130,7 @@ def main(
     if not plan.items and failed:
         more = "" if len(failed) == 1 else f" (and {len(failed) - 1} more)"
         raise SourceError(failed[0][1] + more)
-    jobs = jobs or cpus()
+    jobs = jobs or cpu.available()
     if dry_run:
         _print_plan(
             out, plan, failed, "on warm workers" if workers else f"up to {jobs} steps at once"
@@ -311,8 +313,8 @@ def _summary(
             for path in transcript_paths(content_root / r.item.content):
                 out.print(f"  {path}", markup=False, soft_wrap=True)
     bad = [r for r in results if not r.ok]
-    if any(r.status == "interrupted" for r in bad):
-        return 130
+    if any(r.status is ItemStatus.INTERRUPTED for r in bad):
+        return codes.EXIT_INTERRUPTED
     if bad or failed_sources:
         names = [r.item.label for r in bad] + [s for s, _ in failed_sources]
         out.print(f"[red]failed:[/] {', '.join(names)}", soft_wrap=True)
@@ -331,6 +333,8 @@ def _on_workers(
     out: Console,
 ) -> int:
     """Run the plan on warm workers: one chain per item, all sent at once."""
+    from signal4.workers.batch import WorkerBatch
+
     runner = WorkerBatch(m, plan, db=db, broker=broker or None)
     runner.check()  # the broker answers, every env has a worker: before the view starts
     out.print(
@@ -355,8 +359,14 @@ def _on_workers(
             "the same one to see it here",
             soft_wrap=True,
         )
-    if runner.gave_up and code == protocol.EXIT_FAILED:
+    if runner.gave_up and code == codes.EXIT_FAILED:
         names = ", ".join(i.label for i in runner.gave_up)
         out.print(f"[red]gave up waiting for:[/] {names} (their tasks may still run)")
         return EXIT_TIMEOUT
     return code
+
+
+def transcript_paths(content_folder: Path) -> list[Path]:
+    """The transcript files of a finished content folder (JSON may be gzipped by cleanup)."""
+    names = ("transcript.vtt", "transcript.srt", "transcript.json", "transcript.json.gz")
+    return [content_folder / n for n in names if (content_folder / n).exists()]

@@ -7,11 +7,13 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from signal4.codes import Status
 from signal4.commands.envs import sync
-from signal4.envs import venv as envs
+from signal4.envs import layout, venv
 from signal4.envs.manifest import load
 from signal4.errors import UsageError
-from signal4.run import dispatch, protocol
+from signal4.run import dispatch
+from signal4.stepkit import protocol
 
 
 def seconds(text: str) -> float | None:
@@ -46,7 +48,7 @@ def _echo_stdout(line: str) -> None:
             result = protocol.parse_line(line)
         except protocol.ProtocolError:
             result = {}
-        if result.get("help") is True and result.get("status") == protocol.COMPLETED:
+        if result.get("help") is True and result.get("status") == Status.COMPLETED:
             return
     dispatch.echo_stdout(line)
 
@@ -60,7 +62,7 @@ def run(
     """
     m = load()
     t = m.task(task)
-    if sync_first and envs.status(m, envs.spec(m, t.env)) is not envs.State.UP_TO_DATE:
+    if sync_first and venv.status(m, layout.spec(m, t.env)) is not venv.State.UP_TO_DATE:
         code = sync([t.env])
         if code:
             return code
@@ -75,7 +77,7 @@ def run(
         on_stdout=_echo_stdout,
         on_stderr=dispatch.echo_stderr,
     )
-    if outcome.status == protocol.TIMED_OUT or (outcome.error and not outcome.result):
+    if outcome.status == Status.TIMED_OUT or (outcome.error and not outcome.result):
         print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
     # the step never opens the state DB: its records, or what we saw of its end, go in here
     recorder.after(outcome.result, None if outcome.ok else outcome.status, outcome.error or "")

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from signal4.codes import StageState
 from signal4.envs.manifest import Manifest, load
 
 #: How a stage with no record shows.
-PENDING = "pending"
+PENDING = StageState.PENDING
 #: A stage an item never has (a local file is not downloaded).
 NOT_APPLICABLE = "—"
 
@@ -89,7 +90,9 @@ def rows(
                 row["stages"][stage]["provenance"] = provenance.get(item.id, {}).get(stage)
             if stale_only is not None:
                 row["stages"][stage]["stale"] = stale_only.get(item.id, {}).get(stage)
-        if failed_only and all(s["status"] in ("done", PENDING) for s in row["stages"].values()):
+        if failed_only and all(
+            s["status"] in (StageState.DONE, PENDING) for s in row["stages"].values()
+        ):
             continue
         out.append(row)
     return out
@@ -124,13 +127,13 @@ def main(
     for stage in columns:
         table.add_column(stage)
     errors = []
-    style = {"done": "green", PENDING: "dim", NOT_APPLICABLE: "dim"}
+    style = {StageState.DONE: "green", PENDING: "dim", NOT_APPLICABLE: "dim"}
     for row in data:
         cells = []
         for stage in columns:
             status = row["stages"][stage]["status"]
             cells.append(f"[{style.get(status, 'red')}]{status}[/]")
-            if row["stages"][stage]["error"] and status != "done":
+            if row["stages"][stage]["error"] and status != StageState.DONE:
                 errors.append((row["content"], stage, row["stages"][stage]["error"]))
         table.add_row(row["content"], row["title"] or "", *cells)
     out = console()

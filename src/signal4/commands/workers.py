@@ -16,10 +16,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from signal4.envs import venv as envs
+from signal4 import codes
+from signal4.envs import layout, venv
 from signal4.envs.manifest import Manifest, load
 from signal4.errors import UsageError
-from signal4.run import dispatch, protocol
+from signal4.run import dispatch
+from signal4.stepkit import protocol
 from signal4.workers import broker as broker_mod
 
 #: A pool process is replaced after this many tasks (memory held by a library is returned).
@@ -53,7 +55,7 @@ def worker_command(
     loglevel: str = "INFO",
 ) -> list[str]:
     """The argument list of a Celery worker in ``env``'s own interpreter on its queue."""
-    spec = envs.spec(m, env)
+    spec = layout.spec(m, env)
     queue = m.env(env).queue
     return [
         str(spec.python),
@@ -87,12 +89,12 @@ def worker_environ(m: Manifest, env: str, *, concurrency: int, url: str) -> dict
     unless ``SIGNAL4_THREADS`` is set already: two transcribes of two threads each on two
     cores would fight over them.
     """
-    from signal4.run.batch import THREADS_VAR, threads_per_step
+    from signal4 import cpu
     from signal4.workers.wire import CONCURRENCY_VAR, ENV_VAR
 
     extra = {ENV_VAR: env, CONCURRENCY_VAR: str(concurrency), "SIGNAL4_BROKER_URL": url}
-    if not os.environ.get(THREADS_VAR):
-        extra[THREADS_VAR] = str(threads_per_step(concurrency))
+    if not os.environ.get(cpu.THREADS_VAR):
+        extra[cpu.THREADS_VAR] = str(cpu.share(concurrency))
     return dispatch.child_environ(m, extra)
 
 
@@ -120,7 +122,7 @@ def worker(
     if concurrency < 0 or max_tasks_per_child < 1:
         raise UsageError("--concurrency must be >= 1 and --max-tasks-per-child >= 1")
     url = celeryapp.broker_url(broker_url or None)
-    envs.require_ready(m, envs.spec(m, env))
+    venv.require_ready(m, layout.spec(m, env))
     # a broker that does not answer now is exit 3, not a worker retrying in silence
     from signal4.workers import submit as submit_mod
 
@@ -139,7 +141,7 @@ def _is_step(module: str) -> bool:
     """Whether ``module`` defines a ``STEP`` (a service such as mlx_server does not)."""
     import importlib
 
-    from signal4.run.steprunner import Step
+    from signal4.stepkit.step import Step
 
     return isinstance(getattr(importlib.import_module(module), "STEP", None), Step)
 
@@ -155,7 +157,7 @@ def workers(broker_url: str = "") -> int:
     m = load()
     url = celeryapp.broker_url(broker_url or None)
     live = submit_mod.live_workers(url)
-    lock = envs.lock_hash(m)
+    lock = layout.lock_hash(m)
     table = Table(title=f"workers on {url} (this checkout's lock: {lock})")
     for col in ("host", "env", "lock hash", "concurrency", "tasks done", "worker"):
         table.add_column(
@@ -176,7 +178,7 @@ def result_line(result: dict[str, Any]) -> str:
     """The JSON line printed for a result (the step's own line; timed_out is added here)."""
     import json
 
-    if result.get("status") in protocol.STEP_STATUSES:
+    if result.get("status") in codes.STEP_STATUSES:
         return protocol.encode(result)
     return json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signal4.envs import venv as envs
+from signal4.envs import layout, venv
 from signal4.envs.lockgraph import (
     PLATFORMS,
     LockGraph,
@@ -400,7 +400,7 @@ def check_taskmap(m: Manifest, src: Path, package: str = PACKAGE) -> CheckResult
 def check_lock(m: Manifest) -> CheckResult:
     """Run ``uv lock --check``."""
     proc = subprocess.run(
-        [envs.find_uv(), "lock", "--check", "--project", str(m.root)],
+        [venv.find_uv(), "lock", "--check", "--project", str(m.root)],
         capture_output=True,
         text=True,
         check=False,  # its exit code is the check's result
@@ -427,10 +427,10 @@ def inspect_synced(m: Manifest, names: Sequence[str]) -> tuple[dict[str, EnvInfo
     """Probe each named env that is up to date; return the infos and the envs not synced."""
     infos: dict[str, EnvInfo] = {}
     missing: list[str] = []
-    lock = envs.lock_hash(m)
+    lock = layout.lock_hash(m)
     for name in names:
-        spec = envs.spec(m, name)
-        if envs.status(m, spec, lock=lock) is envs.State.UP_TO_DATE:
+        spec = layout.spec(m, name)
+        if venv.status(m, spec, lock=lock) is venv.State.UP_TO_DATE:
             infos[name] = probe(spec.python)
         else:
             missing.append(name)

@@ -10,8 +10,8 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from signal4.envs.layout import spec
 from signal4.envs.manifest import FULL_ENV, Manifest
-from signal4.envs.venv import spec
 
 #: Build, cache and measurement outputs removed by a full `inv clean` (relative to the root).
 BUILD_OUTPUTS = (

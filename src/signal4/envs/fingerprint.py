@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signal4.envs import venv as envs
+from signal4.envs import layout
 from signal4.envs.lockgraph import LockGraph, holds, marker_environment, normalize, wheel_fits
 from signal4.envs.manifest import FULL_ENV, PACKAGE, Manifest
 
@@ -84,7 +84,7 @@ def _minor(host: Host) -> int:
 
 def cache_path(manifest: Manifest) -> Path:
     """Where the digests are cached: ``envs/.fingerprints.json``."""
-    return envs.envs_dir(manifest) / CACHE_NAME
+    return layout.envs_dir(manifest) / CACHE_NAME
 
 
 # ---------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def _with_groups(
         declared = pkg.get("dev-dependencies", {})
         unknown = [g for g in groups if g not in declared]
         if unknown:
-            raise envs.EnvError(f"uv.lock has no dependency group {unknown[0]!r}")
+            raise layout.EnvError(f"uv.lock has no dependency group {unknown[0]!r}")
         added = [dep for g in groups for dep in declared[g]]
         optional = dict(pkg.get("optional-dependencies", {}))
         for extra in extras:
@@ -244,12 +244,12 @@ def _write_cache(path: Path, lock: str, host: Host, entries: Mapping[str, Any]) 
 
 
 def _read_lock(manifest: Manifest) -> tuple[str, bytes]:
-    """The lock's bytes and their hash (the one :func:`envs.lock_hash` gives)."""
-    path = manifest.root / envs.LOCK_FILE
+    """The lock's bytes and their hash (the one :func:`layout.lock_hash` gives)."""
+    path = manifest.root / layout.LOCK_FILE
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise envs.EnvError(f"{path} is missing; run: inv lock") from None
+        raise layout.EnvError(f"{path} is missing; run: inv lock") from None
     return hashlib.sha256(data).hexdigest()[:16], data
 
 
@@ -262,7 +262,7 @@ def _selections(manifest: Manifest, names: Iterable[str]) -> dict[str, tuple[str
             continue
         env = manifest.env(name)
         if not env.supported():
-            raise envs.EnvError(f"env {name!r} is not supported on this platform")
+            raise layout.EnvError(f"env {name!r} is not supported on this platform")
         out[name] = (name,)
     return out
 
@@ -299,7 +299,7 @@ def _resolve(
                 try:
                     parsed = tomllib.loads(data.decode("utf-8"))
                 except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-                    raise envs.EnvError(f"uv.lock cannot be read: {exc}; run: inv lock") from None
+                    raise layout.EnvError(f"uv.lock cannot be read: {exc}; run: inv lock") from None
             hit = compute(parsed, name, extras, groups, host)
             entries[keys[name]] = hit.to_json()
         result[name] = hit
@@ -324,7 +324,7 @@ def fingerprints(manifest: Manifest) -> dict[str, EnvFingerprint]:
     return _resolve(manifest, _selections(manifest, names))
 
 
-def venv_digest(manifest: Manifest, env: envs.Venv, *, lock: str | None = None) -> str:
+def venv_digest(manifest: Manifest, env: layout.Venv, *, lock: str | None = None) -> str:
     """The digest of what ``env`` (its extras and groups) resolves to now; ``lock``: its hash.
 
     What :func:`signal4.envs.venv.status` and ``finish_sync`` compare and record.

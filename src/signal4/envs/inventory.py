@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from signal4.envs.layout import Venv, spec
 from signal4.envs.manifest import FULL_ENV, Manifest
-from signal4.envs.venv import State, Venv, disk_usage, package_count, spec, status
+from signal4.envs.venv import State, disk_usage, package_count, status
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from signal4.envs.layout import LOCK_FILE
 from signal4.envs.manifest import PACKAGE
-from signal4.envs.venv import LOCK_FILE
 
 #: The platforms the lock must install on, as (name, sys_platform, platform_machine).
 PLATFORMS: tuple[tuple[str, str, str], ...] = (

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from signal4.envs import syncer
-from signal4.envs import venv as envs
+from signal4.envs import layout, syncer, venv
 from signal4.envs.manifest import Manifest, current_platform
 
 #: Where each env's test venv lives (the env's packages plus the ``test`` group).
@@ -25,9 +24,9 @@ class SessionSkip(Exception):
     """The session cannot run here; ``str()`` is the reason nox prints."""
 
 
-def test_spec(m: Manifest, env: str) -> envs.Venv:
+def test_spec(m: Manifest, env: str) -> layout.Venv:
     """Return the spec of env's test venv at ``.nox/<env>``: its extra plus the test group."""
-    return envs.spec(m, env, groups=["test"], venv=m.root / NOX_DIR / env)
+    return layout.spec(m, env, groups=["test"], venv=m.root / NOX_DIR / env)
 
 
 def has_tests(m: Manifest, env: str) -> bool:
@@ -47,7 +46,7 @@ def prepare_env(m: Manifest, env: str) -> Path:
     """Sync env's test venv from the lock (a no-op when fresh); return its interpreter.
 
     Raises :class:`SessionSkip` when the env is not built on this platform or has no tests,
-    and :class:`envs.EnvError` when the sync fails.
+    and :class:`layout.EnvError` when the sync fails.
     """
     spec = test_spec(m, env)
     definition = m.env(env)
@@ -61,10 +60,10 @@ def prepare_env(m: Manifest, env: str) -> Path:
             f"env {env!r} has no tests yet: add tests/processing_steps/test_<task>.py "
             f"for one of its tasks ({', '.join(t.name for t in m.tasks_of(env))})"
         )
-    with envs.sync_lock(m):
+    with venv.sync_lock(m):
         result = syncer.sync_one(m, spec)
     if not result.ok:
-        raise envs.EnvError(f"cannot sync {spec.venv}: {result.error}")
+        raise layout.EnvError(f"cannot sync {spec.venv}: {result.error}")
     return spec.python
 
 

@@ -15,17 +15,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
 
+from signal4.envs.layout import EnvError, Venv, lock_hash, read_stamp
 from signal4.envs.manifest import FULL_ENV, Manifest
 from signal4.envs.venv import (
-    EnvError,
     State,
-    Venv,
     begin_sync,
     find_uv,
     finish_sync,
-    lock_hash,
     package_count,
-    read_stamp,
     status,
     sync_command,
     sync_environ,

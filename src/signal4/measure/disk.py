@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from signal4.envs import venv as envs
+from signal4.envs import layout, venv
 from signal4.envs.manifest import FULL_ENV, Manifest
 from signal4.measure.doc import DiskReport, EnvDisk, EnvSize, UvCache
 
@@ -31,27 +31,27 @@ def disk_report(manifest: Manifest, *, uv: str, lock: str) -> DiskReport:
     union_seen: set[tuple[int, int]] = set()
     union_apparent = union_unique = 0
     for name in [*names, FULL_ENV]:
-        env = envs.spec(manifest, name)
+        env = layout.spec(manifest, name)
         if not env.venv.exists():
-            per_env[name] = EnvDisk(envs.State.MISSING.value)
+            per_env[name] = EnvDisk(venv.State.MISSING.value)
             continue
-        apparent, unique = envs.disk_usage(env.venv)
-        state = envs.status(manifest, env, lock=lock).value
-        per_env[name] = EnvDisk(state, EnvSize(apparent, unique, envs.package_count(env)))
+        apparent, unique = venv.disk_usage(env.venv)
+        state = venv.status(manifest, env, lock=lock).value
+        per_env[name] = EnvDisk(state, EnvSize(apparent, unique, venv.package_count(env)))
         if name != FULL_ENV:
-            a, u = envs.disk_usage(env.venv, union_seen)
+            a, u = venv.disk_usage(env.venv, union_seen)
             union_apparent += a
             union_unique += u
     full_beyond: int | None = None
-    full = envs.spec(manifest, FULL_ENV)
+    full = layout.spec(manifest, FULL_ENV)
     if full.venv.exists():
         # What the full env holds that no sub-env shares (by inode).
-        _a, full_beyond = envs.disk_usage(full.venv, union_seen)
+        _a, full_beyond = venv.disk_usage(full.venv, union_seen)
     cache: UvCache | None = None
     cache_dir = _uv_cache_dir(uv)
     if cache_dir and Path(cache_dir).is_dir():
-        apparent, unique = envs.disk_usage(Path(cache_dir))
-        _a, beyond = envs.disk_usage(Path(cache_dir), union_seen)
+        apparent, unique = venv.disk_usage(Path(cache_dir))
+        _a, beyond = venv.disk_usage(Path(cache_dir), union_seen)
         cache = UvCache(cache_dir, apparent, unique, beyond)
     return DiskReport(
         envs=per_env,

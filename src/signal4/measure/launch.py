@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from signal4.envs import venv as envs
+from signal4.envs import layout
 from signal4.envs.manifest import FULL_ENV, Manifest, Task
 from signal4.measure import stats, ways
 from signal4.measure.doc import WayResult
@@ -45,7 +45,7 @@ def launch_context(
     manifest: Manifest, task: Task, *, uv: str, floor_modules: Sequence[str] = ()
 ) -> LaunchContext:
     """What the ways' builders need to launch ``task``: its envs, the dispatcher's argv."""
-    sub = envs.spec(manifest, task.env)
+    sub = layout.spec(manifest, task.env)
     environ = dispatch.child_environ(manifest)
     environ.setdefault("UV_NO_PROGRESS", "1")
     return LaunchContext(
@@ -53,7 +53,7 @@ def launch_context(
         uv=uv,
         module=task.module,
         sub=sub,
-        full=envs.spec(manifest, FULL_ENV),
+        full=layout.spec(manifest, FULL_ENV),
         environ=environ,
         dispatched=tuple(dispatch.command(manifest, task, ["--ready"], sub)),
         floor_modules=tuple(floor_modules),

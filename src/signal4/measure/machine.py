@@ -7,7 +7,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from signal4.envs import venv as envs
+from signal4.envs import layout
 from signal4.envs.manifest import Manifest
 from signal4.measure.doc import Machine
 
@@ -35,7 +35,7 @@ def _envs_python(manifest: Manifest) -> str:
     """The envs' interpreter version, from the first env's ``pyvenv.cfg`` (else ours)."""
     python = platform.python_version()
     for env in manifest.supported_envs():
-        cfg = envs.spec(manifest, env.name).venv / "pyvenv.cfg"
+        cfg = layout.spec(manifest, env.name).venv / "pyvenv.cfg"
         if cfg.is_file():
             for line in cfg.read_text(encoding="utf-8").splitlines():
                 if line.startswith("version_info"):

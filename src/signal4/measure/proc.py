@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from signal4.measure.errors import ProbeError
-from signal4.run import protocol
+from signal4.stepkit import protocol
 
 #: The line the profiling wrapper prints last on stderr: the top-level modules loaded.
 LOADED_MARK: Final = "signal4-measure-loaded:"

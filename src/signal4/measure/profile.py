@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from signal4.envs import venv as envs
+from signal4.envs import layout
 from signal4.envs.manifest import PACKAGE, Manifest, Task
 from signal4.measure import importtime
 from signal4.measure.doc import ImportBreakdown, ImportRow
@@ -94,7 +94,7 @@ def probe_profile(manifest: Manifest, task: Task, cwd: Path) -> Profile:
     """Profile the task's ready probe in its env; raise :class:`ProbeError` if it failed."""
     environ = dispatch.child_environ(manifest)
     result = profile(
-        envs.spec(manifest, task.env).python, task.module, ["--ready"], environ=environ, cwd=cwd
+        layout.spec(manifest, task.env).python, task.module, ["--ready"], environ=environ, cwd=cwd
     )
     if result.returncode != 0:
         if f"No module named {task.module}" in result.stderr:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from signal4.envs import venv as envs
+from signal4.envs import layout, venv
 from signal4.envs.manifest import FULL_ENV, Manifest, Task, UnknownNameError
 from signal4.measure import ways
 from signal4.measure.disk import disk_report
@@ -73,8 +73,8 @@ def measure(
     """Measure ``tasks`` the ``chosen`` ways (and, with ``disk``, every env's size)."""
     check_rounds(runs, warmups)
     started = time.monotonic()
-    uv = real_uv(envs.find_uv())
-    lock = envs.lock_hash(manifest)
+    uv = real_uv(venv.find_uv())
+    lock = layout.lock_hash(manifest)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     machine = machine_info(manifest, uv)
     results = {

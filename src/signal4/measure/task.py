@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from signal4.envs import venv as envs
+from signal4.envs import layout, venv
 from signal4.envs.manifest import FULL_ENV, Manifest, Task
 from signal4.measure import importtime, stats, ways
 from signal4.measure.doc import (
@@ -103,13 +103,13 @@ def measure_task(
 ) -> TaskResult:
     """Measure one task; return its entry (status ``measured``, ``skipped`` or ``failed``)."""
     say = on_progress or (lambda _msg: None)
-    state = envs.status(manifest, envs.spec(manifest, task.env), lock=lock)
-    if state is envs.State.UNSUPPORTED:
+    state = venv.status(manifest, layout.spec(manifest, task.env), lock=lock)
+    if state is venv.State.UNSUPPORTED:
         reason = f"env {task.env!r} is not supported here"
         return TaskResult(task.env, task.module, SKIPPED, reason=reason)
-    if state is not envs.State.UP_TO_DATE:
+    if state is not venv.State.UP_TO_DATE:
         reason = f"env {task.env!r} is {state.value}"
-        hint = envs.sync_hint(task.env)
+        hint = venv.sync_hint(task.env)
         return TaskResult(task.env, task.module, SKIPPED, reason=reason, sync_command=hint)
     cwd = manifest.root
     say(f"{task.name}: import profile")
@@ -132,10 +132,10 @@ def measure_task(
 
     notes = []
     if any(ways.get(name).full_env for name in chosen):
-        full_state = envs.status(manifest, envs.spec(manifest, FULL_ENV), lock=lock)
-        if full_state is not envs.State.UP_TO_DATE:
+        full_state = venv.status(manifest, layout.spec(manifest, FULL_ENV), lock=lock)
+        if full_state is not venv.State.UP_TO_DATE:
             chosen = [name for name in chosen if not ways.get(name).full_env]
-            notes.append(f"full env is {full_state.value}; run: {envs.sync_hint(FULL_ENV)}")
+            notes.append(f"full env is {full_state.value}; run: {venv.sync_hint(FULL_ENV)}")
     heavy = prof.elapsed_ns / 1e9 > HEAVY_SECONDS
     n_runs = runs or (RUNS_HEAVY if heavy else RUNS_LIGHT)
     items = launches(manifest, task, chosen, uv=uv, floor_modules=floor_imports)

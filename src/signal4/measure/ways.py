@@ -2,7 +2,7 @@
 
 What is timed is a task's **ready probe**, ``python -m <task module> --ready``: it imports
 exactly what a real run imports, prints one result line and exits (see
-:mod:`signal4.run.steprunner`). Each entry of :data:`REGISTRY` says how its way builds the
+:mod:`signal4.stepkit.step`). Each entry of :data:`REGISTRY` says how its way builds the
 launch (argument list and environment), whether that launch must print the ready line,
 its column in the report, its help text (``inv measure --help`` is built from it) and
 whether it needs the full env. Adding a way is adding an entry here.
@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Final
 from signal4.measure.errors import MeasureError
 
 if TYPE_CHECKING:
-    from signal4.envs.venv import Venv
+    from signal4.envs.layout import Venv
 
 FULL_UV: Final = "full-uv"
 FULL_DIRECT: Final = "full-direct"

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from signal4.codes import StageState, Status
 from signal4.content.store import ITEM_FILE, TMP_PREFIX
-from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, keeps
+from signal4.stepkit.step import Context, InvalidInput, Step, keeps
 
 AUDIO = "audio.wav"
 OPUS = "audio.opus"
@@ -127,7 +127,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         and not chunks.exists()
         and not jsons
     ):
-        return {"status": protocol.SKIPPED, "content": cid, "opus": OPUS}
+        return {"status": Status.SKIPPED, "content": cid, "opus": OPUS}
 
     plan = {
         "encode": [AUDIO] if wav.is_file() and (options.rewrite or not opus.is_file()) else [],
@@ -136,7 +136,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         "pending": pending,
     }
     if options.dry_run:
-        return {"status": protocol.COMPLETED, "content": cid, "dry_run": True, **plan}
+        return {"status": Status.COMPLETED, "content": cid, "dry_run": True, **plan}
 
     entries: list[dict[str, Any]] = []
     if plan["encode"]:
@@ -209,9 +209,9 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     elif earlier is not None and "provenance" in earlier:  # the runner's records stay
         manifest["provenance"] = earlier["provenance"]
     store.write_json(previous, manifest)
-    ctx.mark(cid, "compress", "done", info={"bytes_before": before, "bytes_after": after})
+    ctx.mark(cid, "compress", StageState.DONE, info={"bytes_before": before, "bytes_after": after})
     return {
-        "status": protocol.COMPLETED,
+        "status": Status.COMPLETED,
         "content": cid,
         "opus": OPUS,
         "bytes_before": before,

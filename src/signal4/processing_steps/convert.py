@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import math
 import os
 import shutil
@@ -12,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from signal4.codes import StageState, Status
 from signal4.content.store import ITEM_FILE, TMP_PREFIX, check_id, dir_mode
-from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, keeps, number
+from signal4.stepkit.step import Context, InvalidInput, Step, keeps, number
 
 AUDIO = "audio.wav"
 PLAN = "chunks.json"
@@ -88,33 +87,18 @@ def plan_chunks(duration: float, chunk: float, overlap: float) -> list[tuple[flo
         start = end - overlap
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def input_content_id(src: Path) -> str:
-    """The content id ``--input src`` registers (from the file's name and bytes)."""
-    from signal4.stepkit.fetch import content_id
-
-    return content_id("file", src.stem, _file_digest(src))
-
-
 def _register_input(options: argparse.Namespace, ctx: Context, created: list[Path]) -> str:
     """Copy ``--input`` into its content folder and register it as kind 'file'; return the id.
 
     Appends to ``created`` what this call made (the content folder, if it was new, else
     the copy, if there was none), so that a failed run can take exactly that away.
     """
-    from signal4.stepkit.fetch import safe_filename
+    from signal4.stepkit.fetch import file_content_id, safe_filename
 
     src: Path = options.input.expanduser()
     if not src.is_file():
         raise InvalidInput(f"--input {src}: no such file")
-    cid = options.content or input_content_id(src)
+    cid = options.content or file_content_id(src)
     check_id(cid)
     name = safe_filename(src.name)
     target = ctx.store.path(cid, name)
@@ -203,7 +187,7 @@ def _already_converted(
         plan = store.read_json(store.path(cid, PLAN))
         cut = (plan["chunk_seconds"], plan["overlap"])
         result = {
-            "status": protocol.SKIPPED,
+            "status": Status.SKIPPED,
             "content": cid,
             "audio": AUDIO,
             "chunks": len(plan["chunks"]),
@@ -292,11 +276,11 @@ def _convert(
     ctx.mark(
         cid,
         "convert",
-        "done",
+        StageState.DONE,
         info={"chunks": len(chunks), "duration": got.duration, "source": src.name},
     )
     return {
-        "status": protocol.COMPLETED,
+        "status": Status.COMPLETED,
         "content": cid,
         "audio": AUDIO,
         "duration": got.duration,

@@ -10,8 +10,8 @@ import argparse
 import wave
 from typing import Any
 
-from signal4.run.steprunner import Context, InvalidInput, Step, keeps, number
 from signal4.stepkit import diarization
+from signal4.stepkit.step import Context, InvalidInput, Step, keeps, number
 
 RATE = 16_000
 MAX_SPEAKERS = 8

@@ -8,8 +8,8 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, keeps, number
 from signal4.stepkit import diarization
+from signal4.stepkit.step import Context, InvalidInput, Step, StepFailure, keeps, number
 
 HUB_PIPELINE = "pyannote/speaker-diarization-3.1"
 

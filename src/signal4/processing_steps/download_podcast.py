@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from signal4.codes import StageState, Status
 from signal4.content.store import check_id
-from signal4.run import protocol
-from signal4.run.steprunner import (
-    Context,
-    InvalidInput,
-    Step,
-    StepFailure,
-    number,
-)
 from signal4.stepkit.fetch import (
     UnsafeURL,
     check_url,
@@ -30,6 +23,13 @@ from signal4.stepkit.fetch import (
     safe_filename,
 )
 from signal4.stepkit.progress import Progress
+from signal4.stepkit.step import (
+    Context,
+    InvalidInput,
+    Step,
+    StepFailure,
+    number,
+)
 
 #: A feed document larger than this is refused (the media limit is a setting).
 MAX_FEED_BYTES = 50 * 1024**2
@@ -315,8 +315,8 @@ def download_episode(
     if item is not None and not rewrite:
         name = (item.get("meta") or {}).get("media")
         if name and ctx.store.path(cid, name).is_file():
-            ctx.mark(cid, "download", "done", skipped=True)
-            return {"content": cid, "status": protocol.SKIPPED, "file": name}
+            ctx.mark(cid, "download", StageState.DONE, skipped=True)
+            return {"content": cid, "status": Status.SKIPPED, "file": name}
     meta = {
         "feed": feed,
         "guid": ep.guid,
@@ -341,7 +341,7 @@ def download_episode(
         if new_folder:
             shutil.rmtree(folder, ignore_errors=True)
         if isinstance(exc, (InvalidInput, StepFailure)):
-            status = "invalid_input" if isinstance(exc, InvalidInput) else "failed"
+            status = Status.INVALID_INPUT if isinstance(exc, InvalidInput) else Status.FAILED
             kept = media_kept(ctx, cid)
             ctx.mark(cid, "download", status, error=str(exc), outputs_kept=kept)
         raise
@@ -356,8 +356,8 @@ def download_episode(
             "content_type": got["content_type"],
         },
     )
-    ctx.mark(cid, "download", "done", info=got)
-    return {"content": cid, "status": protocol.COMPLETED, **got}
+    ctx.mark(cid, "download", StageState.DONE, info=got)
+    return {"content": cid, "status": Status.COMPLETED, **got}
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -374,7 +374,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         chosen = select(episodes, options)
         if options.list:
             return {
-                "status": protocol.COMPLETED,
+                "status": Status.COMPLETED,
                 "feed": feed,
                 "episodes": [
                     {
@@ -396,7 +396,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             ]
         else:
             done = [_download_or_record(client, ctx, ep, feed, options.rewrite) for ep in chosen]
-    failed = [d for d in done if d["status"] in (protocol.FAILED, protocol.INVALID_INPUT)]
+    failed = [d for d in done if d["status"] in (Status.FAILED, Status.INVALID_INPUT)]
     result: dict[str, Any] = {
         "feed": feed,
         "contents": [d["content"] for d in done if d not in failed],
@@ -405,17 +405,17 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if failed:
         # Every episode was tried; the failed ones carry their error in the state DB.
         all_bad_input = len(failed) == len(done) and all(
-            d["status"] == protocol.INVALID_INPUT for d in failed
+            d["status"] == Status.INVALID_INPUT for d in failed
         )
-        result["status"] = protocol.INVALID_INPUT if all_bad_input else protocol.FAILED
+        result["status"] = Status.INVALID_INPUT if all_bad_input else Status.FAILED
         result["error"] = (
             f"{len(failed)} of {len(done)} episodes failed; first: "
             f"{failed[0]['content']}: {failed[0]['error']}"
         )
-    elif all(d["status"] == protocol.SKIPPED for d in done):
-        result["status"] = protocol.SKIPPED
+    elif all(d["status"] == Status.SKIPPED for d in done):
+        result["status"] = Status.SKIPPED
     else:
-        result["status"] = protocol.COMPLETED
+        result["status"] = Status.COMPLETED
     return result
 
 
@@ -426,7 +426,7 @@ def _download_or_record(
     try:
         return download_episode(client, ctx, ep.content_id, ep, feed, rewrite)
     except (InvalidInput, StepFailure) as exc:
-        status = protocol.INVALID_INPUT if isinstance(exc, InvalidInput) else protocol.FAILED
+        status = Status.INVALID_INPUT if isinstance(exc, InvalidInput) else Status.FAILED
         return {"status": status, "content": ep.content_id, "error": str(exc)}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from signal4.run.steprunner import Context, Step
 from signal4.stepkit import ytdl
 from signal4.stepkit.fetch import media_kept
+from signal4.stepkit.step import Context, Step
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, keeps
+from signal4.codes import StageState, Status
 from signal4.stepkit import diarization
+from signal4.stepkit.step import Context, InvalidInput, Step, keeps
 
 WORDS = "transcript_words.json"
 TRANSCRIPT = "transcript.json"
@@ -129,7 +129,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         )
     out = store.path(cid, TRANSCRIPT)
     if not options.rewrite and ctx.is_done(cid, out.name):
-        return {"status": protocol.SKIPPED, "content": cid, "transcript": out.name}
+        return {"status": Status.SKIPPED, "content": cid, "transcript": out.name}
     words_path = store.path(cid, WORDS)
     if not (words_path.exists() or words_path.with_name(WORDS + ".gz").exists()):
         raise InvalidInput(f"content {cid!r} has no {WORDS}; run transcribe first")
@@ -147,9 +147,11 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         out,
         {"language": doc.get("language"), "speakers": speakers, "segments": segs, "words": words},
     )
-    ctx.mark(cid, "stitch", "done", info={"segments": len(segs), "speakers": len(speakers)})
+    ctx.mark(
+        cid, "stitch", StageState.DONE, info={"segments": len(segs), "speakers": len(speakers)}
+    )
     return {
-        "status": protocol.COMPLETED,
+        "status": Status.COMPLETED,
         "content": cid,
         "transcript": str(out),
         "segments": len(segs),

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from signal4.run import protocol
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, cpu_budget, keeps
+from signal4.codes import StageState, Status
 from signal4.stepkit.progress import Progress
+from signal4.stepkit.step import Context, InvalidInput, Step, StepFailure, cpu_budget, keeps
 
 PLAN = "chunks.json"
 OUT_DIR = "transcript"
@@ -200,7 +200,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         )
     words_path = store.path(cid, WORDS)
     if not options.rewrite and ctx.is_done(cid, WORDS):
-        return {"status": protocol.SKIPPED, "content": cid, "transcript": WORDS}
+        return {"status": Status.SKIPPED, "content": cid, "transcript": WORDS}
     chunks = load_plan(folder, store)
     total = max(float(c["end"]) for c in chunks)
     if total < MIN_SECONDS:
@@ -253,11 +253,11 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     ctx.mark(
         cid,
         "transcribe",
-        "done",
+        StageState.DONE,
         info={"words": len(everything), "language": language, "chunks": len(chunks)},
     )
     return {
-        "status": protocol.COMPLETED,
+        "status": Status.COMPLETED,
         "content": cid,
         "transcript": WORDS,
         "words": len(everything),

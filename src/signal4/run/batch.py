@@ -29,112 +29,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from signal4 import codes, cpu
+from signal4.codes import ItemStatus, Status
 from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
-from signal4.run import dispatch, protocol, record
+from signal4.run import dispatch, record
 from signal4.run.plan import Item, Plan, Stage
+from signal4.run.runner import Event, ItemResult, settle
 from signal4.signals import handling
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
     from signal4.run.provenance import Checker
-
-THREADS_VAR = "SIGNAL4_THREADS"
-
-
-def cpus() -> int:
-    """The CPUs this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
-
-
-def threads_per_step(jobs: int) -> int:
-    """Each step's share of the CPUs when ``jobs`` steps run at once."""
-    return max(1, cpus() // max(1, jobs))
-
-
-@dataclass
-class ItemResult:
-    """How one item ended."""
-
-    item: Item
-    status: str = "waiting"  # waiting, running, done, failed, interrupted
-    error: str | None = None
-    exit_code: int = 0
-    seconds: float = 0.0
-    ran: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-
-@dataclass
-class Event:
-    """What the runner tells its view: a step started, reported progress, or finished.
-
-    ``progress`` events come from the step's own thread (the dispatcher's stderr reader),
-    with ``progress`` = ``{"done", "total", "unit"}`` (see :mod:`signal4.stepkit.progress`).
-    """
-
-    kind: str  # "start", "progress", "end" or "note"
-    item: Item
-    stage: Stage
-    outcome: dispatch.Outcome | None = None
-    started: float = 0.0
-    note: str = ""
-    progress: dict[str, Any] | None = None
-
-
-def settle(
-    db: StateDB, result: ItemResult, stage: Stage, outcome: dispatch.Outcome, *, host: str | None
-) -> dt.datetime:
-    """One stage ended (here or on a worker): record its run, update its item; the end time.
-
-    The stage is marked done when it succeeded with a content id; otherwise the item takes
-    the failure (or the interruption) and its error.
-    """
-    item = result.item
-    result.seconds += outcome.duration
-    result.ran.append(stage.task.name)
-    if item.content is None and outcome.ok:
-        item.content = protocol.content_of(outcome.result)
-    ended = dt.datetime.now(dt.UTC)
-    db.record_run(
-        content_id=item.content,
-        item=item.label,
-        stage=stage.task.stage,
-        task=stage.task.name,
-        status=outcome.status,
-        started=ended - dt.timedelta(seconds=outcome.duration),
-        ended=ended,
-        host=host,
-        error=outcome.error,
-    )
-    # why it failed: its error, else the last line it wrote on stderr
-    why = outcome.error or "".join(outcome.stderr_tail.strip().splitlines()[-1:])
-    if not outcome.ok and item.content is not None:
-        # a timed-out, interrupted or killed step said nothing of its stage: we do
-        record.unreported(db, outcome.result, item.content, stage.task.stage, outcome.status, why)
-    if outcome.ok and item.content is not None:
-        stage.done = True
-    elif outcome.ok:
-        result.status, result.exit_code = "failed", protocol.EXIT_FAILED
-        result.error = f"{stage.task.name} reported no content id"
-    elif outcome.interrupted:
-        result.status, result.exit_code = "interrupted", outcome.exit_code
-        result.error = f"{stage.task.name}: {outcome.error}"
-    else:
-        result.status, result.exit_code = "failed", outcome.exit_code
-        result.error = f"{stage.task.name} {outcome.status}: {why}"
-    return ended
 
 
 class Batch:
@@ -157,7 +67,7 @@ class Batch:
         self.db = db
         self.jobs = max(1, jobs)
         self.on_event = on_event
-        self.env_vars = {THREADS_VAR: str(threads_per_step(self.jobs)), **(env_vars or {})}
+        self.env_vars = {cpu.THREADS_VAR: str(cpu.share(self.jobs)), **(env_vars or {})}
         self.results = {id(i): ItemResult(i) for i in plan.items}
         self._pids: dict[int, int] = {}  # thread id -> step pid
         self._lock = threading.Lock()
@@ -191,11 +101,11 @@ class Batch:
         slots = self.jobs - len(running)
         for item in self.plan.items:
             result = self.results[id(item)]
-            if id(item) in busy_items or result.status in ("done", "failed", "interrupted"):
+            if id(item) in busy_items or result.status.finished:
                 continue
             nxt = self._next_stage(item)
             if nxt is None:
-                result.status = "done"
+                result.status = ItemStatus.DONE
                 continue
             if slots <= 0:
                 return
@@ -256,9 +166,9 @@ class Batch:
     ) -> None:
         """Record how a completed stage was made (a step that skipped keeps its record)."""
         inputs = self._inputs.pop((id(item), stage.task.name), {})
-        if self.checker is None or outcome.status != protocol.COMPLETED or not item.content:
+        if self.checker is None or outcome.status != Status.COMPLETED or not item.content:
             return
-        from signal4.envs.venv import lock_hash
+        from signal4.envs.layout import lock_hash
         from signal4.run import provenance
 
         params = outcome.result.get("params")
@@ -286,16 +196,16 @@ class Batch:
         """
         for item in self.plan.items:
             if item.error:
-                self.results[id(item)].status = "failed"
+                self.results[id(item)].status = ItemStatus.FAILED
                 self.results[id(item)].error = item.error
-                self.results[id(item)].exit_code = protocol.EXIT_FAILED
+                self.results[id(item)].exit_code = codes.EXIT_FAILED
         running: dict[Future[dispatch.Outcome], tuple[Item, Stage, float]] = {}
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="signal4-step")
         try:
             with _stop_on_signals():
                 while True:
                     for item, stage in list(self._startable(running)):
-                        self.results[id(item)].status = "running"
+                        self.results[id(item)].status = ItemStatus.RUNNING
                         began = time.monotonic()
                         running[pool.submit(self._run_step, item, stage)] = (item, stage, began)
                         self.on_event(Event("start", item, stage, started=began))
@@ -312,8 +222,8 @@ class Batch:
                 for future, (item, stage, began) in list(running.items()):
                     self._finished(item, stage, future.result(), began)
             for result in self.results.values():
-                if result.status in ("waiting", "running"):
-                    result.status = "interrupted"
+                if not result.status.finished:
+                    result.status = ItemStatus.INTERRUPTED
             raise Interrupted(sig) from None
         finally:
             pool.shutdown(wait=True)

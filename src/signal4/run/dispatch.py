@@ -33,15 +33,16 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from signal4 import codes
+from signal4.codes import Status
+from signal4.envs.layout import Venv, spec
 from signal4.envs.manifest import Manifest, Task
-from signal4.envs.venv import Venv, require_ready, spec
-from signal4.run import protocol
+from signal4.envs.venv import require_ready
 from signal4.signals import handling
+from signal4.stepkit import protocol
 
 DEFAULT_GRACE = 10.0
 STDERR_TAIL_LINES = 40
-#: Exit code when the caller was interrupted (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
 #: The environment variable that asks a step for progress lines on stderr.
 PROGRESS_VAR = "SIGNAL4_PROGRESS"
 PROGRESS_UNITS = ("bytes", "seconds")
@@ -66,7 +67,7 @@ class Outcome:
     @property
     def ok(self) -> bool:
         """True for completed or skipped."""
-        return self.status in (protocol.COMPLETED, protocol.SKIPPED)
+        return self.status in (Status.COMPLETED, Status.SKIPPED)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary of the outcome."""
@@ -107,20 +108,20 @@ def classify(returncode: int, stdout_last: str) -> tuple[str, int, dict[str, Any
     try:
         result = protocol.parse_line(stdout_last) if stdout_last.strip() else None
     except protocol.ProtocolError as exc:
-        return protocol.FAILED, returncode or protocol.EXIT_FAILED, {}, str(exc)
+        return Status.FAILED, returncode or codes.EXIT_FAILED, {}, str(exc)
     if result is None:
         error = "the step printed no result line on stdout"
         if returncode < 0:
             error = f"the step was killed by signal {signal.Signals(-returncode).name}"
-        return protocol.FAILED, returncode if returncode > 0 else protocol.EXIT_FAILED, {}, error
+        return Status.FAILED, returncode if returncode > 0 else codes.EXIT_FAILED, {}, error
     status, expected, reported = protocol.verdict(result)
     if returncode != expected:
         error = (
             f"the step reported {status!r} but exited with code {returncode} (expected {expected})"
         )
         return (
-            protocol.FAILED,
-            returncode if returncode > 0 else protocol.EXIT_FAILED,
+            Status.FAILED,
+            returncode if returncode > 0 else codes.EXIT_FAILED,
             result,
             error,
         )
@@ -283,8 +284,8 @@ def run_command(
             return Outcome(
                 task=task,
                 env=env,
-                status=protocol.FAILED,
-                exit_code=protocol.EXIT_FAILED,
+                status=Status.FAILED,
+                exit_code=codes.EXIT_FAILED,
                 returncode=None,
                 duration=0.0,
                 error=f"cannot start {cmd[0]}: {exc.strerror}",
@@ -331,16 +332,16 @@ def run_command(
     if timed_out:
         killed = " then SIGKILL" if returncode == -signal.SIGKILL else ""
         return ended(
-            status=protocol.TIMED_OUT,
-            exit_code=protocol.EXIT_TIMEOUT,
+            status=Status.TIMED_OUT,
+            exit_code=codes.EXIT_TIMEOUT,
             error=f"timed out after {timeout:g} s; stopped with SIGTERM{killed}",
         )
     status, exit_code, result, error = classify(returncode, last_line[0])
-    if signals and status not in (protocol.COMPLETED, protocol.SKIPPED):
+    if signals and status not in (Status.COMPLETED, Status.SKIPPED):
         sig = signal.Signals(signals[0])
         return ended(
-            status=protocol.FAILED,
-            exit_code=128 + sig.value,
+            status=Status.FAILED,
+            exit_code=codes.exit_for_signal(sig),
             result=result,
             error=f"interrupted by {sig.name}",
             interrupted=True,
@@ -364,7 +365,7 @@ def run(
 ) -> Outcome:
     """Run ``task`` in its env with the manifest's timeout (or ``timeout``).
 
-    Raises :class:`~signal4.envs.venv.EnvError` when the env is not ready to use.
+    Raises :class:`~signal4.envs.layout.EnvError` when the env is not ready to use.
     """
     env = env or spec(manifest, task.env)
     require_ready(manifest, env)

@@ -23,14 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from signal4.codes import StageState
 from signal4.envs.manifest import Manifest, Task
 from signal4.errors import UsageError
-from signal4.stepkit.fetch import MEDIA_EXTS, UnsafeURL, check_url, on_site
+from signal4.stepkit.fetch import MEDIA_EXTS, UnsafeURL, check_url, file_content_id, on_site
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
     from signal4.run.provenance import Checker
 
+#: What ``inv pipeline`` runs on when given no source (relative to the project root).
+SAMPLE = Path("samples") / "two_speakers" / "audio.wav"
 #: How much of a URL's body is read to tell a feed from a page.
 SNIFF_BYTES = 64 * 1024
 SNIFF_TIMEOUT = 20.0
@@ -175,13 +178,11 @@ def _pipeline_stages(m: Manifest, first_args: list[str]) -> list[Stage]:
 
 def file_item(m: Manifest, path: Path) -> Item:
     """The item of a local media file: its content id comes from its name and bytes."""
-    from signal4.processing_steps.convert import input_content_id
-
     src = path.expanduser().resolve()
     return Item(
         source=str(path),
         title=src.name,
-        content=input_content_id(src),
+        content=file_content_id(src),
         stages=_pipeline_stages(m, ["--input", str(src)]),
     )
 
@@ -227,8 +228,6 @@ def mark_done(
     Downloads are never re-run by a trigger: what they fetched is the item itself. A stage
     that runs but whose inputs compression removed brings back the first pipeline stage.
     """
-    from signal4.content.state import DONE
-
     items = [i for i in items if i.content is not None]
     ids = [str(i.content) for i in items]
     many = len(ids) > BULK_IDS  # one query for all beats a huge IN (...)
@@ -246,7 +245,7 @@ def mark_done(
         folder = root / cid
         after: str | None = None  # the first stage that runs: every later one runs too
         for stage in item.stages:
-            stage.done = done.get(stage.task.stage) == DONE
+            stage.done = done.get(stage.task.stage) == StageState.DONE
             if _is_download(stage):
                 continue
             if after is not None:

@@ -37,10 +37,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from signal4.codes import Status
 from signal4.content.store import kept, update_provenance
 from signal4.envs.manifest import Manifest, Task
 from signal4.errors import UsageError
-from signal4.run import protocol
+from signal4.stepkit import protocol
 from signal4.stepkit.digest import LENGTH, file_digest, stat_key
 
 if TYPE_CHECKING:
@@ -217,10 +218,10 @@ def probe_params(
 
     Raises :class:`ProbeError` (one line) if the env cannot answer.
     """
-    from signal4.envs import venv
+    from signal4.envs import layout, venv
     from signal4.run import dispatch
 
-    state = venv.status(m, venv.spec(m, task.env))
+    state = venv.status(m, layout.spec(m, task.env))
     if state is not venv.State.UP_TO_DATE:
         raise ProbeError(f"env {task.env} is {state.value}; run: inv sync {task.env}")
     cmd = dispatch.command(m, task, [*args, "--params"])
@@ -238,7 +239,7 @@ def probe_params(
         raise ProbeError(f"{task.name} --params: {exc}") from None
     result = protocol.parse_last_line(proc.stdout)
     params = result.get("params")
-    if result.get("status") != protocol.COMPLETED or not isinstance(params, dict):
+    if result.get("status") != Status.COMPLETED or not isinstance(params, dict):
         why = result.get("error") or (proc.stderr.strip().splitlines() or ["no result"])[-1]
         raise ProbeError(f"{task.name} --params: {why}")
     return params
@@ -467,7 +468,7 @@ def recorded_run(
     started = dt.datetime.now(dt.UTC)
     result = run()
     cid = protocol.content_of(result)
-    if result.get("status") != protocol.COMPLETED or not cid or result.get("dry_run"):
+    if result.get("status") != Status.COMPLETED or not cid or result.get("dry_run"):
         return result
     try:
         checker = _WORKER_CHECKERS.setdefault(str(m.root), Checker(m, ()))

@@ -1,9 +1,9 @@
 """The runner's side of a step's result: write what the step did into the state DB.
 
 A step reports its state changes as ``records`` in its result line (see
-:class:`signal4.run.steprunner.Context`); it never opens the DB itself. Whoever runs it
+:class:`signal4.stepkit.step.Context`); it never opens the DB itself. Whoever runs it
 writes them, with :func:`apply`: ``inv run``, the pipeline's local runner, and a warm
-worker after :meth:`~signal4.run.steprunner.Step.call`. So one process per runner writes
+worker after :meth:`~signal4.stepkit.step.Step.call`. So one process per runner writes
 the DB, and a step's start-up pays for neither the ORM nor its driver.
 
 Two kinds of record::
@@ -22,14 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from signal4.codes import RECORDED_STATES, StageState
 from signal4.content.store import ITEM_FILE
 from signal4.errors import Signal4Error
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
 
-#: The statuses a stage record may carry (the state DB's, less ``pending``).
-STATUSES = frozenset({"done", "failed", "invalid_input", "timed_out", "interrupted"})
 #: What describes an item, in the state DB and in its folder's ``item.json``.
 REGISTER_FIELDS = ("kind", "source_url", "title", "duration", "meta")
 _REGISTER_FIELDS = frozenset(REGISTER_FIELDS)
@@ -53,7 +52,7 @@ def records_of(result: Mapping[str, Any]) -> list[dict[str, Any]]:
             fields = rec["register"]
             if not isinstance(fields, dict) or not set(fields) <= _REGISTER_FIELDS:
                 raise BadRecord(f"a register record with unknown fields: {rec!r}")
-        elif not (isinstance(rec.get("stage"), str) and rec.get("status") in STATUSES):
+        elif not (isinstance(rec.get("stage"), str) and rec.get("status") in RECORDED_STATES):
             raise BadRecord(f"a stage record without a stage or a known status: {rec!r}")
     return list(raw)
 
@@ -68,18 +67,16 @@ def record_failure(
     valid. The attempt goes into the stage's info as ``last_attempt``. Otherwise the
     stage takes the failure's status and error.
     """
-    from signal4.content.state import DONE
-
     item = db.get(content)
     if item is None:
         return
     row = next((r for r in item.steps if r.stage == stage), None)
-    if row is not None and row.status == DONE and outputs_kept:
+    if row is not None and row.status == StageState.DONE and outputs_kept:
         attempt = {"status": status, "error": error, "at": dt.datetime.now(dt.UTC).isoformat()}
         db.mark(
             content,
             stage,
-            DONE,
+            StageState.DONE,
             error=row.error,
             info={**(row.info or {}), "last_attempt": attempt},
             new_outputs=False,
@@ -100,7 +97,7 @@ def unreported(
     Nothing is written for a run that succeeded, an item the DB does not know, or a
     stage the step's own records mention.
     """
-    if status not in STATUSES or status == "done":
+    if status not in RECORDED_STATES or status == StageState.DONE:
         return False
     try:
         records = records_of(result)
@@ -136,8 +133,6 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
     an id that names nothing is not recorded). A ``skipped`` stage is marked done only
     where the DB does not say so already (its info and provenance stay).
     """
-    from signal4.content.state import DONE
-
     written = 0
     for rec in records_of(result):
         content = rec["content"]
@@ -154,9 +149,9 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
         if db.get(content) is None:
             # a stage done registers the item anyway; a failure only one its folder describes
             described = _described(content_root, content)
-            if described or status == DONE:
+            if described or status == StageState.DONE:
                 db.register(content, **{"kind": "unknown", **described})
-        if status != DONE:
+        if status != StageState.DONE:
             record_failure(
                 db,
                 content,
@@ -173,7 +168,7 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
         db.mark(
             content,
             stage,
-            DONE,
+            StageState.DONE,
             info=info if isinstance(info, dict) else None,
             new_outputs=not rec.get("skipped"),
         )

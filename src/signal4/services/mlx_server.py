@@ -11,7 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from signal4.run import protocol
+from signal4 import codes
+from signal4.codes import Status
+from signal4.stepkit import protocol
 
 
 def ready() -> None:
@@ -35,21 +37,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             protocol.encode(
                 {
-                    "status": protocol.INVALID_INPUT,
+                    "status": Status.INVALID_INPUT,
                     "error": f"mlx-lm is not available here ({exc}); "
                     "the mlx-server env is for Apple silicon",
                 }
             )
         )
-        return protocol.EXIT_INVALID
+        return codes.EXIT_INVALID
     if args.ready:
         print(
-            protocol.encode({"status": protocol.COMPLETED, "ready": True, "python": sys.executable})
+            protocol.encode({"status": Status.COMPLETED, "ready": True, "python": sys.executable})
         )
-        return protocol.EXIT_OK
+        return codes.EXIT_OK
     if not args.model:
-        print(protocol.encode({"status": protocol.INVALID_INPUT, "error": "--model is required"}))
-        return protocol.EXIT_INVALID
+        print(protocol.encode({"status": Status.INVALID_INPUT, "error": "--model is required"}))
+        return codes.EXIT_INVALID
     import mlx_lm.server
 
     sys.argv = [
@@ -62,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         str(args.port),
     ]
     mlx_lm.server.main()
-    print(protocol.encode({"status": protocol.COMPLETED}))
-    return protocol.EXIT_OK
+    print(protocol.encode({"status": Status.COMPLETED}))
+    return codes.EXIT_OK
 
 
 if __name__ == "__main__":

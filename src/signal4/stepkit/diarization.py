@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from signal4.codes import StageState, Status
 from signal4.content.store import kept
-from signal4.run import protocol
-from signal4.run.steprunner import InvalidInput
+from signal4.stepkit.step import InvalidInput
 
 JSON_NAME = "diarization.json"
 RTTM_NAME = "diarization.rttm"
@@ -82,7 +82,7 @@ def require_registered(ctx: Any, cid: str) -> None:
 def skipped(ctx: Any, cid: str, rewrite: bool) -> dict[str, Any] | None:
     """The ``skipped`` result if ``cid`` is diarized already (and not ``rewrite``), else None."""
     if not rewrite and ctx.is_done(cid, JSON_NAME):
-        return {"status": protocol.SKIPPED, "content": cid, "diarization": JSON_NAME}
+        return {"status": Status.SKIPPED, "content": cid, "diarization": JSON_NAME}
     return None
 
 
@@ -102,9 +102,11 @@ def audio(ctx: Any, cid: str) -> Path:
 def finish(ctx: Any, cid: str, turns: Sequence[dict[str, Any]], method: str) -> dict[str, Any]:
     """Write the turns, record the stage as done, and return the step's result."""
     doc = write(ctx.store, cid, turns, method)
-    ctx.mark(cid, "diarize", "done", info={"speakers": len(doc["speakers"]), "method": method})
+    ctx.mark(
+        cid, "diarize", StageState.DONE, info={"speakers": len(doc["speakers"]), "method": method}
+    )
     return {
-        "status": protocol.COMPLETED,
+        "status": Status.COMPLETED,
         "content": cid,
         "diarization": JSON_NAME,
         "speakers": len(doc["speakers"]),

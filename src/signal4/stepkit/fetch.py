@@ -8,6 +8,7 @@ import posixpath
 import re
 import socket
 import unicodedata
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -125,6 +126,15 @@ def content_id(prefix: str, title: str | None, key: str) -> str:
     """A deterministic content id: ``<prefix>-<slug of title>-<hash of key>``."""
     parts = [p for p in (slug(prefix, 20), slug(title or "", 40)) if p]
     return "-".join([*parts, short_hash(key)])
+
+
+def file_content_id(path: Path) -> str:
+    """The content id of a local media file (``convert --input``): its name and bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return content_id("file", path.stem, h.hexdigest())
 
 
 def is_media_type(content_type: str | None) -> bool:

@@ -16,9 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from signal4.codes import StageState, Status
 from signal4.content.store import TMP_PREFIX, InvalidContentId, check_id
-from signal4.run import protocol
-from signal4.run.steprunner import DISK_FULL, Context, InvalidInput, StepFailure
 from signal4.stepkit.fetch import (
     UnsafeURL,
     check_url,
@@ -29,6 +28,7 @@ from signal4.stepkit.fetch import (
     slug,
 )
 from signal4.stepkit.progress import Progress
+from signal4.stepkit.step import DISK_FULL, Context, InvalidInput, StepFailure
 
 META = "meta.json"
 #: Bulky parts of yt-dlp's info dict that meta.json leaves out.
@@ -179,7 +179,7 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
     if item is not None and not options.rewrite:
         name = (item.get("meta") or {}).get("media")
         if name and store.path(cid, name).is_file():
-            return {"status": protocol.SKIPPED, "content": cid, "file": name}
+            return {"status": Status.SKIPPED, "content": cid, "file": name}
     title = info.get("title")
     ctx.register(
         cid,
@@ -256,10 +256,13 @@ def download(options: argparse.Namespace, ctx: Context, *, kind: str) -> dict[st
         },
     )
     ctx.mark(
-        cid, "download", "done", info={"file": name, "bytes": size, "duration": probed.duration}
+        cid,
+        "download",
+        StageState.DONE,
+        info={"file": name, "bytes": size, "duration": probed.duration},
     )
     return {
-        "status": protocol.COMPLETED,
+        "status": Status.COMPLETED,
         "content": cid,
         "file": name,
         "bytes": size,

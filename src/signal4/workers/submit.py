@@ -2,7 +2,7 @@
 
 :func:`submit`, :func:`wait`, :func:`as_outcome` (the same
 :class:`~signal4.run.dispatch.Outcome` and JSON result as the subprocess path), the
-pieces the batch runner (:mod:`signal4.run.pipeline`) sends and follows chains with
+pieces the batch runner (:mod:`signal4.workers.batch`) sends and follows chains with
 (:func:`preflight`, :func:`signature`, :func:`publish`, :func:`meta_of`, :class:`Watch`),
 :func:`live_workers` and :func:`check_route` (refuse a queue served by a worker synced
 from another lock), :func:`warm_roundtrip` (``inv measure``).
@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signal4.envs import venv as envs
+from signal4 import codes
+from signal4.codes import Status
+from signal4.envs import layout
 from signal4.envs.manifest import Manifest, Task
-from signal4.run import protocol
 from signal4.run.dispatch import Outcome
+from signal4.stepkit import protocol
 from signal4.workers import celeryapp
 from signal4.workers.wire import (
     HEARTBEAT_PREFIX,
@@ -111,7 +113,7 @@ def close_app(app: Any) -> None:
 def preflight(m: Manifest, env_names: Iterable[str], broker: str) -> list[WorkerInfo]:
     """Check the broker answers and every env has a live worker on our lock; return them."""
     workers = live_workers(broker)
-    lock = envs.lock_hash(m)
+    lock = layout.lock_hash(m)
     for env in sorted(set(env_names)):
         check_route(env, workers, lock)
     return workers
@@ -168,7 +170,7 @@ def path_options(task: Task) -> tuple[set[str], list[str]]:
     """
     import importlib
 
-    from signal4.run.steprunner import Step
+    from signal4.stepkit.step import Step
 
     try:
         step = getattr(importlib.import_module(task.module), "STEP", None)
@@ -228,11 +230,7 @@ def absolute_paths(task: Task, argv: Sequence[str], cwd: Path | None = None) -> 
 
 def as_outcome(task: Task, state: str, value: Any, duration: float) -> Outcome:
     """Map a finished Celery result to the :class:`Outcome` the subprocess path gives."""
-    if (
-        state == "SUCCESS"
-        and isinstance(value, dict)
-        and value.get("status") in protocol.ALL_STATUSES
-    ):
+    if state == "SUCCESS" and isinstance(value, dict) and value.get("status") in tuple(Status):
         status, code, error = protocol.verdict(value)
         return Outcome(
             task=task.name,
@@ -245,16 +243,16 @@ def as_outcome(task: Task, state: str, value: Any, duration: float) -> Outcome:
             error=error,
         )
     if state == "FAILURE" and type(value).__name__ == "TimeLimitExceeded":
-        status, error = protocol.TIMED_OUT, f"timed out: killed at the hard time limit ({value})"
+        status, error = Status.TIMED_OUT, f"timed out: killed at the hard time limit ({value})"
     elif state == "SUCCESS":
-        status, error = protocol.FAILED, f"the worker returned no result object: {value!r:.120}"
+        status, error = Status.FAILED, f"the worker returned no result object: {value!r:.120}"
     else:
-        status, error = protocol.FAILED, f"{state}: {type(value).__name__}: {value}"
+        status, error = Status.FAILED, f"{state}: {type(value).__name__}: {value}"
     return Outcome(
         task=task.name,
         env=task.env,
         status=status,
-        exit_code=protocol.EXIT_CODES[status],
+        exit_code=codes.EXIT_CODES[status],
         returncode=None,
         duration=duration,
         result={"status": status, "step": task.name, "error": error},

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from signal4.errors import EXIT_BROKER, EXIT_TIMEOUT, Signal4Error
-from signal4.run import protocol
+from signal4.codes import EXIT_BROKER, EXIT_TIMEOUT, Status
+from signal4.errors import Signal4Error
 
 #: Environment variables ``inv worker`` hands to the worker process.
 ENV_VAR = "SIGNAL4_WORKER_ENV"
@@ -25,7 +25,7 @@ OWNERS_KEY = "signal4:unacked-owner"
 ORPHAN_CONFIRM = 1.5 * HEARTBEAT_INTERVAL
 #: URL schemes a broker may have (Redis: heartbeats and the result backend live there too).
 BROKER_SCHEMES = ("redis", "rediss")
-OK_STATUSES = (protocol.COMPLETED, protocol.SKIPPED)
+OK_STATUSES = (Status.COMPLETED, Status.SKIPPED)
 
 
 class WorkerError(Signal4Error):

@@ -34,10 +34,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from signal4.envs import venv as envs
+from signal4.codes import Status
+from signal4.envs import layout
 from signal4.envs.manifest import Manifest, Task
-from signal4.run import protocol
-from signal4.run.steprunner import InvalidInput, Step
+from signal4.stepkit import protocol
+from signal4.stepkit.step import InvalidInput, Step
 from signal4.workers import celeryapp
 from signal4.workers.wire import (
     CONCURRENCY_VAR,
@@ -101,14 +102,14 @@ def run_payload(
         previous, argv = split_payload(payload, extra)
     except InvalidInput as exc:
         return {
-            "status": protocol.INVALID_INPUT,
+            "status": Status.INVALID_INPUT,
             "step": task.name,
             "error": f"malformed task payload: {exc}",
         }
     if previous is not None:
         if previous.get("status") not in OK_STATUSES:
             return {
-                "status": protocol.FAILED,
+                "status": Status.FAILED,
                 "step": task.name,
                 "error": f"not run: {previous.get('step')} ended {previous.get('status')}",
             }
@@ -133,7 +134,7 @@ def timed_out(
 ) -> dict[str, Any]:
     """The result of a step stopped by its soft time limit (keeps ``result``'s content id)."""
     out = {
-        "status": protocol.TIMED_OUT,
+        "status": Status.TIMED_OUT,
         "step": task.name,
         "error": f"timed out after {limit or task.timeout:g} s (soft time limit)",
     }
@@ -195,12 +196,12 @@ def ping(
             raise InvalidInput(f"task {task.name!r} runs in env {task.env!r}, not {env!r}")
         nap = float(payload[1]) if len(payload) == 2 else 0.0
     except (InvalidInput, KeyError, TypeError, ValueError) as exc:
-        return {"status": protocol.INVALID_INPUT, "step": "ping", "error": f"ping: {exc}"}
+        return {"status": Status.INVALID_INPUT, "step": "ping", "error": f"ping: {exc}"}
     load_step(task).ready()
     if nap > 0:
         sleep(nap)
     return {
-        "status": protocol.COMPLETED,
+        "status": Status.COMPLETED,
         "step": task.name,
         "ready": True,
         "env": env,
@@ -217,8 +218,8 @@ def announced_lock(m: Manifest, env: str) -> str:
     override = settings.get().worker_lock_hash
     if override:
         return override
-    stamp = envs.read_stamp(envs.spec(m, env)) or {}
-    return str(stamp.get("lock") or envs.lock_hash(m))
+    stamp = layout.read_stamp(layout.spec(m, env)) or {}
+    return str(stamp.get("lock") or layout.lock_hash(m))
 
 
 class Heartbeat:
@@ -320,7 +321,7 @@ def build_worker_app(env: str | None = None, m: Manifest | None = None) -> Any:
         except SoftTimeLimitExceeded:
             name = payload[0] if payload and isinstance(payload[0], str) else "ping"
             return {
-                "status": protocol.TIMED_OUT,
+                "status": Status.TIMED_OUT,
                 "step": name,
                 "error": "timed out (soft time limit)",
             }

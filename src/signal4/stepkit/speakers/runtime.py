@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from signal4.run.steprunner import THREADS_VARIABLE, cpu_budget
+from signal4.stepkit.step import cpu_budget
 
-__all__ = ["THREADS_VARIABLE", "cpu_budget", "session"]
+__all__ = ["cpu_budget", "session"]
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 #: Silero VAD 6.2.3's "sequence" model, copied unchanged from the official wheel.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from signal4.run import pipeline
+from signal4.run import plan as pipeline
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

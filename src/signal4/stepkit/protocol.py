@@ -21,30 +21,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
-COMPLETED: Final = "completed"
-SKIPPED: Final = "skipped"
-INVALID_INPUT: Final = "invalid_input"
-FAILED: Final = "failed"
-TIMED_OUT: Final = "timed_out"
-
-STEP_STATUSES: Final = (COMPLETED, SKIPPED, INVALID_INPUT, FAILED)
-ALL_STATUSES: Final = (*STEP_STATUSES, TIMED_OUT)
-
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_INVALID: Final = 2
-#: Exit code of ``inv run`` / the dispatcher when a step ran past its timeout.
-EXIT_TIMEOUT: Final = 124
-
-EXIT_CODES: Final[dict[str, int]] = {
-    COMPLETED: EXIT_OK,
-    SKIPPED: EXIT_OK,
-    INVALID_INPUT: EXIT_INVALID,
-    FAILED: EXIT_FAILED,
-    TIMED_OUT: EXIT_TIMEOUT,
-}
+from signal4.codes import EXIT_CODES, STEP_STATUSES, Status
 
 
 class ProtocolError(ValueError):
@@ -54,7 +33,8 @@ class ProtocolError(ValueError):
 def encode(result: dict[str, Any]) -> str:
     """Return ``result`` as the single line a step prints last."""
     if result.get("status") not in STEP_STATUSES:
-        raise ProtocolError(f"status must be one of {STEP_STATUSES}, got {result.get('status')!r}")
+        wanted = ", ".join(STEP_STATUSES)
+        raise ProtocolError(f"status must be one of {wanted}, got {result.get('status')!r}")
     return json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
@@ -87,14 +67,15 @@ def content_of(result: Mapping[str, Any]) -> str | None:
     return str(contents[0]) if contents else None
 
 
-def verdict(result: Mapping[str, Any]) -> tuple[str, int, str | None]:
+def verdict(result: Mapping[str, Any]) -> tuple[Status, int, str | None]:
     """(status, exit code, error) of a well-formed result: the one result -> outcome rule.
 
     The dispatcher (a step's last stdout line) and the submitter (a warm worker's return
     value) both use it; ``error`` is the step's own message for a failure, else None.
     """
-    status = str(result["status"])
-    if status not in ALL_STATUSES:
-        raise ProtocolError(f"the result has no valid status: {status!r}")
-    error = result.get("error") if status not in (COMPLETED, SKIPPED) else None
+    try:
+        status = Status(result["status"])
+    except ValueError:
+        raise ProtocolError(f"the result has no valid status: {result['status']!r}") from None
+    error = result.get("error") if not status.ok else None
     return status, EXIT_CODES[status], None if error is None else str(error)

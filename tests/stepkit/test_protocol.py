@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from signal4.run import protocol
+from signal4.stepkit import protocol
 
 
 @pytest.mark.parametrize(

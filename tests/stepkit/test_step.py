@@ -15,11 +15,14 @@ from typing import Any
 
 import pytest
 
+from signal4 import codes
+from signal4.codes import Status
 from signal4.content import settings
 from signal4.content.state import StateDB
 from signal4.envs import manifest
-from signal4.run import protocol, record
-from signal4.run.steprunner import Context, InvalidInput, Step, StepFailure, keeps, number
+from signal4.run import record
+from signal4.stepkit import protocol
+from signal4.stepkit.step import Context, InvalidInput, Step, StepFailure, keeps, number
 from tests.conftest import ROOT
 from tests.helpers.steps import small_filesystem
 
@@ -46,7 +49,7 @@ def _execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         with ctx.store.open_atomic(ctx.store.path(options.content, "big.bin")) as fh:
             for _ in range(1 << 12):
                 fh.write(block)
-    return {"status": protocol.COMPLETED, "mode": options.mode, "root": str(ctx.store.root)}
+    return {"status": Status.COMPLETED, "mode": options.mode, "root": str(ctx.store.root)}
 
 
 def _ready() -> None:
@@ -97,7 +100,7 @@ def _apply(result: dict[str, Any]) -> dict[str, Any]:
 def test_completed(capsys: pytest.CaptureFixture[str]) -> None:
     code, result, _ = _main(capsys, "--content", "c1")
     assert code == 0
-    assert result["status"] == protocol.COMPLETED
+    assert result["status"] == Status.COMPLETED
     assert (result["step"], result["content"], result["mode"]) == ("demo", "c1", "ok")
     assert result["root"].endswith("content")
     assert isinstance(result["seconds"], float)
@@ -139,7 +142,7 @@ def test_usage_errors_are_invalid_input(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2
     assert "--content" in result["error"]
     code, result, _ = _main(capsys, "--content", "c", "--bogus")
-    assert (code, result["status"]) == (2, protocol.INVALID_INPUT)
+    assert (code, result["status"]) == (2, Status.INVALID_INPUT)
     assert "--bogus" in result["error"]
 
 
@@ -163,7 +166,7 @@ def test_help_is_a_completed_result_not_an_exit(capsys: pytest.CaptureFixture[st
     assert protocol.parse_last_line(out) == {"status": "completed", "step": "demo", "help": True}
     # the worker's entry point (run_argv) gets the text back, and never a SystemExit
     result = STEP.run_argv(["--content", "c1", "-h"])
-    assert result["status"] == protocol.COMPLETED
+    assert result["status"] == Status.COMPLETED
     assert "A demo step." in result["help"]
 
 
@@ -275,7 +278,7 @@ def test_every_numeric_option_of_every_step_refuses_bad_numbers_under_a_memory_l
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for module, argv, option, status, error in json.loads(proc.stdout.splitlines()[-1]):
-        assert status == protocol.INVALID_INPUT, (module, argv, status, error)
+        assert status == Status.INVALID_INPUT, (module, argv, status, error)
         assert f"argument {option}: must be" in error, (module, argv, error)
 
 
@@ -288,7 +291,7 @@ def test_bitrate_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
 
     for bad in ("nan", "inf", "0", "-32k", "1M", "32q", "100"):
         result = CLEANUP.run_argv(["--content", "c1", f"--bitrate={bad}"])
-        assert result["status"] == protocol.INVALID_INPUT, bad
+        assert result["status"] == Status.INVALID_INPUT, bad
         assert "argument --bitrate: must be an Opus bitrate" in result["error"]
     assert CLEANUP.parser().parse_args(["--content", "c", "--bitrate", "24k"]).bitrate == "24000"
 
@@ -296,7 +299,7 @@ def test_bitrate_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", ".", "-x"])
 def test_a_bad_content_id_is_a_usage_error(capsys: pytest.CaptureFixture[str], bad: str) -> None:
     code, result, err = _main(capsys, f"--content={bad}")
-    assert (code, result["status"]) == (2, protocol.INVALID_INPUT)
+    assert (code, result["status"]) == (2, Status.INVALID_INPUT)
     assert "argument --content: invalid content id" in result["error"]
     assert "Traceback" not in err
 
@@ -319,7 +322,7 @@ def test_a_bad_setting_is_invalid_input_naming_it(
 ) -> None:
     monkeypatch.setenv(f"SIGNAL4_{name}", value)
     code, result, err = _main(capsys, "--content", "c1")
-    assert (code, result["status"]) == (2, protocol.INVALID_INPUT)
+    assert (code, result["status"]) == (2, Status.INVALID_INPUT)
     assert needle in result["error"]
     assert err.strip().splitlines() == [f"demo: invalid_input: {result['error']}"]
 
@@ -335,10 +338,10 @@ def test_a_bad_setting_through_a_real_step_cli(tmp_path: Path) -> None:
         env=env,
         cwd=tmp_path,
     )
-    assert proc.returncode == protocol.EXIT_INVALID, proc.stderr
+    assert proc.returncode == codes.EXIT_INVALID, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "SIGNAL4_CHUNK_SECONDS='inf'" in proc.stderr
-    assert protocol.parse_last_line(proc.stdout)["status"] == protocol.INVALID_INPUT
+    assert protocol.parse_last_line(proc.stdout)["status"] == Status.INVALID_INPUT
 
 
 def test_a_failed_rewrite_keeps_a_done_stage_done(capsys: pytest.CaptureFixture[str]) -> None:
@@ -348,7 +351,7 @@ def test_a_failed_rewrite_keeps_a_done_stage_done(capsys: pytest.CaptureFixture[
     assert db.stage_status("c1", "convert") == "done"
 
     code, result, _ = _main(capsys, "--content", "c1", "--mode", "invalid", "--rewrite")
-    assert (code, result["status"]) == (2, protocol.INVALID_INPUT)
+    assert (code, result["status"]) == (2, Status.INVALID_INPUT)
     row = db.get("c1").steps[0]  # type: ignore[union-attr]
     assert (row.stage, row.status, row.error) == ("convert", "done", None)
     assert row.info["n"] == 1  # what the successful run recorded is still there
@@ -371,7 +374,7 @@ def test_a_full_disk_is_failed_naming_the_file_system(
         db = StateDB(settings.get().db_url)  # the state DB stays on the big disk
         db.register("c1", kind="file")
         code, result, err = _main(capsys, "--content", "c1", "--mode", "fill")
-        assert (code, result["status"]) == (1, protocol.FAILED)
+        assert (code, result["status"]) == (1, Status.FAILED)
         assert "no space left on device" in result["error"]
         assert f"the file system at {small} is full" in result["error"]
         assert "Traceback" not in err
@@ -382,7 +385,7 @@ def test_a_full_disk_is_failed_naming_the_file_system(
 def test_context_is_lazy_builds_each_part_once_and_never_loads_the_orm(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from signal4.run.steprunner import Context\n"
+        "from signal4.stepkit.step import Context\n"
         "ctx = Context()\n"
         "assert 'signal4.content.settings' not in sys.modules\n"
         "settings = ctx.settings\n"
@@ -411,7 +414,7 @@ def test_ctrl_c_in_a_step_is_one_line_and_exit_130(tmp_path: Path) -> None:
     script = tmp_path / "slow_step.py"
     script.write_text(
         "import argparse, time\n"
-        "from signal4.run.steprunner import Step\n"
+        "from signal4.stepkit.step import Step\n"
         "def execute(options, ctx):\n"
         "    print('working', flush=True)\n"
         "    time.sleep(60)\n"
@@ -436,7 +439,7 @@ def test_ctrl_c_in_a_step_is_one_line_and_exit_130(tmp_path: Path) -> None:
 
 
 def test_the_cpu_budget_comes_from_signal4_threads() -> None:
-    from signal4.run.steprunner import cpu_budget
+    from signal4.stepkit.step import cpu_budget
 
     assert cpu_budget({"SIGNAL4_THREADS": "3"}) == 3
     assert cpu_budget({}) == len(os.sched_getaffinity(0))
@@ -446,7 +449,7 @@ def test_the_cpu_budget_comes_from_signal4_threads() -> None:
 
 
 def test_a_full_disk_is_found_behind_wrappers_and_database_errors() -> None:
-    from signal4.run.steprunner import disk_full
+    from signal4.stepkit.step import disk_full
 
     full = OSError(28, "No space left on device")
     try:
@@ -490,7 +493,7 @@ def test_an_unreadable_item_json_is_bad_input_saying_what_to_do(
     import dataclasses
 
     def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-        return {"status": protocol.COMPLETED, "item": ctx.item(options.content)}
+        return {"status": Status.COMPLETED, "item": ctx.item(options.content)}
 
     step = dataclasses.replace(STEP, execute=execute)
     folder = Path(settings.get().content_root) / "c1"
@@ -572,12 +575,12 @@ def test_a_full_disk_names_the_content_folder_or_the_file_being_written(
 
 
 def test_the_cpu_budget_is_one_thread_per_cpu_this_process_may_use() -> None:
-    from signal4.run.steprunner import cpu_budget
+    from signal4.stepkit.step import cpu_budget
 
     assert cpu_budget({"SIGNAL4_THREADS": " 1 "}) == 1
     # under `taskset -c <one cpu>` (or a container's limit): one thread
     code = (
-        "import os; from signal4.run.steprunner import cpu_budget\n"
+        "import os; from signal4.stepkit.step import cpu_budget\n"
         "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
         "print(cpu_budget({}))\n"
     )
@@ -623,7 +626,7 @@ def test_a_dry_run_carries_no_params_and_a_path_out_of_its_folder_is_bad_input()
     def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         if options.mode == "escape":
             raise InvalidContentId("'../x' leaves the content folder")
-        return {"status": protocol.COMPLETED, "dry_run": True}
+        return {"status": Status.COMPLETED, "dry_run": True}
 
     step = dataclasses.replace(STEP, execute=execute, params=_params)
     started = time.monotonic()
@@ -681,19 +684,19 @@ def test_a_result_carries_the_records_of_its_run_and_the_step_opens_no_db() -> N
     # another item's record of the same stage is not this item's
     def other(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         ctx.mark("c2", "convert", "done")
-        return {"status": protocol.COMPLETED}
+        return {"status": Status.COMPLETED}
 
     result = dataclasses.replace(STEP, execute=other).run_argv(["--content", "c1"])
     assert result["records"] == [{**done, "content": "c2"}, done]
 
     def skip(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-        return {"status": protocol.SKIPPED}
+        return {"status": Status.SKIPPED}
 
     result = dataclasses.replace(STEP, execute=skip).run_argv(["--content", "c1"])
     assert result["records"] == [{**done, "skipped": True}]
 
     def dry(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
-        return {"status": protocol.COMPLETED, "dry_run": True}
+        return {"status": Status.COMPLETED, "dry_run": True}
 
     assert "records" not in dataclasses.replace(STEP, execute=dry).run_argv(["--content", "c1"])
     # a step of no stage records nothing, and leaves the item's folder alone

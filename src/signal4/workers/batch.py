@@ -7,7 +7,7 @@ nothing), and every chain is sent before the first result is awaited. The env qu
 the workers' pool sizes do the limiting. A stage is "running" once its worker reports it
 started; each finished stage is recorded in the state DB as the local runner records it
 (``stage_run``, with the host the worker names), and the view gets the same
-:class:`~signal4.run.batch.Event`\\ s.
+:class:`~signal4.run.runner.Event`\\ s.
 
 One item's failure stops only its chain. A stage that the workers have not finished past
 its hard time limit plus :data:`~signal4.workers.submit.WAIT_MARGIN` seconds without
@@ -26,21 +26,21 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from signal4 import codes
+from signal4.codes import ItemStatus, Status
 from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
-from signal4.run import dispatch, protocol
-from signal4.run.batch import Event, ItemResult, settle
+from signal4.run import dispatch
 from signal4.run.plan import Item, Plan, Stage
+from signal4.run.runner import Event, ItemResult, settle
 from signal4.signals import handling
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
 
-SAMPLE = Path("samples") / "two_speakers" / "audio.wav"
 #: Seconds between two looks at the results.
 POLL = 0.25
 #: Seconds the runner waits, after Ctrl-C, for the revoked running stages to end.
@@ -127,13 +127,13 @@ class WorkerBatch:
         for item in plan.items:
             if item.error:
                 result = self.results[id(item)]
-                result.status, result.error = "failed", item.error
-                result.exit_code = protocol.EXIT_FAILED
+                result.status, result.error = ItemStatus.FAILED, item.error
+                result.exit_code = codes.EXIT_FAILED
             elif not item.pending:
-                self.results[id(item)].status = "done"
+                self.results[id(item)].status = ItemStatus.DONE
 
     def _todo(self) -> list[Item]:
-        return [i for i in self.plan.items if self.results[id(i)].status == "waiting"]
+        return [i for i in self.plan.items if self.results[id(i)].status == ItemStatus.WAITING]
 
     def check(self) -> None:
         """Refuse before anything is sent: the broker must answer, every env a worker have.
@@ -231,7 +231,7 @@ class WorkerBatch:
         # from now on the stage's time limit counts: give up past it (see Watch)
         ch.watch = submit.watch_for(ch.stage.task, ch.result, broker=self.url)
         ch.watch.say = self.say
-        self.results[id(ch.item)].status = "running"
+        self.results[id(ch.item)].status = ItemStatus.RUNNING
         self.on_event(Event("start", ch.item, ch.stage, started=ch.began))
 
     def _ready(self, ch: _Chain, state: str) -> bool:
@@ -248,12 +248,12 @@ class WorkerBatch:
         if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
             outcome = replace(outcome, duration=float(seconds))
         self._finished(ch.item, ch.stage, outcome, ch.began, host_of(outcome.result, ch.node))
-        ok = self.results[id(ch.item)].status not in ("failed", "interrupted")
+        ok = self.results[id(ch.item)].status not in (ItemStatus.FAILED, ItemStatus.INTERRUPTED)
         ch.index, ch.began, ch.node, ch.watch = ch.index + 1, None, None, None
         if ok and ch.index < len(ch.stages):
             return True
         if ok:
-            self.results[id(ch.item)].status = "done"
+            self.results[id(ch.item)].status = ItemStatus.DONE
         return False
 
     def _give_up(self, ch: _Chain, why: str) -> None:
@@ -261,8 +261,8 @@ class WorkerBatch:
         outcome = dispatch.Outcome(
             task=ch.stage.task.name,
             env=ch.stage.task.env,
-            status=protocol.TIMED_OUT,
-            exit_code=protocol.EXIT_TIMEOUT,
+            status=Status.TIMED_OUT,
+            exit_code=codes.EXIT_TIMEOUT,
             returncode=None,
             duration=time.monotonic() - ch.began,
             error=why,
@@ -292,8 +292,7 @@ class WorkerBatch:
         open_chains = [
             ch
             for ch in chains
-            if ch.index < len(ch.stages)
-            and self.results[id(ch.item)].status not in ("done", "failed", "interrupted")
+            if ch.index < len(ch.stages) and not self.results[id(ch.item)].status.finished
         ]
         ids = [str(r.id) for ch in open_chains for r in ch.results[ch.index :]]
         running = [ch for ch in open_chains if ch.began is not None]
@@ -320,8 +319,8 @@ class WorkerBatch:
             if running:
                 time.sleep(self.poll)
         for result in self.results.values():
-            if result.status in ("waiting", "running"):
-                result.status = "interrupted"
+            if not result.status.finished:
+                result.status = ItemStatus.INTERRUPTED
 
     def _interrupted(self, ch: _Chain, state: str) -> None:
         from signal4.workers import submit
@@ -369,9 +368,3 @@ class _Quiet:
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum))
-
-
-def transcript_paths(content_folder: Path) -> list[Path]:
-    """The transcript files of a finished content folder (JSON may be gzipped by cleanup)."""
-    names = ("transcript.vtt", "transcript.srt", "transcript.json", "transcript.json.gz")
-    return [content_folder / n for n in names if (content_folder / n).exists()]

@@ -35,7 +35,6 @@ import argparse
 import errno
 import math
 import os
-import signal
 import sys
 import time
 import traceback
@@ -44,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from signal4.run import protocol
+from signal4 import codes
+from signal4.codes import StageState, Status
+from signal4.stepkit import protocol
 
 N = TypeVar("N", int, float)
 #: errno values that mean "the disk is full" (out of blocks, or of the user's quota).
@@ -127,29 +128,15 @@ def number(
     return convert
 
 
-THREADS_VARIABLE = "SIGNAL4_THREADS"
-
-
 def cpu_budget(environ: Mapping[str, str] | None = None) -> int:
-    """How many threads a step's own pools may use: ``SIGNAL4_THREADS``, else its CPUs.
+    """How many threads a step's own pools may use (:func:`signal4.cpu.budget`); a bad
+    ``SIGNAL4_THREADS`` is InvalidInput naming it."""
+    from signal4 import cpu
 
-    Its CPUs are its affinity mask (a container's or ``taskset``'s limit), or the machine's
-    count where there is no such call. ``inv pipeline`` sets the variable to each step's
-    share of ``--jobs``. A bad value is InvalidInput naming it.
-    """
-    raw = (os.environ if environ is None else environ).get(THREADS_VARIABLE, "").strip()
-    if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise InvalidInput(f"{THREADS_VARIABLE}={raw!r}: must be a whole number >= 1")
-        return value
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        return cpu.budget(environ)
+    except cpu.BadThreads as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def content_id_arg(text: str) -> str:
@@ -419,25 +406,25 @@ class Step:
         except reraise:
             raise
         except InvalidInput as exc:
-            result = {"status": protocol.INVALID_INPUT, "error": str(exc)}
-            self._record(ctx, options, "invalid_input", str(exc))
+            result = {"status": Status.INVALID_INPUT, "error": str(exc)}
+            self._record(ctx, options, Status.INVALID_INPUT, str(exc))
         except StepFailure as exc:
-            result = {"status": protocol.FAILED, "error": str(exc)}
-            self._record(ctx, options, "failed", str(exc))
+            result = {"status": Status.FAILED, "error": str(exc)}
+            self._record(ctx, options, Status.FAILED, str(exc))
         except Exception as exc:
             result = self._unexpected(ctx, options, exc)
         result.setdefault("step", self.name)
         if getattr(options, "content", None):
             result.setdefault("content", options.content)
         status, content = result.get("status"), result.get("content")
-        if status == protocol.COMPLETED and not result.get("dry_run"):
+        if status == Status.COMPLETED and not result.get("dry_run"):
             self._new_outputs(options, ctx, result)
         if self.stage and content and not ctx.marked(content, self.stage):
             # the stage's state, unless the step recorded it itself (with its info)
-            if status == protocol.COMPLETED and not result.get("dry_run"):
-                ctx.mark(content, self.stage, "done")
-            elif status == protocol.SKIPPED:
-                ctx.mark(content, self.stage, "done", skipped=True)
+            if status == Status.COMPLETED and not result.get("dry_run"):
+                ctx.mark(content, self.stage, StageState.DONE)
+            elif status == Status.SKIPPED:
+                ctx.mark(content, self.stage, StageState.DONE, skipped=True)
         if len(ctx.records) > first:
             result["records"] = ctx.records[first:]
         result["seconds"] = round(time.monotonic() - started, 3)
@@ -467,8 +454,8 @@ class Step:
         try:
             params = self.params(options, ctx) if self.params is not None else {}
         except InvalidInput as exc:
-            return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
-        return {"status": protocol.COMPLETED, "step": self.name, "params": params}
+            return {"status": Status.INVALID_INPUT, "step": self.name, "error": str(exc)}
+        return {"status": Status.COMPLETED, "step": self.name, "params": params}
 
     def _unexpected(
         self, ctx: Context, options: argparse.Namespace, exc: Exception
@@ -481,9 +468,9 @@ class Step:
         """
         from signal4.content.store import InvalidContentId
 
-        status, full = protocol.FAILED, disk_full(exc)
+        status, full = Status.FAILED, disk_full(exc)
         if isinstance(exc, InvalidContentId):
-            status, message = protocol.INVALID_INPUT, str(exc)
+            status, message = Status.INVALID_INPUT, str(exc)
         elif full is not None:
             message = self._no_space(ctx, options, full)
         else:
@@ -542,9 +529,9 @@ class Step:
         try:
             options = self.parser(probe="--params" in argv).parse_args(list(argv))
         except _HelpRequested as exc:
-            return {"status": protocol.COMPLETED, "step": self.name, "help": exc.text}
+            return {"status": Status.COMPLETED, "step": self.name, "help": exc.text}
         except InvalidInput as exc:
-            return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
+            return {"status": Status.INVALID_INPUT, "step": self.name, "error": str(exc)}
         from signal4.content import settings
         from signal4.content.guard import content_guard
 
@@ -553,7 +540,7 @@ class Step:
             settings.get()
             ctx.settings  # noqa: B018
         except (settings.SettingsError, InvalidInput) as exc:
-            return {"status": protocol.INVALID_INPUT, "step": self.name, "error": str(exc)}
+            return {"status": Status.INVALID_INPUT, "step": self.name, "error": str(exc)}
         if options.params:
             return self.describe_params(options, ctx)
 
@@ -569,25 +556,25 @@ class Step:
         if "--ready" in argv:
             self.ready()
             ready = {
-                "status": protocol.COMPLETED,
+                "status": Status.COMPLETED,
                 "step": self.name,
                 "ready": True,
                 "python": sys.executable,
             }
             print(protocol.encode(ready))
-            return protocol.EXIT_OK
+            return codes.EXIT_OK
         try:
             result = self.run_argv(argv)
         except KeyboardInterrupt:
             # Ctrl-C (the dispatcher forwards it): one line, no traceback, no result line;
             # the dispatcher reports the step as interrupted
             print(f"{self.name}: interrupted", file=sys.stderr)
-            return 128 + signal.SIGINT
+            return codes.EXIT_INTERRUPTED
         if isinstance(result.get("help"), str):
             print(result["help"], end="" if result["help"].endswith("\n") else "\n")
             result = {**result, "help": True}
-        if result["status"] in (protocol.INVALID_INPUT, protocol.FAILED):
+        if result["status"] in (Status.INVALID_INPUT, Status.FAILED):
             print(f"{self.name}: {result['status']}: {result.get('error')}", file=sys.stderr)
         sys.stdout.flush()
         print(protocol.encode(result))
-        return protocol.EXIT_CODES[result["status"]]
+        return codes.EXIT_CODES[result["status"]]
