@@ -53,6 +53,8 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     #: Added by the runner: the step ran past its time limit and was stopped.
     TIMED_OUT = "timed_out"
+    #: Added by the runner: Ctrl-C or SIGTERM stopped the step (it did not fail).
+    INTERRUPTED = "interrupted"
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,7 @@ EXIT_CODES: Final[dict[str, int]] = {
     Status.INVALID_INPUT: EXIT_INVALID,
     Status.FAILED: EXIT_FAILED,
     Status.TIMED_OUT: EXIT_TIMEOUT,
+    Status.INTERRUPTED: EXIT_INTERRUPTED,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,42 @@ def test_an_empty_optional_setting_is_unset(monkeypatch: pytest.MonkeyPatch) -> 
     conf = _load()
     assert (conf.content_dir, conf.database_url) == (None, None)
     assert conf.content_root == (conf.data_dir / "content").resolve()
+
+
+def test_a_runner_decides_the_data_folder_from_the_project_not_from_where_it_stands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, elsewhere = tmp_path / "project", tmp_path / "project" / "src"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("SIGNAL4_DATA_DIR")
+    (elsewhere / ".env").write_text("SIGNAL4_CHUNK_SECONDS=9\n")  # not the project's
+    conf = settings.for_project(root)
+    assert conf.data_dir == root / "data"
+    assert conf.db_url == f"sqlite:///{root / 'data' / 'state.db'}"
+    assert conf.chunk_seconds == 300.0
+    # the project's .env counts, a relative folder in it is the project's
+    (root / ".env").write_text("SIGNAL4_DATA_DIR=store\nSIGNAL4_CONTENT_DIR=media\n")
+    conf = settings.for_project(root)
+    assert (conf.data_dir, conf.content_root) == (root / "store", root / "media")
+    # the environment wins, a relative folder there is the caller's
+    monkeypatch.setenv("SIGNAL4_DATA_DIR", "here")
+    assert settings.for_project(root).data_dir == elsewhere / "here"
+
+
+def test_a_runner_hands_every_setting_down_as_it_decided_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNAL4_ALLOW_LOOPBACK", "yes")
+    conf = settings.for_project(tmp_path)
+    env = conf.environ()
+    assert env["SIGNAL4_ALLOW_LOOPBACK"] == "true"
+    assert env["SIGNAL4_DATABASE_URL"] == ""
+    assert env["SIGNAL4_CHUNK_SECONDS"] == "300.0"
+    assert Path(env["SIGNAL4_DATA_DIR"]).is_absolute()
+    # what a step reads back from them is what the runner decided
+    monkeypatch.setattr(os, "environ", {**os.environ, **env})
+    again = settings.load()
+    for name in ("data_dir", "content_root", "db_url", "allow_loopback", "chunk_seconds"):
+        assert getattr(again, name) == getattr(conf, name), name
+    assert again.digest_cache == conf.data_dir / ".cache" / "digests.json"

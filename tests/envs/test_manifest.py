@@ -220,14 +220,6 @@ def test_manifest_errors_carry_the_usage_exit_code() -> None:
         parse(GOOD).env("nope")
 
 
-def test_the_data_dir_is_decided_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
-    m = parse(GOOD)
-    monkeypatch.delenv("SIGNAL4_DATA_DIR")
-    assert m.data_dir == Path("/nowhere/data")
-    monkeypatch.setenv("SIGNAL4_DATA_DIR", "/elsewhere")
-    assert m.data_dir == Path("/elsewhere")
-
-
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

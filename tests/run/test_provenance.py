@@ -355,43 +355,6 @@ def test_an_env_that_cannot_say_its_params_is_a_note_and_params_are_not_compared
     assert checker.reasons(m.task("stitch"), record, tmp_path) == []
 
 
-def test_a_worker_records_what_it_ran_with_its_own_host_and_lock(
-    m: manifest.Manifest, isolated_data: Path
-) -> None:
-    import socket
-
-    from signal4.content import settings
-    from signal4.stepkit.digest import file_digest
-
-    conf = settings.get()
-    db = StateDB(conf.db_url)
-    db.register("c1", kind="file")
-    folder = conf.content_root / "c1"
-    folder.mkdir(parents=True)
-    (folder / "audio.wav").write_bytes(b"RIFF-audio")
-    task = m.task("diarize")
-
-    def run(status: str = "completed") -> dict[str, object]:
-        db.mark("c1", "diarize", DONE if status == "completed" else status)  # as the step does
-        return {"status": status, "content": "c1", "params": {"speakers": None}}
-
-    got = provenance.recorded_run(m, task, ["--content", "c1"], run, lock="lock-123")
-    assert got["status"] == "completed"
-    record = db.provenance()["c1"]["diarize"]
-    assert (record["lock"], record["host"], record["task"]) == (
-        "lock-123",
-        socket.gethostname(),
-        "diarize",
-    )
-    assert record["inputs"]["audio.wav"]["digest"] == file_digest(folder / "audio.wav")
-    assert record["params"] == {"speakers": None}
-    assert record["env"]["name"] == "diarize" and record["code"]["digest"]
-    assert json.loads((folder / STORAGE_MANIFEST).read_text())["provenance"] == {"diarize": record}
-    # a run that did not complete records nothing (and the done run's record stays)
-    provenance.recorded_run(m, task, ["--content", "c1"], lambda: run("failed"), lock="other")
-    assert db.provenance()["c1"]["diarize"]["lock"] == "lock-123"
-
-
 def test_a_broken_gz_input_or_module_is_not_a_crash(m: manifest.Manifest, tmp_path: Path) -> None:
     (tmp_path / "transcript_words.json.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     assert provenance.input_fingerprints(m.task("stitch"), tmp_path) == {}

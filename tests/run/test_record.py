@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from signal4.content import settings
 from signal4.content.state import StateDB
 from signal4.run import record
 from tests.conftest import ROOT
@@ -145,57 +144,11 @@ def test_a_bad_record_is_refused_and_nothing_is_written(
     assert record.records_of({"status": "completed"}) == []
 
 
-def test_describe_from_db_writes_item_json_for_content_stored_before_it(
-    db: StateDB, tmp_path: Path
-) -> None:
-    db.register("old", kind="podcast", title="Ep", meta={"media": "ep.mp3"})
-    assert record.describe_from_db(db, tmp_path, "old") is False  # no folder: nothing to do
-    (tmp_path / "old").mkdir()
-    assert record.describe_from_db(db, tmp_path, "old") is True
-    described = json.loads((tmp_path / "old" / "item.json").read_text())
-    assert described == {"kind": "podcast", "title": "Ep", "meta": {"media": "ep.mp3"}}
-    db.register("old", kind="podcast", title="Changed")
-    assert record.describe_from_db(db, tmp_path, "old") is False  # the folder's own stays
-    assert json.loads((tmp_path / "old" / "item.json").read_text())["title"] == "Ep"
-    (tmp_path / "new").mkdir()
-    assert record.describe_from_db(db, tmp_path, "new") is False  # the DB knows nothing
-    assert record.describe_from_db(db, tmp_path, "../old") is False  # no id: the step says so
-    assert not (tmp_path / "new" / "item.json").exists()
-
-
 def test_content_arg() -> None:
     assert record.content_arg(["--x", "1", "--content", "c1"]) == "c1"
     assert record.content_arg(["--content=c2"]) == "c2"
     assert record.content_arg(["--content"]) is None
     assert record.content_arg(["--input", "a.wav"]) is None
-
-
-def test_on_worker_writes_the_records_and_a_bad_db_is_only_a_warning(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    conf = settings.get()
-    db = StateDB(conf.db_url)
-    db.register("old", kind="file", title="Old")
-    (conf.content_root / "old").mkdir(parents=True)
-    seen: list[bool] = []
-
-    def run() -> dict[str, Any]:
-        seen.append((conf.content_root / "old" / "item.json").is_file())  # described first
-        return _result({"content": "old", "stage": "convert", "status": "done"})
-
-    result = record.on_worker(["--content", "old"], run)
-    assert seen == [True]
-    assert result["records"] and db.stage_status("old", "convert") == "done"
-    # a record the DB refuses: the step's result still comes back, with a warning
-    bad = record.on_worker([], lambda: {"step": "demo", "records": "nope"})
-    assert bad == {"step": "demo", "records": "nope"}
-    err = capsys.readouterr().err
-    assert "warning: the state of demo not recorded: records must be a list" in err
-    assert "could not describe" not in err  # no --content: nothing to describe
-    # a bad setting: the step runs (and says what is wrong) without the DB
-    monkeypatch.setenv("SIGNAL4_CHUNK_SECONDS", "nan")
-    settings.get.cache_clear()
-    assert record.on_worker([], lambda: {"status": "invalid_input"}) == {"status": "invalid_input"}
 
 
 def test_inv_run_records_what_the_step_reports(tmp_path: Path) -> None:
@@ -255,26 +208,6 @@ def test_a_failure_the_step_did_not_report_is_recorded_by_the_runner(db: StateDB
     assert db.stage_status("c", "stitch") == "failed"
 
 
-def test_settle_records_a_timed_out_stage(db: StateDB) -> None:
-    from signal4.envs.manifest import Task
-    from signal4.run import dispatch, runner
-    from signal4.run.plan import Item, Stage
-
-    task = Task("transcribe", "transcribe", "m", 1.0, 1, stage="transcribe")
-    stage = Stage(task, ["--content", "c"])
-    item = Item("c.wav", "c", [stage], content="c")
-    db.register("c", kind="file")
-    outcome = dispatch.Outcome(
-        "transcribe", "transcribe", "timed_out", 124, -15, 1.0, error="timed out after 1 s"
-    )
-    result = runner.ItemResult(item)
-    runner.settle(db, result, stage, outcome, host="h")
-    assert (result.status, stage.done) == ("failed", False)
-    assert db.stage_status("c", "transcribe") == "timed_out"
-    assert db.get("c").steps[0].error == "timed out after 1 s"  # type: ignore[union-attr]
-    assert [r.status for r in db.runs()] == ["timed_out"]
-
-
 def test_register_fills_in_the_kind_and_a_new_item_from_its_folder(
     db: StateDB, tmp_path: Path
 ) -> None:
@@ -331,49 +264,152 @@ def test_unreported_says_whether_it_wrote(db: StateDB) -> None:
     assert record.unreported(db, own, "c", "stitch", "failed", "e") is False
 
 
-def test_the_recorder_writes_what_the_runner_saw_only_with_its_stage_and_item(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+# ------------------------------------------------------------------ the stage recorder
+
+
+def _task(stage: str = "transcribe", inputs: tuple[str, ...] = ()) -> Any:
+    from signal4.envs.manifest import Task
+
+    return Task(stage, stage, "m", 1.0, 1, stage=stage, inputs=inputs)
+
+
+def _outcome(status: str, *records: dict[str, Any], error: str | None = None) -> Any:
+    from signal4.codes import EXIT_CODES
+    from signal4.run.dispatch import Outcome
+
+    result = _result(*records) if records else {}
+    if result:
+        result["status"] = status
+    return Outcome("t", "e", status, EXIT_CODES[status], 0, 1.0, result, error)
+
+
+def test_the_recorder_writes_what_the_runner_saw_of_a_stage_the_step_could_not_report(
+    db: StateDB,
 ) -> None:
-    conf = settings.get()
-    db = StateDB(conf.db_url)
     db.register("c", kind="file")
-    # ended on its own (status None): nothing of the runner's to add
-    record.Recorder(["--content", "c"], "transcribe").after({})
+    recorder = record.StageRecorder(db, None)
+    task = _task()
+    # ended on its own, completed: the step's records say it all
+    done = _outcome("completed", {"content": "c", "stage": "transcribe", "status": "done"})
+    assert recorder.after(recorder.before(task, "c"), done) == []
+    assert db.stage_status("c", "transcribe") == "done"
+    db.mark("c", "diarize", "failed", error="old")
+    # timed out, killed or stopped: the stage takes the runner's account
+    timed_out = _outcome("timed_out", error="timed out after 1 s")
+    recorder.after(recorder.before(_task("diarize"), "c"), timed_out)
+    assert db.stage_status("c", "diarize") == "timed_out"
+    # Ctrl-C: interrupted, not failed
+    recorder.after(recorder.before(_task("stitch"), "c"), _outcome("interrupted", error="by INT"))
+    assert db.stage_status("c", "stitch") == "interrupted"
+    assert [(r.stage, r.status) for r in db.runs("c")] == [
+        ("transcribe", "completed"),
+        ("diarize", "timed_out"),
+        ("stitch", "interrupted"),
+    ]
+    # a done stage stays done, its outputs being kept: the attempt goes into its info
+    recorder.after(recorder.before(task, "c"), _outcome("interrupted", error="by TERM"))
+    row = next(r for r in db.get("c").steps if r.stage == "transcribe")  # type: ignore[union-attr]
+    assert row.status == "done" and row.info["last_attempt"]["status"] == "interrupted"
+
+
+def test_what_each_runner_writes(db: StateDB) -> None:
+    db.register("c", kind="file")
+    done = _outcome("completed", {"content": "c", "stage": "transcribe", "status": "done"})
+    # the client of a warm batch: the run, not the step's records (its worker wrote them)
+    client = record.StageRecorder(db, None, records=False)
+    client.after(client.before(_task(), "c"), done, item="c", host="worker-host")
     assert db.stage_status("c", "transcribe") is None
-    # timed out: the stage takes the runner's account
-    record.Recorder(["--content", "c"], "transcribe").after({}, "timed_out", "ran past 1 s")
-    assert db.stage_status("c", "transcribe") == "timed_out"
-    assert db.get("c").steps[0].error == "ran past 1 s"  # type: ignore[union-attr]
-    # without a stage, or without an item, there is nothing to write it on
-    record.Recorder(["--content", "c"]).after({}, "failed", "boom")
-    record.Recorder([], "diarize").after({}, "failed", "boom")
-    assert db.stage_status("c", "diarize") is None
-    # a bad setting when it was made: the DB is left alone, records or not
-    monkeypatch.setenv("SIGNAL4_CHUNK_SECONDS", "nan")
-    settings.get.cache_clear()
-    blind = record.Recorder(["--content", "c"], "diarize")
-    monkeypatch.delenv("SIGNAL4_CHUNK_SECONDS")
-    settings.get.cache_clear()
-    blind.after({"records": [{"content": "c", "stage": "diarize", "status": "done"}]}, "failed")
-    assert db.stage_status("c", "diarize") is None
-    assert capsys.readouterr().err == ""
+    assert [(r.status, r.host) for r in db.runs("c")] == [("completed", "worker-host")]
+    # a worker: the step's records, not the run (its client records that)
+    worker = record.StageRecorder(db, None, runs=False)
+    worker.after(worker.before(_task(), "c"), done)
+    assert db.stage_status("c", "transcribe") == "done" and len(db.runs("c")) == 1
+    # a run that names no item is not a stage run (inv run -- --help)
+    worker = record.StageRecorder(db, None)
+    worker.after(worker.before(_task(), None), _outcome("completed"))
+    assert len(db.runs()) == 1
 
 
-def test_the_recorder_warns_when_the_db_cannot_describe_an_item(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_a_worker_records_provenance_with_its_own_host_and_lock(
+    db: StateDB, tmp_path: Path
 ) -> None:
-    (settings.get().content_root / "c").mkdir(parents=True)
+    import socket
+
+    from signal4.content.store import STORAGE_MANIFEST
+    from signal4.envs import manifest
+    from signal4.run.provenance import Checker
+    from signal4.stepkit.digest import file_digest
+
+    m = manifest.load(ROOT)
+    task = m.task("diarize")
+    db.register("c1", kind="file")
+    folder = tmp_path / "c1"
+    folder.mkdir()
+    (folder / "audio.wav").write_bytes(b"RIFF-audio")
+    recorder = record.StageRecorder(db, tmp_path, m=m, checker=Checker(m, ()), lock="lock-123")
+    ticket = recorder.before(task, "c1")
+    (folder / "audio.wav").write_bytes(b"RIFF-other")  # what it read is what was there before
+    done = _outcome("completed", {"content": "c1", "stage": "diarize", "status": "done"})
+    done.result.update(content="c1", params={"speakers": None})
+    assert recorder.after(ticket, done) == []
+    made = db.provenance()["c1"]["diarize"]
+    assert (made["lock"], made["host"], made["task"]) == (
+        "lock-123",
+        socket.gethostname(),
+        "diarize",
+    )
+    assert made["inputs"]["audio.wav"]["digest"] != file_digest(folder / "audio.wav")
+    assert made["params"] == {"speakers": None}
+    assert made["env"]["name"] == "diarize" and made["code"]["digest"]
+    assert json.loads((folder / STORAGE_MANIFEST).read_text())["provenance"] == {"diarize": made}
+    # a run that did not complete records none (and the done run's record stays)
+    recorder.after(recorder.before(task, "c1"), _outcome("failed", error="boom"))
+    assert db.provenance()["c1"]["diarize"]["lock"] == "lock-123"
+    # nor does a dry run
+    dry = _outcome("completed")
+    dry.result.update(status="completed", content="c1", dry_run=True)
+    other = record.StageRecorder(db, tmp_path, m=m, checker=Checker(m, ()), lock="other")
+    other.after(other.before(task, "c1"), dry)
+    assert db.provenance()["c1"]["diarize"]["lock"] == "lock-123"
+
+
+def test_a_db_that_cannot_be_written_is_a_note_not_the_stages_failure(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")  # no folder can be made under it
-    monkeypatch.setenv("SIGNAL4_DATABASE_URL", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}")
-    settings.get.cache_clear()
-    recorder = record.Recorder(["--content", "c"], "convert")
-    assert "warning: could not describe c from the state DB: " in capsys.readouterr().err
-    # nothing to write: the DB is not opened (so no second warning)
-    stageless = record.Recorder(["--content", "c"])
-    capsys.readouterr()  # its own describe warning
-    recorder.after({})
-    record.Recorder([], "convert").after({}, "failed", "boom")
-    stageless.after({}, "failed", "boom")
-    assert capsys.readouterr().err == ""
-    recorder.after({}, "timed_out", "ran long")  # something to write: it tries, and says so
-    assert "warning: the state of convert not recorded: " in capsys.readouterr().err
+    recorder = record.StageRecorder(f"sqlite:///{tmp_path / 'a-file' / 'x.db'}", tmp_path)
+    ticket = recorder.before(_task(), "c")  # nothing to write yet: the DB is not opened
+    notes = recorder.after(ticket, _outcome("timed_out", error="ran long"), item="c")
+    assert [n.split(":")[0] for n in notes] == [
+        "the state of transcribe not recorded",
+        "the run of transcribe not recorded",
+    ]
+    bad = record.StageRecorder(StateDB(f"sqlite:///{tmp_path / 'ok.db'}"), tmp_path)
+    notes = bad.after(bad.before(_task(), "c"), _outcome("completed"), item="c")
+    assert notes == []
+    garbage = _outcome("completed")
+    garbage.result.update(status="completed", records="nope")
+    notes = bad.after(bad.before(_task(), "c"), garbage, item="c")
+    assert notes == ["the state of transcribe not recorded: records must be a list, not str"]
+
+
+def test_old_items_are_described_once_when_the_db_is_first_used(
+    db: StateDB, tmp_path: Path
+) -> None:
+    db.register("old", kind="podcast", title="Ep", meta={"media": "ep.mp3"})
+    db.register("gone", kind="file")  # no folder: nothing to write
+    db.register("own", kind="file", title="DB's")
+    for name in ("old", "own", "new"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "own" / "item.json").write_text(json.dumps({"kind": "file", "title": "Own"}))
+    recorder = record.StageRecorder(db, tmp_path)
+    recorder.before(_task(), "old")
+    assert not (tmp_path / "old" / "item.json").exists()  # not before the DB is used
+    recorder.after(recorder.before(_task(), "old"), _outcome("completed"), item="old")
+    described = json.loads((tmp_path / "old" / "item.json").read_text())
+    assert described == {"kind": "podcast", "title": "Ep", "meta": {"media": "ep.mp3"}}
+    assert json.loads((tmp_path / "own" / "item.json").read_text())["title"] == "Own"
+    assert not (tmp_path / "new" / "item.json").exists()  # the DB knows nothing of it
+    assert not (tmp_path / "gone").exists()
+    # once per content root: a later change in the DB is not written out again
+    (tmp_path / "old" / "item.json").unlink()
+    assert record.describe_old_items(db, tmp_path) == 0
+    assert not (tmp_path / "old" / "item.json").exists()

@@ -99,7 +99,7 @@ def main(
         raise UsageError("--jobs and --latest must be 0 (automatic / all) or more")
     checker = Checker(m, parse_triggers(rerun_triggers))
     raw = _sources(sources, from_file, m)
-    conf = settings.load(data_dir=m.data_dir)  # the data dir the dispatcher gives the steps
+    conf = settings.for_project(m.root)  # what the dispatcher hands the steps
     db = StateDB(conf.db_url)
     out = console()
     if workers and jobs:
@@ -126,6 +126,7 @@ def main(
         list_feed=_list_feed_on_workers(m, broker or None) if workers else _list_feed(m),
         checker=checker,
         content_root=conf.content_root,
+        allow_loopback=conf.allow_loopback,
     )
     if not plan.items and failed:
         more = "" if len(failed) == 1 else f" (and {len(failed) - 1} more)"

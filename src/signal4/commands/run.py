@@ -66,9 +66,12 @@ def run(
         code = sync([t.env])
         if code:
             return code
-    from signal4.run.record import Recorder
+    from signal4.content import settings
+    from signal4.run.record import StageRecorder, content_arg
 
-    recorder = Recorder(args, t.stage)
+    conf = settings.for_project(m.root)
+    recorder = StageRecorder(conf.db_url, conf.content_root)
+    ticket = recorder.before(t, content_arg(args))
     outcome = dispatch.run(
         m,
         t,
@@ -80,5 +83,6 @@ def run(
     if outcome.status == Status.TIMED_OUT or (outcome.error and not outcome.result):
         print(f"{task}: {outcome.status}: {outcome.error}", file=sys.stderr)
     # the step never opens the state DB: its records, or what we saw of its end, go in here
-    recorder.after(outcome.result, None if outcome.ok else outcome.status, outcome.error or "")
+    for note in recorder.after(ticket, outcome):
+        print(f"warning: {note}", file=sys.stderr)
     return outcome.exit_code

@@ -111,7 +111,7 @@ def main(
 
     m = load()
     checker = Checker(m, parse_triggers(triggers))
-    conf = settings.load(data_dir=m.data_dir)
+    conf = settings.for_project(m.root)
     db = StateDB(conf.db_url)
     items = db.all()
     why = stale(m, db, items, checker, conf.content_root) if stale_only else None
@@ -121,7 +121,7 @@ def main(
         print(json.dumps(data, indent=2, ensure_ascii=False))
         return 0
     columns = stages(m)
-    table = Table(title=f"state of {len(data)} item(s) in {m.data_dir}")
+    table = Table(title=f"state of {len(data)} item(s) in {conf.data_dir}")
     table.add_column("item", overflow="fold", min_width=20)
     table.add_column("title", overflow="fold")
     for stage in columns:

@@ -169,11 +169,11 @@ class Settings:
     #: Announce this lock hash instead of the env's own (drift tests only).
     worker_lock_hash: str | None = None
 
-    def __init__(self, **overrides: Any) -> None:
+    def __init__(self, *, env_file: Path | None = None, **overrides: Any) -> None:
         fields = {f.name: f for f in dataclasses.fields(self)}
         if unknown := sorted(set(overrides) - set(fields)):
             raise TypeError(f"unknown setting(s): {', '.join(unknown)}")
-        given = {**_dot_env(), **_environ()}
+        given = {**_dot_env(env_file or Path(ENV_FILE)), **_environ()}
         problems = []
         for name, field in fields.items():
             if name in overrides:
@@ -201,6 +201,24 @@ class Settings:
     def db_url(self) -> str:
         """The state database URL."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'state.db').resolve()}"
+
+    @property
+    def digest_cache(self) -> Path:
+        """Where the digests of model folders are cached (:func:`signal4.stepkit.digest`)."""
+        return self.data_dir.resolve() / ".cache" / "digests.json"
+
+    def environ(self) -> dict[str, str]:
+        """Every setting as its ``SIGNAL4_*`` variable: what a runner hands its steps, so
+        that they use what it decided (paths absolute; an unset optional one empty)."""
+        out = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, Path):
+                value = value.resolve()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            out[PREFIX + field.name.upper()] = "" if value is None else str(value)
+        return out
 
 
 def _parse(name: str, default: object, raw: object) -> Any:
@@ -242,8 +260,8 @@ def _environ() -> dict[str, str]:
     return found
 
 
-def _dot_env(path: str = ENV_FILE) -> dict[str, str]:
-    """The ``SIGNAL4_*`` lines of ``.env`` in the current directory, names upper-cased."""
+def _dot_env(path: Path) -> dict[str, str]:
+    """The ``SIGNAL4_*`` lines of the ``.env`` file at ``path``, names upper-cased."""
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read()
@@ -298,6 +316,30 @@ def load(**overrides: Any) -> Settings:
     """Read the settings now (``overrides`` win); :class:`SettingsError` (one line) for a
     value out of range."""
     return Settings(**overrides)
+
+
+def for_project(root: Path) -> Settings:
+    """The settings of a runner working on the project at ``root``: the one place its data
+    folder is decided.
+
+    As :func:`load`, but ``.env`` is read from ``root`` (not from the current folder), and
+    the data folder defaults to ``<root>/data`` (a relative one in ``.env`` is taken from
+    ``root``, one in the environment from the current folder). A runner hands the result
+    to its steps (:meth:`Settings.environ`), so they never fall back to their own defaults.
+    """
+    root = Path(root).resolve()
+    env_file = root / ENV_FILE
+    conf = Settings(env_file=env_file)
+    raw = {**_dot_env(env_file), **_environ()}.get(PREFIX + "DATA_DIR")
+    if not raw:
+        conf.data_dir = root / "data"
+    elif PREFIX + "DATA_DIR" not in _environ() and not conf.data_dir.is_absolute():
+        conf.data_dir = root / conf.data_dir
+    conf.data_dir = conf.data_dir.absolute()
+    if conf.content_dir is not None and not conf.content_dir.is_absolute():
+        base = root if PREFIX + "CONTENT_DIR" not in _environ() else Path.cwd()
+        conf.content_dir = (base / conf.content_dir).absolute()
+    return conf
 
 
 @functools.cache

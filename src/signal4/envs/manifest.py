@@ -14,7 +14,6 @@ Only the standard library is imported here: this module is on every start-up pat
 from __future__ import annotations
 
 import math
-import os
 import platform
 import re
 import sys
@@ -171,14 +170,6 @@ class Manifest:
     def optional_envs(self) -> tuple[Env, ...]:
         """The envs a plain ``inv sync-all`` leaves out (``optional = true``), in order."""
         return tuple(e for e in self.envs.values() if e.optional)
-
-    @property
-    def data_dir(self) -> Path:
-        """Where content and the state DB live: $SIGNAL4_DATA_DIR, else ``<root>/data``.
-
-        The one place the default is decided; the dispatcher hands it to every step.
-        """
-        return Path(os.environ.get("SIGNAL4_DATA_DIR") or self.root / "data")
 
     def pipeline_tasks(self) -> tuple[Task, ...]:
         """The tasks of ``inv pipeline`` after the download, in order."""

@@ -82,10 +82,9 @@ def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     from signal4.stepkit.digest import tree_digest
     from signal4.stepkit.speakers.runtime import MODELS
 
-    cache = ctx.settings.data_dir / ".cache" / "digests.json"
     return {
         "method": METHOD,
-        "models": tree_digest(MODELS, cache),
+        "models": tree_digest(MODELS, ctx.settings.digest_cache),
         "speakers": options.speakers,
         "max_speakers": options.max_speakers,
     }

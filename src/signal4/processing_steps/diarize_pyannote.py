@@ -110,8 +110,7 @@ def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     model = ctx.settings.pyannote_model
     digest = None
     if model and Path(model).expanduser().is_dir():
-        cache = ctx.settings.data_dir / ".cache" / "digests.json"
-        digest = tree_digest(Path(model).expanduser(), cache)
+        digest = tree_digest(Path(model).expanduser(), ctx.settings.digest_cache)
         model = Path(model).name
     return {
         "method": "pyannote",

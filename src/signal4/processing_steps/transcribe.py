@@ -279,7 +279,7 @@ def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     name = source or settings.whisper_model
     digest = None
     if source is not None and Path(source).is_dir():
-        digest = tree_digest(Path(source), settings.data_dir / ".cache" / "digests.json")
+        digest = tree_digest(Path(source), settings.digest_cache)
         name = Path(source).name if settings.whisper_model else "bundled"
     return {
         "backend": settings.whisper_backend,

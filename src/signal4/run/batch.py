@@ -21,20 +21,19 @@ resumes it.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from signal4 import codes, cpu
-from signal4.codes import ItemStatus, Status
+from signal4.codes import ItemStatus
+from signal4.envs import layout
 from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
 from signal4.run import dispatch, record
@@ -72,10 +71,15 @@ class Batch:
         self._pids: dict[int, int] = {}  # thread id -> step pid
         self._lock = threading.Lock()
         self._stopping = False
-        #: Records each completed stage's provenance (None: none is recorded).
-        self.checker = checker
-        self.content_root = content_root
-        self._inputs: dict[tuple[int, str], dict[str, Any]] = {}
+        #: Records each stage: the step's records, its run, its provenance (with a checker).
+        self.recorder = record.StageRecorder(
+            db,
+            content_root,
+            m=m,
+            checker=checker,
+            lock=layout.lock_hash(m) if checker is not None else None,
+        )
+        self._tickets: dict[tuple[int, str], record.Ticket] = {}
 
     # ----------------------------------------------------------------- scheduling
 
@@ -127,16 +131,10 @@ class Batch:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGTERM)
 
-        if self.content_root is not None and item.content:
-            # content stored before steps described their items: from the DB, once
-            record.describe_from_db(self.db, self.content_root, item.content)
-        if self.checker is not None and self.content_root is not None and item.content:
-            from signal4.run.provenance import input_fingerprints
-
-            # what the step reads, as it is before it runs (its provenance's inputs)
-            self._inputs[(id(item), stage.task.name)] = input_fingerprints(
-                stage.task, self.content_root / item.content
-            )
+        # what the step reads, as it is before it runs (its provenance's inputs)
+        ticket = self.recorder.before(stage.task, item.content)
+        with self._lock:
+            self._tickets[(id(item), stage.task.name)] = ticket
         try:
             return dispatch.run(
                 self.m,
@@ -151,42 +149,14 @@ class Batch:
                 self._pids.pop(me, None)
 
     def _finished(self, item: Item, stage: Stage, outcome: dispatch.Outcome, began: float) -> None:
-        result = self.results[id(item)]
-        try:  # what the step did to the item's state: only the runner writes the DB
-            record.apply(self.db, outcome.result, content_root=self.content_root)
-        except Exception as exc:  # a bad record, a locked DB: the stage's run still counts
-            self.on_event(Event("note", item, stage, outcome, note=f"state not recorded: {exc}"))
-        ended = settle(self.db, result, stage, outcome, host=socket.gethostname())
-        if stage.done:
-            self._record_provenance(item, stage, outcome, ended)
+        with self._lock:
+            ticket = self._tickets.pop((id(item), stage.task.name), None)
+        if ticket is None:  # it never started (stopped while starting)
+            ticket = self.recorder.before(stage.task, item.content)
+        for note in self.recorder.after(ticket, outcome, item=item.label):
+            self.on_event(Event("note", item, stage, outcome, note=note))
+        settle(self.results[id(item)], stage, outcome)
         self.on_event(Event("end", item, stage, outcome, began))
-
-    def _record_provenance(
-        self, item: Item, stage: Stage, outcome: dispatch.Outcome, ended: dt.datetime
-    ) -> None:
-        """Record how a completed stage was made (a step that skipped keeps its record)."""
-        inputs = self._inputs.pop((id(item), stage.task.name), {})
-        if self.checker is None or outcome.status != Status.COMPLETED or not item.content:
-            return
-        from signal4.envs.layout import lock_hash
-        from signal4.run import provenance
-
-        params = outcome.result.get("params")
-        record = provenance.build_record(
-            stage.task,
-            self.checker.now(stage.task, probe=False),
-            params=params if isinstance(params, dict) else None,
-            inputs=inputs,
-            started=ended - dt.timedelta(seconds=outcome.duration),
-            ended=ended,
-            status=outcome.status,
-            lock=lock_hash(self.m),
-        )
-        folder = (self.content_root or Path(".")) / item.content
-        try:
-            provenance.save(self.db, folder, item.content, stage.task.stage, record)
-        except Exception as exc:  # the work is done (a full disk, a locked DB): say so
-            self.on_event(Event("note", item, stage, outcome, note=f"provenance not saved: {exc}"))
 
     def run(self) -> list[ItemResult]:
         """Run every pending stage; return each item's result, in plan order.

@@ -34,7 +34,8 @@ from types import FrameType
 from typing import IO, Any
 
 from signal4 import codes
-from signal4.codes import Status
+from signal4.codes import StageState, Status
+from signal4.content import settings
 from signal4.envs.layout import Venv, spec
 from signal4.envs.manifest import Manifest, Task
 from signal4.envs.venv import require_ready
@@ -62,33 +63,44 @@ class Outcome:
     error: str | None = None
     stderr_tail: str = ""
     command: tuple[str, ...] = ()
-    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
         """True for completed or skipped."""
         return self.status in (Status.COMPLETED, Status.SKIPPED)
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready summary of the outcome."""
-        return {
-            "task": self.task,
-            "env": self.env,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "returncode": self.returncode,
-            "duration_s": round(self.duration, 3),
-            "error": self.error,
-            "result": self.result,
-        }
+    @property
+    def reason(self) -> str:
+        """Why it did not succeed: its error, else the last line it wrote on stderr."""
+        return self.error or "".join(self.stderr_tail.strip().splitlines()[-1:])
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C or SIGTERM stopped it."""
+        return self.status == Status.INTERRUPTED
+
+    @property
+    def state(self) -> StageState:
+        """What its stage's record says of this run."""
+        return StageState.DONE if self.ok else StageState(self.status)
+
+    @classmethod
+    def of_result(cls, task: Task, result: dict[str, Any], duration: float) -> Outcome:
+        """The outcome of a well-formed result (a warm worker's return value, say)."""
+        status, code, error = protocol.verdict(result)
+        return cls(task.name, task.env, status, code, code, duration, result, error)
 
 
 def command(
     manifest: Manifest, task: Task, args: Sequence[str], env: Venv | None = None
 ) -> list[str]:
-    """Return the argument list that runs ``task`` in its env's interpreter."""
+    """Return the argument list that runs ``task`` in its env's interpreter.
+
+    ``-P``: the caller's current folder is not put on the step's ``sys.path``, so a file
+    there (a ``where.py`` in ``src/where/``, say) cannot shadow a module of the step.
+    """
     env = env or spec(manifest, task.env)
-    return [str(env.python), "-m", task.module, *args]
+    return [str(env.python), "-P", "-m", task.module, *args]
 
 
 def child_environ(manifest: Manifest, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -97,7 +109,9 @@ def child_environ(manifest: Manifest, extra: Mapping[str, str] | None = None) ->
     environ.pop("VIRTUAL_ENV", None)
     environ.pop("PYTHONHOME", None)
     environ["PYTHONUNBUFFERED"] = "1"
-    environ.setdefault("SIGNAL4_DATA_DIR", str(manifest.data_dir))
+    # the settings this runner decided (data folder, DB, ...), so that a step never falls
+    # back to defaults of its own (a .env file or a data folder in its current folder)
+    environ.update(settings.for_project(manifest.root).environ())
     if extra:
         environ.update(extra)
     return environ
@@ -340,11 +354,10 @@ def run_command(
     if signals and status not in (Status.COMPLETED, Status.SKIPPED):
         sig = signal.Signals(signals[0])
         return ended(
-            status=Status.FAILED,
+            status=Status.INTERRUPTED,
             exit_code=codes.exit_for_signal(sig),
             result=result,
             error=f"interrupted by {sig.name}",
-            interrupted=True,
         )
     return ended(status=status, exit_code=exit_code, result=result, error=error)
 

@@ -15,7 +15,6 @@ same plan; ``inv pipeline --dry-run`` prints it.
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
@@ -301,11 +300,9 @@ def build(
     does not stop the others.
     """
     if allow_loopback is None:
-        allow_loopback = os.environ.get("SIGNAL4_ALLOW_LOOPBACK", "").lower() in (
-            "1",
-            "true",
-            "yes",
-        )
+        from signal4.content import settings
+
+        allow_loopback = settings.for_project(m.root).allow_loopback
     plan = Plan()
     failed: list[tuple[str, str]] = []
     seen: set[str] = set()

@@ -31,7 +31,7 @@ import json
 import socket
 import subprocess
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -439,52 +439,3 @@ def save(db: StateDB, folder: Path, content_id: str, stage: str, record: dict[st
     """Record ``stage``'s provenance in the DB, then in ``folder``'s storage manifest."""
     db.set_provenance(content_id, stage, record)
     update_provenance(folder, {stage: record})
-
-
-# --------------------------------------------------------------------------- on a worker
-
-_WORKER_CHECKERS: dict[str, Checker] = {}
-
-
-def recorded_run(
-    m: Manifest, task: Task, argv: Sequence[str], run: Callable[[], dict[str, Any]], *, lock: str
-) -> dict[str, Any]:
-    """``run()`` a step on a warm worker, then record its provenance as the local runner
-    does (this worker's host and announced ``lock``); a record that cannot be written is a
-    warning on stderr, never the step's failure."""
-    import sys
-
-    from signal4.content import settings
-    from signal4.content.store import ContentStore
-    from signal4.run.record import content_arg, state_db
-
-    conf = settings.get()
-    root = conf.content_root
-    before = content_arg(argv)
-    try:
-        inputs = input_fingerprints(task, ContentStore(root).folder(before)) if before else {}
-    except ValueError:  # a content id that is no id: the step says so itself
-        inputs = {}
-    started = dt.datetime.now(dt.UTC)
-    result = run()
-    cid = protocol.content_of(result)
-    if result.get("status") != Status.COMPLETED or not cid or result.get("dry_run"):
-        return result
-    try:
-        checker = _WORKER_CHECKERS.setdefault(str(m.root), Checker(m, ()))
-        db = state_db(conf.db_url)
-        params = result.get("params")
-        record = build_record(
-            task,
-            checker.now(task, probe=False),
-            params=params if isinstance(params, dict) else None,
-            inputs=inputs,
-            started=started,
-            ended=dt.datetime.now(dt.UTC),
-            status=str(result["status"]),
-            lock=lock,
-        )
-        save(db, ContentStore(root).folder(cid), cid, task.stage, record)
-    except Exception as exc:  # the work is done; only its record is missing
-        print(f"warning: provenance of {task.name} not saved: {exc}", file=sys.stderr)
-    return result

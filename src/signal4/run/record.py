@@ -3,8 +3,9 @@
 A step reports its state changes as ``records`` in its result line (see
 :class:`signal4.stepkit.step.Context`); it never opens the DB itself. Whoever runs it
 writes them, with :func:`apply`: ``inv run``, the pipeline's local runner, and a warm
-worker after :meth:`~signal4.stepkit.step.Step.call`. So one process per runner writes
-the DB, and a step's start-up pays for neither the ORM nor its driver.
+worker after :meth:`~signal4.stepkit.step.Step.call`, each through one
+:class:`StageRecorder`. So one process per runner writes the DB, and a step's start-up
+pays for neither the ORM nor its driver.
 
 Two kinds of record::
 
@@ -16,18 +17,28 @@ Two kinds of record::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import socket
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from signal4.codes import RECORDED_STATES, StageState
+from signal4.codes import RECORDED_STATES, StageState, Status
 from signal4.content.store import ITEM_FILE
+from signal4.envs.manifest import Manifest, Task
 from signal4.errors import Signal4Error
+from signal4.run.dispatch import Outcome
+from signal4.stepkit import protocol
 
 if TYPE_CHECKING:
     from signal4.content.state import StateDB
+    from signal4.run.provenance import Checker
+
+#: In a content root: the old items' ``item.json`` files were written from the DB.
+DESCRIBED_MARKER = ".signal4-items-described"
 
 #: What describes an item, in the state DB and in its folder's ``item.json``.
 REGISTER_FIELDS = ("kind", "source_url", "title", "duration", "meta")
@@ -176,32 +187,6 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
     return written
 
 
-def describe_from_db(db: StateDB, content_root: Path, content: str) -> bool:
-    """Write the item's ``item.json`` from the DB where its folder has none; whether it did.
-
-    Content stored before steps described their items kept that only in the DB; the
-    runner writes it out before a step that reads it runs.
-    """
-    from signal4.content.store import InvalidContentId, check_id
-
-    try:
-        folder = content_root / check_id(content)
-    except InvalidContentId:
-        return False
-    path = folder / ITEM_FILE
-    if not folder.is_dir() or path.exists():
-        return False
-    item = db.get(content)
-    if item is None:
-        return False
-    from signal4.content.store import ContentStore
-
-    data = {key: getattr(item, key) for key in REGISTER_FIELDS}
-    data = {key: value for key, value in data.items() if value is not None}
-    ContentStore(content_root).write_json(path, data)
-    return True
-
-
 def content_arg(argv: Sequence[str]) -> str | None:
     """The ``--content`` value in a step's argv, or None."""
     for i, arg in enumerate(argv):
@@ -224,67 +209,191 @@ def state_db(url: str) -> StateDB:
     return _DBS[url]
 
 
-class Recorder:
-    """The state DB's side of running one step, for a runner outside the batch.
+@dataclass
+class Ticket:
+    """One stage run as its recorder saw it start."""
 
-    Made before the step runs (from its argv and, for :meth:`after`, its stage): an item
-    stored before steps described themselves gets its ``item.json`` from the DB. After it,
-    :meth:`after` writes the result's records, and a failure the step could not report
-    (a timeout, a kill) from the runner's own account. A bad setting leaves the DB alone
-    (the step says what is wrong); a DB that cannot be read or written is a warning on
-    stderr, never the step's failure; a folder that does not exist is not looked up.
-    ``inv run`` and a warm worker (:func:`on_worker`) use it; the batch has its own DB.
+    task: Task
+    content: str | None
+    started: dt.datetime
+    #: What the stage reads, as it was before the run (its provenance's ``inputs``).
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+class StageRecorder:
+    """The state DB's side of running stages: the one way every runner records them.
+
+    A runner makes one and, for each stage it runs, calls :meth:`before` as the stage starts
+    and :meth:`after` with its :class:`~signal4.run.dispatch.Outcome`. What is written
+    depends on who runs the step process and who follows the batch:
+
+    * ``records``: the step's own records (:func:`apply`): whoever ran the step process
+      writes them (``inv run``, the local batch, a warm worker; not the client of a warm
+      batch, whose worker wrote them);
+    * a failure the step could not report (a timeout, a kill, an interruption), as the
+      runner saw it (:func:`unreported`), when the stage is known;
+    * ``runs``: one ``stage_run`` row per run, with the host it ran on (the batch runners
+      and ``inv run``; not a worker, whose client records the run);
+    * ``checker``: each completed stage's provenance (:func:`signal4.run.provenance.save`),
+      with ``lock`` as the lock it was made from (the local batch, a warm worker).
+
+    The DB is opened on first use; the first open also writes, once, the ``item.json`` of
+    content stored before steps described their items (:func:`describe_old_items`). A DB
+    that cannot be written is a note that :meth:`after` returns, never the stage's failure.
     """
 
-    def __init__(self, argv: Sequence[str], stage: str | None = None) -> None:
-        from signal4.content import settings
-        from signal4.content.store import InvalidContentId, check_id
+    def __init__(
+        self,
+        db: StateDB | str,
+        content_root: Path | None,
+        *,
+        m: Manifest | None = None,
+        checker: Checker | None = None,
+        lock: str | None = None,
+        records: bool = True,
+        runs: bool = True,
+        host: str | None = None,
+    ) -> None:
+        self._db: StateDB | None = None if isinstance(db, str) else db
+        self._url = db if isinstance(db, str) else None
+        self.content_root = content_root
+        self.m = m
+        self.checker = checker
+        self.lock = lock
+        self.records = records
+        self.runs = runs
+        self.host = host or socket.gethostname()
 
-        self.stage, self.content = stage, content_arg(argv)
+    @property
+    def db(self) -> StateDB:
+        """The state DB (opened, and old items described, on first use)."""
+        if self._db is None:
+            assert self._url is not None
+            self._db = state_db(self._url)
+        if not getattr(self, "_described", False):
+            self._described = True
+            if self.content_root is not None:
+                describe_old_items(self._db, self.content_root)
+        return self._db
+
+    def before(self, task: Task, content: str | None) -> Ticket:
+        """A stage of ``task`` on ``content`` starts (content None: not known yet)."""
+        ticket = Ticket(task, content, dt.datetime.now(dt.UTC))
+        if self.checker is not None and self.content_root is not None and content:
+            from signal4.content.store import InvalidContentId, check_id
+            from signal4.run.provenance import input_fingerprints
+
+            with contextlib.suppress(InvalidContentId):  # not an id: the step says so itself
+                ticket.inputs = input_fingerprints(task, self.content_root / check_id(content))
+        return ticket
+
+    def after(
+        self, ticket: Ticket, outcome: Outcome, *, item: str | None = None, host: str | None = None
+    ) -> list[str]:
+        """The stage ended with ``outcome``: write what this recorder writes (see the class);
+        return what could not be written, one line each (the runner shows them as warnings).
+
+        ``item`` names the stage run's item (a batch's label; without it, a run is recorded
+        only when it names a content id); ``host`` is where it ran (default: here).
+        """
+        notes: list[str] = []
+        task = ticket.task
+        content = ticket.content or protocol.content_of(outcome.result)
+        ended = dt.datetime.now(dt.UTC)
+        started = min(ticket.started, ended - dt.timedelta(seconds=outcome.duration))
+        self._write(notes, f"the state of {task.name}", self._state, ticket, outcome, content)
+        if self.runs and (item or content):
+            self._write(
+                notes,
+                f"the run of {task.name}",
+                lambda: self.db.record_run(
+                    content_id=content,
+                    item=item or content or task.name,
+                    stage=task.stage,
+                    task=task.name,
+                    status=outcome.status,
+                    started=started,
+                    ended=ended,
+                    host=host or self.host,
+                    error=None if outcome.ok else outcome.reason,
+                ),
+            )
+        done = outcome.status == Status.COMPLETED and not outcome.result.get("dry_run")
+        if self.checker is not None and self.content_root is not None and content and done:
+            self._write(
+                notes,
+                f"the provenance of {task.name}",
+                self._provenance,
+                ticket,
+                outcome,
+                content,
+                started,
+                ended,
+            )
+        return notes
+
+    def _state(self, ticket: Ticket, outcome: Outcome, content: str | None) -> None:
+        if self.records:
+            apply(self.db, outcome.result, content_root=self.content_root)
+        if not outcome.ok and content:
+            state = outcome.state
+            unreported(self.db, outcome.result, content, ticket.task.stage, state, outcome.reason)
+
+    def _provenance(
+        self,
+        ticket: Ticket,
+        outcome: Outcome,
+        content: str,
+        started: dt.datetime,
+        ended: dt.datetime,
+    ) -> None:
+        from signal4.run import provenance
+
+        assert self.checker is not None and self.content_root is not None
+        params = outcome.result.get("params")
+        record = provenance.build_record(
+            ticket.task,
+            self.checker.now(ticket.task, probe=False),
+            params=params if isinstance(params, dict) else None,
+            inputs=ticket.inputs,
+            started=started,
+            ended=ended,
+            status=outcome.status,
+            lock=self.lock,
+        )
+        provenance.save(self.db, self.content_root / content, content, ticket.task.stage, record)
+
+    @staticmethod
+    def _write(notes: list[str], what: str, write: Callable[..., object], *args: Any) -> None:
         try:
-            self.conf: Any = settings.get()
-        except settings.SettingsError:
-            self.conf = None
-            return
-        if self.content is None:
-            return
+            write(*args)
+        except Exception as exc:  # a bad record, a locked or full DB: the stage still counts
+            notes.append(f"{what} not recorded: {exc}")
+
+
+def describe_old_items(db: StateDB, content_root: Path) -> int:
+    """Write the ``item.json`` of every item whose folder has none, once per content root.
+
+    Content stored before steps described their items (in ``item.json``) kept that only in
+    the DB; steps read the file now. A marker in the content root says it was done; how
+    many files were written is returned.
+    """
+    marker = content_root / DESCRIBED_MARKER
+    if marker.exists() or not content_root.is_dir():
+        return 0
+    from signal4.content.store import ContentStore, InvalidContentId, check_id
+
+    store, written = ContentStore(content_root), 0
+    for item in db.all():
         try:
-            folder = self.conf.content_root / check_id(self.content)
+            folder = content_root / check_id(item.id)
         except InvalidContentId:
-            return  # the step says what is wrong with the id
-        if folder.is_dir():
-            try:
-                describe_from_db(state_db(self.conf.db_url), self.conf.content_root, self.content)
-            except Exception as exc:
-                _warn(f"could not describe {self.content} from the state DB: {exc}")
-
-    def after(self, result: Mapping[str, Any], status: str | None = None, error: str = "") -> None:
-        """Write ``result``'s records; with the run's ``status`` (when the runner saw it end
-        otherwise than completed), also a failure the step did not record."""
-        failure: tuple[str, str, str] | None = None
-        if status and self.stage and self.content:
-            failure = (self.content, self.stage, status)
-        if self.conf is None or not (result.get("records") or failure):
-            return
-        try:
-            db = state_db(self.conf.db_url)
-            apply(db, result, content_root=self.conf.content_root)
-            if failure is not None:
-                unreported(db, result, *failure, error)
-        except Exception as exc:
-            _warn(f"the state of {result.get('step') or self.stage} not recorded: {exc}")
-
-
-def _warn(message: str) -> None:
-    import sys
-
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def on_worker(argv: Sequence[str], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``run()`` a step on a warm worker and write its records to this worker's state DB
-    (:class:`Recorder`)."""
-    recorder = Recorder(argv)
-    result = run()
-    recorder.after(result)
-    return result
+            continue
+        path = folder / ITEM_FILE
+        if not folder.is_dir() or path.exists():
+            continue
+        data = {key: getattr(item, key) for key in REGISTER_FIELDS}
+        store.write_json(path, {key: value for key, value in data.items() if value is not None})
+        written += 1
+    store.write_json(marker, {"written": written})
+    return written

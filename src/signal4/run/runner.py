@@ -10,19 +10,18 @@ return one :class:`ItemResult` per item.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from signal4 import codes
 from signal4.codes import ItemStatus
-from signal4.run import dispatch, record
+from signal4.run import dispatch
 from signal4.run.plan import Item, Stage
 from signal4.stepkit import protocol
 
 if TYPE_CHECKING:
-    from signal4.content.state import StateDB
+    pass
 
 
 @dataclass
@@ -58,36 +57,18 @@ class Event:
     progress: dict[str, Any] | None = None
 
 
-def settle(
-    db: StateDB, result: ItemResult, stage: Stage, outcome: dispatch.Outcome, *, host: str | None
-) -> dt.datetime:
-    """One stage ended (here or on a worker): record its run, update its item; the end time.
+def settle(result: ItemResult, stage: Stage, outcome: dispatch.Outcome) -> None:
+    """One stage of ``result``'s item ended (here or on a worker): update the item.
 
-    The stage is marked done when it succeeded with a content id; otherwise the item takes
-    the failure (or the interruption) and its error.
+    The stage is done when it succeeded with a content id; otherwise the item takes the
+    failure (or the interruption) and its error. (What goes into the state DB, the runner's
+    :class:`~signal4.run.record.StageRecorder` writes.)
     """
     item = result.item
     result.seconds += outcome.duration
     result.ran.append(stage.task.name)
     if item.content is None and outcome.ok:
         item.content = protocol.content_of(outcome.result)
-    ended = dt.datetime.now(dt.UTC)
-    db.record_run(
-        content_id=item.content,
-        item=item.label,
-        stage=stage.task.stage,
-        task=stage.task.name,
-        status=outcome.status,
-        started=ended - dt.timedelta(seconds=outcome.duration),
-        ended=ended,
-        host=host,
-        error=outcome.error,
-    )
-    # why it failed: its error, else the last line it wrote on stderr
-    why = outcome.error or "".join(outcome.stderr_tail.strip().splitlines()[-1:])
-    if not outcome.ok and item.content is not None:
-        # a timed-out, interrupted or killed step said nothing of its stage: we do
-        record.unreported(db, outcome.result, item.content, stage.task.stage, outcome.status, why)
     if outcome.ok and item.content is not None:
         stage.done = True
     elif outcome.ok:
@@ -98,8 +79,7 @@ def settle(
         result.error = f"{stage.task.name}: {outcome.error}"
     else:
         result.status, result.exit_code = ItemStatus.FAILED, outcome.exit_code
-        result.error = f"{stage.task.name} {outcome.status}: {why}"
-    return ended
+        result.error = f"{stage.task.name} {outcome.status}: {outcome.reason}"
 
 
 class Runner(Protocol):

@@ -21,6 +21,7 @@ does not know of it.
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import sys
 import time
@@ -35,6 +36,7 @@ from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
 from signal4.run import dispatch
 from signal4.run.plan import Item, Plan, Stage
+from signal4.run.record import StageRecorder
 from signal4.run.runner import Event, ItemResult, settle
 from signal4.signals import handling
 
@@ -114,7 +116,9 @@ class WorkerBatch:
 
         self.m = m
         self.plan = plan
-        self.db = db
+        #: The workers write each step's records and provenance; this side records each
+        #: stage's run, and a failure no worker could report (a revoked or lost task).
+        self.recorder = StageRecorder(db, None, records=False)
         self.url = celeryapp.broker_url(broker)
         self.on_event = on_event
         self.say = say
@@ -279,7 +283,11 @@ class WorkerBatch:
         host: str | None,
     ) -> None:
         """One stage ended on a worker: record its run, update its item, tell the view."""
-        settle(self.db, self.results[id(item)], stage, outcome, host=host)
+        ticket = self.recorder.before(stage.task, item.content)
+        ticket.started -= dt.timedelta(seconds=time.monotonic() - began)
+        for note in self.recorder.after(ticket, outcome, item=item.label, host=host):
+            self.on_event(Event("note", item, stage, outcome, note=note))
+        settle(self.results[id(item)], stage, outcome)
         self.on_event(Event("end", item, stage, outcome, began))
 
     # ----------------------------------------------------------------- stopping
@@ -330,7 +338,12 @@ class WorkerBatch:
             ch.stage.task, state, ch.result.result, time.monotonic() - ch.began
         )
         if state == "REVOKED":
-            outcome = replace(outcome, interrupted=True, error="interrupted: revoked")
+            outcome = replace(
+                outcome,
+                status=Status.INTERRUPTED,
+                exit_code=codes.EXIT_INTERRUPTED,
+                error="interrupted: revoked",
+            )
         self._finished(ch.item, ch.stage, outcome, ch.began, host_of(outcome.result, ch.node))
 
 

@@ -37,6 +37,8 @@ from typing import Any
 from signal4.codes import Status
 from signal4.envs import layout
 from signal4.envs.manifest import Manifest, Task
+from signal4.run.dispatch import Outcome
+from signal4.run.record import StageRecorder, content_arg
 from signal4.stepkit import protocol
 from signal4.stepkit.step import InvalidInput, Step
 from signal4.workers import celeryapp
@@ -94,9 +96,9 @@ def run_payload(
     """Run ``task``'s step on a Celery payload; always return a result dict.
 
     The step's records (its state changes) are written to the state DB here, as the
-    local runner writes them (:func:`signal4.run.record.on_worker`). With the manifest
-    ``m``, a completed stage's provenance is recorded too, with this worker's host and
-    announced lock (:func:`signal4.run.provenance.recorded_run`).
+    local runner writes them, by this worker's :class:`~signal4.run.record.StageRecorder`.
+    With the manifest ``m``, a completed stage's provenance is recorded too, with this
+    worker's host and announced lock.
     """
     try:
         previous, argv = split_payload(payload, extra)
@@ -117,16 +119,43 @@ def run_payload(
         if cid and "--content" not in argv:
             argv = ["--content", cid, *argv]
     step = load_step(task)
-    from signal4.run.record import on_worker
+    recorder = _recorder(m, task.env)
+    ticket = recorder.before(task, content_arg(argv)) if recorder is not None else None
+    started = time.monotonic()
+    result = step.run_argv(argv, reraise=reraise)
+    if recorder is not None and ticket is not None:
+        outcome = Outcome.of_result(task, result, time.monotonic() - started)
+        for note in recorder.after(ticket, outcome):
+            print(f"warning: {note}", file=sys.stderr)
+    return result
 
-    def run() -> dict[str, Any]:
-        return on_worker(argv, lambda: step.run_argv(argv, reraise=reraise))
 
-    if m is None:
-        return run()
-    from signal4.run.provenance import recorded_run
+_RECORDERS: dict[tuple[str, str], StageRecorder] = {}
 
-    return recorded_run(m, task, argv, run, lock=announced_lock(m, task.env))
+
+def _recorder(m: Manifest | None, env: str) -> StageRecorder | None:
+    """This worker's recorder of ``env``'s stages: the step's records and, with the manifest
+    ``m``, its provenance, with this worker's host and announced lock (the client of the
+    batch records each run). None where a setting is unusable: the step says which."""
+    from signal4.content import settings
+
+    try:
+        conf = settings.get()
+    except settings.SettingsError:
+        return None
+    key = (str(m.root) if m is not None else "", env)
+    if key not in _RECORDERS:
+        from signal4.run.provenance import Checker
+
+        _RECORDERS[key] = StageRecorder(
+            conf.db_url,
+            conf.content_root,
+            m=m,
+            checker=Checker(m, ()) if m is not None else None,
+            lock=announced_lock(m, env) if m is not None else None,
+            runs=False,
+        )
+    return _RECORDERS[key]
 
 
 def timed_out(
