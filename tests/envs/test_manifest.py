@@ -302,3 +302,47 @@ def test_without_defaults_a_task_gets_an_hour_and_one_copy_at_a_time() -> None:
     del data["tool"]["signal4"]["default-timeout"]
     task = parse(data).task("stitch")
     assert (task.timeout, task.concurrency) == (3600.0, 1)
+
+
+def test_the_manifest_says_which_task_downloads_which_source() -> None:
+    m = parse(GOOD)
+    assert m.download_tasks() == ()
+    with pytest.raises(ManifestError, match="no task downloads a feed source: give one task"):
+        m.downloader("feed")
+    data = variant()
+    data["tool"]["signal4"]["tasks"] = [
+        {"name": "feeds", "env": "download", "downloads": "feed"},
+        {"name": "videos", "env": "download", "downloads": "url"},
+        {"name": "rumble", "env": "download", "downloads": "url", "sites": ["rumble.com"]},
+        {"name": "stitch", "env": "stitch"},
+    ]
+    m = parse(data)
+    assert [t.name for t in m.download_tasks()] == ["feeds", "videos", "rumble"]
+    assert (m.downloader("feed").name, m.downloader("url").name) == ("feeds", "videos")
+    assert m.task("rumble").sites == ("rumble.com",)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"downloads": "torrent"}, "downloads must be one of feed, url, got 'torrent'"),
+        ({"sites": ["rumble.com"]}, "sites needs downloads"),
+        ({"downloads": "url", "sites": "rumble.com"}, "sites must be a list of domain names"),
+        ({"downloads": "url", "sites": ["https://rumble.com/"]}, "sites must be a list of"),
+    ],
+)
+def test_a_bad_download_entry_is_refused(entry: dict[str, Any], message: str) -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"][0].update(entry)
+    with pytest.raises(ManifestError, match=message):
+        parse(data)
+
+
+def test_two_tasks_cannot_both_take_every_url() -> None:
+    data = variant()
+    data["tool"]["signal4"]["tasks"] = [
+        {"name": "a", "env": "download", "downloads": "url"},
+        {"name": "b", "env": "download", "downloads": "url"},
+    ]
+    with pytest.raises(ManifestError, match="tasks a and b both download every url source"):
+        parse(data)

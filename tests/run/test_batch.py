@@ -171,7 +171,11 @@ def test_sources_from_a_list_file(
 
 
 def test_routing_by_what_the_server_sends(feed_server: httpserver.Server) -> None:
-    route = plan_mod.route
+    m = manifest.load(ROOT)
+
+    def route(url: str, *, allow_loopback: bool) -> str:
+        return plan_mod.route(m, url, allow_loopback=allow_loopback).name
+
     assert route(feed_server.url("/show"), allow_loopback=True) == "download_podcast"
     assert route(feed_server.url("/feed/page"), allow_loopback=True) == "download_youtube"
     assert route(feed_server.url("/ep1.wav"), allow_loopback=True) == "download_youtube"

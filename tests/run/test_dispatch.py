@@ -396,6 +396,7 @@ def test_a_tasks_command_is_its_envs_interpreter_and_module(tmp_path: Path) -> N
     python = str(layout.spec(m, "a").python)
     assert dispatch.command(m, m.task("t"), ["--x", "1"]) == [
         python,
+        "-P",  # the caller's folder is not on the step's path
         "-m",
         "signal4.processing_steps.t",
         "--x",

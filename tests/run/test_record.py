@@ -401,9 +401,9 @@ def test_old_items_are_described_once_when_the_db_is_first_used(
         (tmp_path / name).mkdir()
     (tmp_path / "own" / "item.json").write_text(json.dumps({"kind": "file", "title": "Own"}))
     recorder = record.StageRecorder(db, tmp_path)
-    recorder.before(_task(), "old")
-    assert not (tmp_path / "old" / "item.json").exists()  # not before the DB is used
-    recorder.after(recorder.before(_task(), "old"), _outcome("completed"), item="old")
+    recorder.before(_task(), "own")  # described: nothing to do
+    assert not (tmp_path / "old" / "item.json").exists()
+    recorder.before(_task(), "old")  # before its step runs: the step reads it
     described = json.loads((tmp_path / "old" / "item.json").read_text())
     assert described == {"kind": "podcast", "title": "Ep", "meta": {"media": "ep.mp3"}}
     assert json.loads((tmp_path / "own" / "item.json").read_text())["title"] == "Own"

@@ -324,7 +324,8 @@ def test_ctrl_c_revokes_what_the_batch_sent(shared: Cluster, m: manifest.Manifes
     assert meta["status"] == "REVOKED"
     stopped = ("stop-a", "stop-b")
     runs = [(r.content_id, r.task, r.status) for r in db().runs() if r.content_id in stopped]
-    assert runs == [("stop-a", "convert", "failed")]  # the runner recorded the stopped one
+    # the runner recorded the stopped one: interrupted, not failed
+    assert runs == [("stop-a", "convert", "interrupted")]
 
 
 def test_results_match_the_subprocess_path(shared: Cluster, m: manifest.Manifest) -> None:

@@ -40,7 +40,7 @@ def _sources(sources: Sequence[str], from_file: str, m: Manifest) -> list[str]:
 
 def _list_feed(m: Manifest) -> Any:
     def list_feed(url: str) -> list[dict[str, Any]]:
-        outcome = dispatch.run(m, m.task("download_podcast"), ["--feed", url, "--list"])
+        outcome = dispatch.run(m, m.downloader("feed"), ["--feed", url, "--list"])
         if not outcome.ok:
             raise SourceError(f"{url}: {outcome.error or outcome.status}")
         episodes: list[dict[str, Any]] = outcome.result.get("episodes", [])
@@ -54,7 +54,7 @@ def _list_feed_on_workers(m: Manifest, broker: str | None) -> Any:
     from signal4.workers import submit
 
     def list_feed(url: str) -> list[dict[str, Any]]:
-        task = m.task("download_podcast")
+        task = m.downloader("feed")
         outcome = submit.wait(
             task, submit.submit(m, task, ["--feed", url, "--list"], broker=broker)
         )
@@ -113,7 +113,7 @@ def main(
             "(inv sync <env>), then start them"
         )
     if sync_first and not dry_run:
-        downloads = {t.env for t in m.tasks.values() if t.stage == "download"}
+        downloads = {t.env for t in m.download_tasks()}
         code = sync(sorted({t.env for t in m.pipeline_tasks()} | downloads))
         if code:
             return code

@@ -17,7 +17,7 @@ NOT_APPLICABLE = "—"
 
 def stages(m: Manifest) -> list[str]:
     """The stage columns: the downloads' stage, then the pipeline's, in order."""
-    names = ["download"] if any(t.stage == "download" for t in m.tasks.values()) else []
+    names = list(dict.fromkeys(t.stage for t in m.download_tasks()))
     for task in m.pipeline_tasks():
         if task.stage not in names:
             names.append(task.stage)
@@ -66,6 +66,7 @@ def rows(
     with ``stale_only``, only those items are listed, each stage with its ``stale`` reason.
     """
     out = []
+    fetched = {t.stage for t in m.download_tasks()}
     for item in items:
         if stale_only is not None and item.id not in stale_only:
             continue
@@ -79,7 +80,7 @@ def rows(
         }
         for stage in stages(m):
             state = states.get(stage)
-            blank = NOT_APPLICABLE if (stage == "download" and item.kind == "file") else PENDING
+            blank = NOT_APPLICABLE if (stage in fetched and item.kind == "file") else PENDING
             row["stages"][stage] = {
                 "status": state.status if state else blank,
                 "error": state.error if state else None,
@@ -90,9 +91,9 @@ def rows(
                 row["stages"][stage]["provenance"] = provenance.get(item.id, {}).get(stage)
             if stale_only is not None:
                 row["stages"][stage]["stale"] = stale_only.get(item.id, {}).get(stage)
-        if failed_only and all(
-            s["status"] in (StageState.DONE, PENDING) for s in row["stages"].values()
-        ):
+        # not failed: every stage done, not run yet, or not one the item has
+        unfailed = (StageState.DONE, PENDING, NOT_APPLICABLE)
+        if failed_only and all(s["status"] in unfailed for s in row["stages"].values()):
             continue
         out.append(row)
     return out

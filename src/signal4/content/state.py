@@ -90,6 +90,15 @@ class Provenance(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+class Meta(Base):
+    """What this database has been through: one-time jobs done on it (``key`` -> ``value``)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine (and the SQLite file's folder); tables are created if missing."""
     if url.startswith("sqlite:///"):
@@ -278,6 +287,17 @@ class StateDB:
             for cid, stage, status in s.execute(query):
                 found.setdefault(cid, {})[stage] = status
             return found
+
+    def done_once(self, key: str) -> bool:
+        """Whether the one-time job ``key`` was done on this database."""
+        with self.session() as s:
+            return s.get(Meta, key) is not None
+
+    def mark_done_once(self, key: str, value: str = "") -> None:
+        """Record that the one-time job ``key`` was done on this database."""
+        with self.session() as s:
+            if s.get(Meta, key) is None:
+                s.add(Meta(key=key, value=value))
 
     def runs(self, content_id: str | None = None) -> list[StageRun]:
         """The recorded stage runs (of one item, or all), oldest first."""

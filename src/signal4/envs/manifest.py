@@ -28,6 +28,8 @@ from signal4.errors import Signal4Error
 PACKAGE = "signal4"
 FULL_ENV = "full"
 STEP_PACKAGE = f"{PACKAGE}.processing_steps"
+#: What a download task may fetch (``downloads = ...``).
+DOWNLOAD_KINDS = ("feed", "url")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -116,6 +118,13 @@ class Task:
     #: The files (relative to the content folder) it reads: their digests go into its
     #: provenance, and a changed one re-runs it (``--rerun-triggers input``).
     inputs: tuple[str, ...] = ()
+    #: What a download task fetches: ``feed`` (every episode of a podcast feed) or ``url``
+    #: (a page or a media file); empty for the other tasks. ``inv pipeline`` routes a URL
+    #: source by it.
+    downloads: str = ""
+    #: The sites (domains, their subdomains too) whose URLs go to this download task before
+    #: anything is fetched, whatever they serve.
+    sites: tuple[str, ...] = ()
 
     @property
     def queue(self) -> str:
@@ -174,6 +183,21 @@ class Manifest:
     def pipeline_tasks(self) -> tuple[Task, ...]:
         """The tasks of ``inv pipeline`` after the download, in order."""
         return tuple(self.tasks[name] for name in self.pipeline)
+
+    def download_tasks(self) -> tuple[Task, ...]:
+        """The tasks that fetch sources (``downloads = ...``), in manifest order."""
+        return tuple(t for t in self.tasks.values() if t.downloads)
+
+    def downloader(self, kind: str) -> Task:
+        """The download task of every source of ``kind`` (``feed`` or ``url``) that no
+        task's ``sites`` claim; :class:`ManifestError` if the manifest names none."""
+        for task in self.download_tasks():
+            if task.downloads == kind and not task.sites:
+                return task
+        raise ManifestError(
+            f"no task downloads a {kind} source: give one task downloads = {kind!r} in "
+            "[[tool.signal4.tasks]]"
+        )
 
     @property
     def base_packages(self) -> tuple[str, ...]:
@@ -253,6 +277,27 @@ def _inputs(value: object, task: str) -> tuple[str, ...]:
         if v.startswith("/") or ".." in v.split("/"):
             raise ManifestError(f"{where}: {v!r} must be a path inside the content folder")
     return tuple(value)
+
+
+def _downloads(entry: Mapping[str, Any], task: str) -> str:
+    """A task's ``downloads`` kind (empty for a task that is not a download)."""
+    kind = entry.get("downloads", "")
+    if kind and kind not in DOWNLOAD_KINDS:
+        raise ManifestError(
+            f"task {task!r}: downloads must be one of {', '.join(DOWNLOAD_KINDS)}, got {kind!r}"
+        )
+    if entry.get("sites") and not kind:
+        raise ManifestError(f"task {task!r}: sites needs downloads = ...")
+    return str(kind)
+
+
+def _sites(raw: Any, task: str) -> tuple[str, ...]:
+    """A download task's ``sites``: domain names."""
+    if not isinstance(raw, list) or not all(
+        isinstance(s, str) and re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", s) for s in raw
+    ):
+        raise ManifestError(f"task {task!r}: sites must be a list of domain names, got {raw!r}")
+    return tuple(raw)
 
 
 def parse(data: Mapping[str, Any], root: Path) -> Manifest:
@@ -339,7 +384,16 @@ def parse(data: Mapping[str, Any], root: Path) -> Manifest:
             concurrency=concurrency,
             stage=str(entry.get("stage", name)),
             inputs=_inputs(entry.get("inputs", []), name),
+            downloads=_downloads(entry, name),
+            sites=_sites(entry.get("sites", []), name),
         )
+    for kind in DOWNLOAD_KINDS:
+        general = [n for n, t in tasks.items() if t.downloads == kind and not t.sites]
+        if len(general) > 1:
+            raise ManifestError(
+                f"tasks {' and '.join(general)} both download every {kind} source; give one "
+                "of them sites = [...]"
+            )
 
     conflicts = tuple(
         frozenset(item.get("extra", "") for item in group)

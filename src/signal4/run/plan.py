@@ -3,8 +3,11 @@
 A *source* is a media file, a folder of them, a feed URL (every episode, newest first),
 or a video or media URL. A URL is routed by what its server sends, not by words in it:
 an RSS/Atom document is a podcast feed, a media type is a direct download (yt-dlp's
-generic extractor), anything else (HTML, unknown) goes to yt-dlp; Rumble pages go to
-``download_rumble``. Each *item* gets its stages: its download (if any), then the
+generic extractor), anything else (HTML, unknown) goes to yt-dlp; a site a download task
+claims (``sites = ["rumble.com"]`` in the manifest) goes to that task whatever it serves.
+The manifest's ``downloads = "feed" | "url"`` says which task takes which (see
+:meth:`~signal4.envs.manifest.Manifest.downloader`). Each *item* gets its stages: its
+download (if any), then the
 manifest's ``[tool.signal4] pipeline``, each marked done from the state DB when the
 item's content id is known up front (files and feed episodes; a video's id is known only
 after its download).
@@ -37,8 +40,6 @@ SAMPLE = Path("samples") / "two_speakers" / "audio.wav"
 SNIFF_BYTES = 64 * 1024
 SNIFF_TIMEOUT = 20.0
 FEED_MARKERS = (b"<rss", b"<feed", b"<rdf:rdf")
-#: The stage of the download tasks (never re-run by a trigger).
-DOWNLOAD_STAGE = "download"
 #: Above this many items, the plan reads the whole state DB in one query instead of
 #: asking for each id.
 BULK_IDS = 500
@@ -143,14 +144,16 @@ def sniff(url: str, *, timeout: float = SNIFF_TIMEOUT) -> tuple[str, bytes]:
         raise SourceError(f"{url}: cannot reach it ({reason})") from None
 
 
-def route(url: str, *, allow_loopback: bool) -> str:
-    """Which download task takes ``url``: by its site (Rumble), else by what it serves."""
+def route(m: Manifest, url: str, *, allow_loopback: bool) -> Task:
+    """Which download task takes ``url``: one whose ``sites`` claim it, else the one of what
+    it serves (a feed, or anything else)."""
     try:
         check_url(url, allow_loopback=allow_loopback)
     except UnsafeURL as exc:
         raise SourceError(str(exc)) from None
-    if on_site(url, "rumble.com"):
-        return "download_rumble"
+    for task in m.download_tasks():
+        if any(on_site(url, site) for site in task.sites):
+            return task
     content_type, head = sniff(url)
     main = content_type.split(";", 1)[0].strip().lower()
     body = head.lstrip()[:4096].lower()
@@ -165,9 +168,9 @@ def route(url: str, *, allow_loopback: bool) -> str:
         )
     )
     if feed_body and feed_type:
-        return "download_podcast"
+        return m.downloader("feed")
     # a media type (a direct download: yt-dlp's generic extractor), HTML, or anything else
-    return "download_youtube"
+    return m.downloader("url")
 
 
 def _pipeline_stages(m: Manifest, first_args: list[str]) -> list[Stage]:
@@ -186,11 +189,9 @@ def file_item(m: Manifest, path: Path) -> Item:
     )
 
 
-def download_item(m: Manifest, task: str, args: list[str], source: str, title: str) -> Item:
+def download_item(task: Task, m: Manifest, args: list[str], source: str, title: str) -> Item:
     """An item fetched by ``task``; its content id is known once the download ran."""
-    return Item(
-        source=source, title=title, stages=[Stage(m.task(task), args), *_pipeline_stages(m, [])]
-    )
+    return Item(source=source, title=title, stages=[Stage(task, args), *_pipeline_stages(m, [])])
 
 
 def feed_items(
@@ -204,9 +205,8 @@ def feed_items(
     chosen = list(episodes)[:latest] if latest else list(episodes)
     items = []
     for ep in chosen:
-        item = download_item(
-            m, "download_podcast", ["--feed", url, "--guid", str(ep["url"])], url, str(ep["title"])
-        )
+        args = ["--feed", url, "--guid", str(ep["url"])]
+        item = download_item(m.downloader("feed"), m, args, url, str(ep["title"]))
         item.content = str(ep["content"])
         items.append(item)
     return items
@@ -263,7 +263,7 @@ def mark_done(
 
 
 def _is_download(stage: Stage) -> bool:
-    return stage.task.stage == DOWNLOAD_STAGE
+    return bool(stage.task.downloads)
 
 
 def _restore_inputs(item: Item, folder: Path) -> None:
@@ -316,12 +316,12 @@ def build(
     for raw in sources:
         try:
             if "://" in raw:
-                task = route(raw, allow_loopback=allow_loopback)
-                if task == "download_podcast":
+                task = route(m, raw, allow_loopback=allow_loopback)
+                if task.downloads == "feed":
                     for item in feed_items(m, raw, list_feed(raw), latest=latest):
                         add(item)
                 else:
-                    add(download_item(m, task, ["--url", raw], raw, raw))
+                    add(download_item(task, m, ["--url", raw], raw, raw))
                 continue
             path = Path(raw).expanduser()
             if path.is_dir():

@@ -17,7 +17,6 @@ Two kinds of record::
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import socket
@@ -37,8 +36,8 @@ if TYPE_CHECKING:
     from signal4.content.state import StateDB
     from signal4.run.provenance import Checker
 
-#: In a content root: the old items' ``item.json`` files were written from the DB.
-DESCRIBED_MARKER = ".signal4-items-described"
+#: The one-time job of a state DB that wrote its old items' ``item.json`` files.
+DESCRIBED = "items-described"
 
 #: What describes an item, in the state DB and in its folder's ``item.json``.
 REGISTER_FIELDS = ("kind", "source_url", "title", "duration", "meta")
@@ -218,6 +217,8 @@ class Ticket:
     started: dt.datetime
     #: What the stage reads, as it was before the run (its provenance's ``inputs``).
     inputs: dict[str, Any] = field(default_factory=dict)
+    #: What could not be written before the run (returned by :meth:`StageRecorder.after`).
+    notes: list[str] = field(default_factory=list)
 
 
 class StageRecorder:
@@ -237,8 +238,9 @@ class StageRecorder:
     * ``checker``: each completed stage's provenance (:func:`signal4.run.provenance.save`),
       with ``lock`` as the lock it was made from (the local batch, a warm worker).
 
-    The DB is opened on first use; the first open also writes, once, the ``item.json`` of
-    content stored before steps described their items (:func:`describe_old_items`). A DB
+    The DB is opened on first use. Before the first stage on a folder without its
+    ``item.json`` it writes, once per DB, the ``item.json`` of content stored before steps
+    described their items (:func:`describe_old_items`). A DB
     that cannot be written is a note that :meth:`after` returns, never the stage's failure.
     """
 
@@ -263,28 +265,44 @@ class StageRecorder:
         self.records = records
         self.runs = runs
         self.host = host or socket.gethostname()
+        self._described = False
 
     @property
     def db(self) -> StateDB:
-        """The state DB (opened, and old items described, on first use)."""
+        """The state DB (opened on first use)."""
         if self._db is None:
             assert self._url is not None
             self._db = state_db(self._url)
-        if not getattr(self, "_described", False):
-            self._described = True
-            if self.content_root is not None:
-                describe_old_items(self._db, self.content_root)
         return self._db
 
     def before(self, task: Task, content: str | None) -> Ticket:
-        """A stage of ``task`` on ``content`` starts (content None: not known yet)."""
+        """A stage of ``task`` on ``content`` starts (content None: not known yet).
+
+        A content folder without its ``item.json`` may be one stored before steps described
+        their items: the first such folder has every old item described, from the DB, once.
+        """
         ticket = Ticket(task, content, dt.datetime.now(dt.UTC))
-        if self.checker is not None and self.content_root is not None and content:
-            from signal4.content.store import InvalidContentId, check_id
+        if self.content_root is None or not content:
+            return ticket
+        from signal4.content.store import InvalidContentId, check_id
+
+        try:
+            folder = self.content_root / check_id(content)
+        except InvalidContentId:  # not an id: the step says so itself
+            return ticket
+        if not self._described and folder.is_dir() and not (folder / ITEM_FILE).exists():
+            self._described = True
+            self._write(
+                ticket.notes,
+                "the item.json files of old items",
+                describe_old_items,
+                self.db,
+                self.content_root,
+            )
+        if self.checker is not None:
             from signal4.run.provenance import input_fingerprints
 
-            with contextlib.suppress(InvalidContentId):  # not an id: the step says so itself
-                ticket.inputs = input_fingerprints(task, self.content_root / check_id(content))
+            ticket.inputs = input_fingerprints(task, folder)
         return ticket
 
     def after(
@@ -296,7 +314,7 @@ class StageRecorder:
         ``item`` names the stage run's item (a batch's label; without it, a run is recorded
         only when it names a content id); ``host`` is where it ran (default: here).
         """
-        notes: list[str] = []
+        notes = list(ticket.notes)
         task = ticket.task
         content = ticket.content or protocol.content_of(outcome.result)
         ended = dt.datetime.now(dt.UTC)
@@ -372,14 +390,13 @@ class StageRecorder:
 
 
 def describe_old_items(db: StateDB, content_root: Path) -> int:
-    """Write the ``item.json`` of every item whose folder has none, once per content root.
+    """Write the ``item.json`` of every item whose folder has none, once per state DB.
 
     Content stored before steps described their items (in ``item.json``) kept that only in
-    the DB; steps read the file now. A marker in the content root says it was done; how
-    many files were written is returned.
+    the DB; steps read the file now. The DB records that it was done; how many files were
+    written is returned.
     """
-    marker = content_root / DESCRIBED_MARKER
-    if marker.exists() or not content_root.is_dir():
+    if db.done_once(DESCRIBED):
         return 0
     from signal4.content.store import ContentStore, InvalidContentId, check_id
 
@@ -395,5 +412,5 @@ def describe_old_items(db: StateDB, content_root: Path) -> int:
         data = {key: getattr(item, key) for key in REGISTER_FIELDS}
         store.write_json(path, {key: value for key, value in data.items() if value is not None})
         written += 1
-    store.write_json(marker, {"written": written})
+    db.mark_done_once(DESCRIBED, str(written))
     return written
