@@ -1,4 +1,5 @@
-"""The layout's rules, read from the code: floors, one error path, no exits in the library."""
+"""The layout's rules, read from the code: floors, no loops, one error path, no exits in the
+library. ARCHITECTURE.md draws the same floors."""
 
 from __future__ import annotations
 
@@ -26,6 +27,99 @@ def _imports(tree: ast.Module) -> set[str]:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+#: Each package (or top-level module) of ``signal4`` and its floor (ARCHITECTURE.md): a
+#: module imports only from lower floors, or from its own package.
+FLOORS = {
+    "codes": 0,
+    "cpu": 0,
+    "signals": 0,
+    "console": 0,
+    "errors": 1,
+    "content": 2,
+    "envs": 2,
+    "stepkit": 3,
+    "run": 4,
+    "processing_steps": 4,
+    "services": 4,
+    "workers": 5,
+    "measure": 6,
+    "readme": 6,
+    "commands": 7,
+}
+
+
+def _part(module: str) -> str:
+    """``signal4.run.batch`` -> ``run``; ``signal4`` itself -> ``""``."""
+    return module.split(".")[1] if module.count(".") >= 1 else ""
+
+
+def _ours(tree: ast.Module, name: str) -> set[str]:
+    """The ``signal4`` modules ``name`` imports (relative imports resolved), at any depth."""
+    found: set[str] = set()
+    package = name if name.endswith("__init__") else name.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("signal4."))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            if base.startswith("signal4."):
+                # the module, and each name that may be a module of it (``from x import y``)
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
+            elif base == "signal4":
+                found.update(f"signal4.{a.name}" for a in node.names)
+    return found
+
+
+def test_every_package_has_a_floor() -> None:
+    parts = {_part(name) for name, _tree in _modules()} - {""}
+    assert parts == set(FLOORS), "give new packages a floor here and in ARCHITECTURE.md"
+
+
+def test_nothing_imports_upward_or_sideways() -> None:
+    """A module imports from lower floors or its own package only (inside functions too)."""
+    wrong = []
+    for name, tree in _modules():
+        here = _part(name)
+        if not here:
+            continue
+        for imported in _ours(tree, name):
+            there = _part(imported)
+            if there and there != here and FLOORS[there] >= FLOORS[here]:
+                wrong.append(f"{name} (floor {FLOORS[here]}) -> {imported} (floor {FLOORS[there]})")
+    assert wrong == []
+
+
+def test_no_package_imports_itself_in_a_loop() -> None:
+    graph: dict[str, set[str]] = {}
+    for name, tree in _modules():
+        graph[name] = {
+            i for i in _ours(tree, name) if i != name and _part(i) == _part(name) and _part(i)
+        }
+    modules = set(graph)
+    for edges in graph.values():  # "from signal4.envs import venv" names a module, not a name
+        edges.intersection_update(modules)
+    state: dict[str, int] = {}
+    loops: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                loops.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert loops == []
 
 
 def test_no_library_module_imports_the_command_layer() -> None:

@@ -1,7 +1,8 @@
-"""The README's generated sections: the env table (from the manifest) and the measurements.
+"""The generated sections of the docs: the README's env table (from the manifest) and the
+measurements that ``benchmarks/README.md`` shows (from the committed record).
 
 ``inv lock`` and ``inv envs --markdown`` write the first, ``inv measure`` the second, and
-unit tests check that the committed README matches both. Standard library only.
+unit tests check that the committed files match both. Standard library only.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def readme_with_env_table(readme: str, manifest: Manifest) -> str:
     return readme[:start] + "\n" + env_table_markdown(manifest) + "\n" + readme[end:]
 
 
-#: The committed measurement record and the part of it the README shows.
+#: The committed measurement record, and the page that shows part of it.
 MEASURE_RECORD = Path("benchmarks") / "startup.md"
+MEASURE_PAGE = Path("benchmarks") / "README.md"
 README_MEASURE_BEGIN = "<!-- measure:begin (copied from benchmarks/startup.md by `inv measure`) -->"
 README_MEASURE_END = "<!-- measure:end -->"
 _EMBEDDED_SECTIONS = ("### start-up to ready", "### warm workers", "### environment sizes")
@@ -59,7 +61,8 @@ _OPTIONAL_SECTIONS = ("### warm workers",)
 
 
 def measure_summary(record: str) -> str:
-    """Return what the README shows of a ``startup.md``: when/where, start-up and sizes."""
+    """Return what ``benchmarks/README.md`` shows of a ``startup.md``: when/where, start-up
+    and sizes."""
     lines = record.splitlines()
     header = [line for line in lines if line.startswith(("- Date:", "- Machine:"))]
     parts = ["\n".join(header)]
@@ -77,7 +80,8 @@ def measure_summary(record: str) -> str:
 
 
 def readme_with_measurements(readme: str, record: str) -> str:
-    """Return ``readme`` with :func:`measure_summary` of ``record`` between its markers."""
+    """Return the page ``readme`` with :func:`measure_summary` of ``record`` between its
+    markers."""
     start = readme.index(README_MEASURE_BEGIN) + len(README_MEASURE_BEGIN)
     end = readme.index(README_MEASURE_END)
     return readme[:start] + "\n" + measure_summary(record) + "\n" + readme[end:]

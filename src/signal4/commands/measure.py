@@ -32,7 +32,8 @@ DEFAULT_OUTPUT: Final = ".measure"
 def _write(
     m: Manifest, doc: Document, command: str, json_path: Path | None, markdown_path: Path | None
 ) -> list[str]:
-    """Write the JSON and the Markdown (and the README's copy of the record); say what was."""
+    """Write the JSON and the Markdown (and the benchmarks page's copy of the record); say
+    what was."""
     json_path = json_path or m.root / DEFAULT_OUTPUT / "startup.json"
     markdown_path = markdown_path or m.root / DEFAULT_OUTPUT / "startup.md"
     write_json(doc, json_path)
@@ -40,7 +41,7 @@ def _write(
     markdown_path.write_text(report.markdown(doc, command), encoding="utf-8")
     said = [f"wrote {json_path} and {markdown_path}; wall time {doc.wall_s:.0f} s"]
     if markdown_path.resolve() == (m.root / readme.MEASURE_RECORD).resolve():
-        path = m.root / "README.md"
+        path = m.root / readme.MEASURE_PAGE
         text = path.read_text(encoding="utf-8")
         path.write_text(
             readme.readme_with_measurements(text, markdown_path.read_text("utf-8")),
