@@ -3,53 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
 from invoke.context import Context
-from invoke.exceptions import Exit, ParseError
-from invoke.program import Program
 from invoke.tasks import task
 
-from signal4.codes import EXIT_INTERRUPTED, EXIT_USAGE
+from signal4.commands import cli
 from signal4.commands import envs as env_cmd
-from signal4.errors import Interrupted, Signal4Error
 from signal4.measure import baseline as measure_baseline
 from signal4.measure import ways as measure_ways
 
-
-def _call(fn: Callable[[], int]) -> None:
-    """Run a task body; the one place a user mistake becomes a one-line message and exit code."""
-    try:
-        code = fn()
-    except Interrupted as exc:
-        raise Exit(str(exc), code=exc.code) from None
-    except Signal4Error as exc:
-        raise Exit(f"error: {exc}", code=exc.code) from None
-    except KeyboardInterrupt:
-        raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
-    if code:
-        raise Exit(code=code)
-
-
-def _usage_errors_exit_2() -> None:
-    """Make Invoke's own parse errors (an unknown flag, a bad value) exit 2, like ours.
-
-    Invoke ends them with exit 1, or a traceback for a value its type cannot take;
-    the README promises 2 for every usage mistake. Invoke parses a task's flags after
-    it has loaded this file, so wrapping its parse step here covers them all.
-    """
-    parse_tasks = Program.parse_tasks
-
-    def parse(self: Program) -> None:
-        try:
-            parse_tasks(self)
-        except (ParseError, ValueError) as exc:
-            raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
-
-    Program.parse_tasks = parse  # type: ignore[method-assign]
-
-
-_usage_errors_exit_2()
+cli.install()  # every usage mistake exits 2; `inv run --help` is run's help (see cli)
 
 
 @task(
@@ -70,7 +33,9 @@ def sync_all(
     all_: bool = False,
 ) -> None:
     """Create or update every env from uv.lock, in parallel (optional envs with --all)."""
-    _call(lambda: env_cmd.sync((), full=full, check=check, force=force, jobs=jobs, optional=all_))
+    cli.call(
+        lambda: env_cmd.sync((), full=full, check=check, force=force, jobs=jobs, optional=all_)
+    )
 
 
 @task(
@@ -82,7 +47,7 @@ def sync_all(
 )
 def sync(c: Context, env: str, check: bool = False, force: bool = False) -> None:
     """Create or update one env from uv.lock."""
-    _call(lambda: env_cmd.sync([env], check=check, force=force, jobs=1))
+    cli.call(lambda: env_cmd.sync([env], check=check, force=force, jobs=1))
 
 
 @task(
@@ -97,7 +62,7 @@ def run(c: Context, task: str, sync: bool = False, timeout: str = "") -> None:
     from signal4.commands import run as run_cmd
 
     args = run_cmd.passthrough_args(sys.argv, c.remainder)
-    _call(lambda: run_cmd.run(task, args, sync_first=sync, timeout=run_cmd.seconds(timeout)))
+    cli.call(lambda: run_cmd.run(task, args, sync_first=sync, timeout=run_cmd.seconds(timeout)))
 
 
 @task(
@@ -109,7 +74,7 @@ def run(c: Context, task: str, sync: bool = False, timeout: str = "") -> None:
 )
 def clean(c: Context, env: list[str] | None = None, dry_run: bool = False) -> None:
     """Remove env venvs, __pycache__ and build outputs (never the lock or data)."""
-    _call(lambda: env_cmd.clean(env or [], dry_run=dry_run))
+    cli.call(lambda: env_cmd.clean(env or [], dry_run=dry_run))
 
 
 @task(
@@ -120,7 +85,7 @@ def clean(c: Context, env: list[str] | None = None, dry_run: bool = False) -> No
 )
 def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
     """Resolve every env together into the one uv.lock."""
-    _call(lambda: env_cmd.lock(check=check, upgrade=upgrade))
+    cli.call(lambda: env_cmd.lock(check=check, upgrade=upgrade))
 
 
 @task(
@@ -131,7 +96,7 @@ def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
 )
 def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     """Show every env: its tasks, packages, sync state and size."""
-    _call(lambda: env_cmd.show_envs(sizes=not no_sizes, markdown=markdown))
+    cli.call(lambda: env_cmd.show_envs(sizes=not no_sizes, markdown=markdown))
 
 
 @task(
@@ -163,23 +128,21 @@ def measure(
     broker: str = "",
 ) -> None:
     """Measure start-up per task and launch way, the import breakdown and env sizes."""
-    from pathlib import Path
-
     from signal4.commands import measure as measure_cmd
 
-    _call(
-        lambda: measure_cmd.run(
+    cli.call(
+        lambda: measure_cmd.from_flags(
+            sys.argv[1:],
             tasks=tasks or [],
             ways=ways or [],
-            runs=runs or None,
+            runs=runs,
             warmups=warmups,
-            json_path=Path(json) if json else None,
-            markdown_path=Path(markdown) if markdown else None,
-            check_path=Path(check) if check else None,
+            json=json,
+            markdown=markdown,
+            check=check,
             tolerance=tolerance,
-            disk=not no_disk,
-            command="inv " + " ".join(sys.argv[1:]) if sys.argv[1:] else "inv measure",
-            broker=broker or None,
+            no_disk=no_disk,
+            broker=broker,
         )
     )
 
@@ -194,25 +157,22 @@ def check(c: Context, strict: bool = False, sync: bool = False) -> None:
     """Check lock, drift, import coverage, unused packages, task map and platform markers."""
     from signal4.commands import check as check_cmd
 
-    _call(lambda: check_cmd.main(strict=strict, sync=sync))
+    cli.call(lambda: check_cmd.main(strict=strict, sync=sync))
 
 
 @task(
     iterable=["source"],
     help={
-        "source": "A media file, a folder of them, a feed URL (every episode) or a video URL; "
-        "repeatable (default: the bundled sample).",
+        "source": "A media file or folder, a feed or video URL; repeatable (default: the sample).",
         "from": "Read more sources from this file, one per line ('#' starts a comment line).",
         "recursive": "Take a folder's media files from its subfolders too.",
         "latest": "Take only the newest N episodes of each feed (default: all).",
         "jobs": "Run at most N steps at once (default: the CPU count; not with --workers).",
         "dry_run": "Print the plan (each item's stages, what is done) and run nothing.",
         "sync": "Sync the envs the pipeline needs first.",
-        "workers": "Run the plan on warm Celery workers (inv worker): one chain per item, "
-        "all sent at once.",
+        "workers": "Run the plan on warm workers (inv worker): a chain per item, all sent at once.",
         "broker": "The broker URL for --workers (default: SIGNAL4_BROKER_URL or local Redis).",
-        "rerun_triggers": "Re-run a done stage when its recorded env, params, code or input "
-        "differ from now: a comma list, all (default) or none.",
+        "rerun_triggers": "Re-run done stages whose env, params, code, input changed (or none).",
     },
 )
 def pipeline(
@@ -231,7 +191,7 @@ def pipeline(
     """Run the pipeline on every item of the sources, several at once, resuming."""
     from signal4.commands import pipeline as pipeline_mod
 
-    _call(
+    cli.call(
         lambda: pipeline_mod.main(
             source or [],
             from_file=from_,
@@ -250,8 +210,7 @@ def pipeline(
 @task(
     help={
         "failed": "Only the items with a failed stage.",
-        "json": "Print JSON (every stage's status, error, time, info and provenance) "
-        "instead of a table.",
+        "json": "Print JSON (each stage's status, error, time, info, provenance), not a table.",
         "stale": "Only the items whose done outputs are out of date, and why.",
         "rerun_triggers": "With --stale: what counts (env, params, code, input; default all).",
     }
@@ -266,11 +225,7 @@ def status(
     """Show every content item's stages from the state DB: done, failed (why) or pending."""
     from signal4.commands import status as status_cmd
 
-    _call(
-        lambda: status_cmd.main(
-            failed=failed, as_json=json, stale_only=stale, triggers=rerun_triggers
-        )
-    )
+    cli.call(lambda: status_cmd.main(failed, json, stale, rerun_triggers))
 
 
 @task(
@@ -283,7 +238,7 @@ def broker(c: Context, port: int = 6379, stop: bool = False) -> None:
     """Start (or --stop) a local Redis broker for warm workers, on 127.0.0.1 only."""
     from signal4.commands import workers as workercli
 
-    _call(lambda: workercli.broker(port, stop=stop))
+    cli.call(lambda: workercli.broker(port, stop=stop))
 
 
 @task(
@@ -306,7 +261,7 @@ def worker(
     """Run a warm Celery worker for one env's queue (foreground; Ctrl-C stops it warmly)."""
     from signal4.commands import workers as workercli
 
-    _call(
+    cli.call(
         lambda: workercli.worker(
             env,
             concurrency=concurrency,
@@ -322,7 +277,7 @@ def workers(c: Context, broker: str = "") -> None:
     """List the live workers: host, env, lock hash, concurrency, tasks done."""
     from signal4.commands import workers as workercli
 
-    _call(lambda: workercli.workers(broker))
+    cli.call(lambda: workercli.workers(broker))
 
 
 @task(
@@ -338,4 +293,4 @@ def submit(c: Context, task: str, broker: str = "", timeout: str = "") -> None:
     from signal4.commands.run import passthrough_args, seconds
 
     args = passthrough_args(sys.argv, c.remainder)
-    _call(lambda: workercli.submit(task, args, broker_url=broker, timeout=seconds(timeout)))
+    cli.call(lambda: workercli.submit(task, args, broker_url=broker, timeout=seconds(timeout)))

@@ -1,6 +1,6 @@
 """The diarization evaluation set: generated espeak-ng conversations with 2, 3 and 4 voices.
 
-``python benchmarks/conversations.py [--out DIR] [--clip NAME ...]`` writes each clip as
+``python -m benchmarks.conversations [--out DIR] [--clip NAME ...]`` writes each clip as
 ``<name>/audio.wav`` (16 kHz mono 16-bit) and ``<name>/truth.json`` (the same layout as
 ``samples/two_speakers``). ``benchmarks/quality.py`` calls :func:`build` and keeps the clips
 in ``.measure/conversations/`` (rebuilt when this file or espeak-ng changes).

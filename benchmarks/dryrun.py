@@ -11,7 +11,7 @@ so every item is done and has a record to compare. Timed side by side, interleav
   pipeline task, env fingerprints, code digests, a ``stat`` per recorded input);
 * ``inv status --stale``: the same check over everything in the state DB.
 
-Run with the dev env: ``.venv/bin/python benchmarks/dryrun.py [--items 100]
+Run with the dev env: ``.venv/bin/python -m benchmarks.dryrun [--items 100]
 [--json benchmarks/dryrun.json --markdown benchmarks/dryrun.md]``.
 """
 
@@ -46,7 +46,6 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.Complete
 
 def clone(data: Path, files: list[Path]) -> None:
     """Give each of ``files`` the first item's rows, records and content folder."""
-    sys.path.insert(0, str(ROOT / "src"))
     from signal4.stepkit.fetch import file_content_id
 
     con = sqlite3.connect(data / "state.db")

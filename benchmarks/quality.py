@@ -1,6 +1,6 @@
 """Quality: the bundled sample through the pipeline, and diarize on the conversation set.
 
-Run with the dev env: ``.venv/bin/python benchmarks/quality.py [--chunk-seconds S]
+Run with the dev env: ``.venv/bin/python -m benchmarks.quality [--chunk-seconds S]
 [--clip NAME ...] [--no-sample] [--no-set] [--json FILE]``. The steps run in their own envs
 through the dispatcher, on a throw-away data folder.
 
@@ -27,7 +27,6 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +34,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "two_speakers"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def words(text: str) -> list[str]:
@@ -170,7 +168,7 @@ def sample(chunk_seconds: float) -> dict[str, Any]:
 
 def conversation_set(names: Sequence[str], task: str) -> dict[str, Any]:
     """Diarize every clip of the conversation set; per-clip scores and the means."""
-    import conversations
+    from benchmarks import conversations
 
     folders = conversations.build(names=names)
     rows: dict[str, dict[str, Any]] = {}

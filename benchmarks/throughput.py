@@ -10,7 +10,7 @@ way: wall time, items per minute, seconds of audio per wall-second, and CPU util
 (the CPU time of ``inv`` and everything it started / (wall x cores)), with ratios to the
 sequential way.
 
-Run with the dev env: ``.venv/bin/python benchmarks/throughput.py [--items 8]
+Run with the dev env: ``.venv/bin/python -m benchmarks.throughput [--items 8]
 [--json benchmarks/throughput.json --markdown benchmarks/throughput.md]``.
 """
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             ways.append(result)
     doc = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "benchmarks/throughput.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.throughput " + " ".join(argv or sys.argv[1:]),
         "machine": f"{cpus()} CPUs, {platform.machine()}, Python {platform.python_version()}",
         # other work on the machine (1-minute load average) when the run started and ended
         "load": [round(load_start, 2), round(os.getloadavg()[0], 2)],

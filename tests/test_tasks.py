@@ -151,6 +151,15 @@ def test_usage_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], text: str
     assert_one_line_error(inv(*args), 2, text)
 
 
+@pytest.mark.parametrize("task", ["run", "sync", "worker", "submit", "pipeline"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_a_tasks_help_flag_after_its_name_shows_its_help(task: str, flag: str) -> None:
+    proc = inv(task, flag)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"Usage: inv[oke] [--core-opts] {task} ")
+    assert "Docstring:" in proc.stdout and proc.stderr == ""
+
+
 def test_a_fractional_timeout_is_taken(demo: manifest.Manifest) -> None:
     syncer.sync_one(demo, layout.spec(demo, "alpha"))
     proc = inv("run", "--timeout", "2.5", "hello", cwd=demo.root)

@@ -51,6 +51,36 @@ def _write(
     return said
 
 
+def from_flags(
+    argv: Sequence[str],
+    *,
+    tasks: Sequence[str],
+    ways: Sequence[str],
+    runs: int,
+    warmups: int,
+    json: str,
+    markdown: str,
+    check: str,
+    tolerance: float,
+    no_disk: bool,
+    broker: str,
+) -> int:
+    """``inv measure`` as typed (empty: the default), ``argv`` being its command line."""
+    return run(
+        tasks=tasks,
+        ways=ways,
+        runs=runs or None,
+        warmups=warmups,
+        json_path=Path(json) if json else None,
+        markdown_path=Path(markdown) if markdown else None,
+        check_path=Path(check) if check else None,
+        tolerance=tolerance,
+        disk=not no_disk,
+        command="inv " + " ".join(argv) if argv else "inv measure",
+        broker=broker or None,
+    )
+
+
 def run(
     *,
     tasks: Sequence[str] = (),

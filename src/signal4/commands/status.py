@@ -100,7 +100,7 @@ def rows(
 
 
 def main(
-    *, failed: bool = False, as_json: bool = False, stale_only: bool = False, triggers: str = "all"
+    failed: bool = False, as_json: bool = False, stale_only: bool = False, triggers: str = "all"
 ) -> int:
     """Print the state of every content item (or the stale ones, and why); exit 0."""
     from rich.table import Table

@@ -1,0 +1,63 @@
+"""Invoke glue for ``tasks.py``: the one place a user mistake becomes an exit, and the
+parse fixes that make every usage mistake exit 2.
+
+Invoke's own way to change how it parses is a ``Program`` subclass behind a console
+script. Ours would have to be called ``inv`` (the command everyone types), and a second
+``inv`` script in the same venv fights Invoke's own over ``.venv/bin/inv``; so
+:func:`install` wraps the one parse step of Invoke's program instead, once, when
+``tasks.py`` is loaded (Invoke parses a task's flags after it has loaded that file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from invoke.exceptions import Exit, ParseError
+from invoke.program import Program
+
+from signal4.codes import EXIT_INTERRUPTED, EXIT_USAGE
+from signal4.errors import Interrupted, Signal4Error
+
+#: What asks a task for its help, where Invoke took it for the task's first argument.
+HELP_FLAGS = ("--help", "-h")
+
+
+def call(fn: Callable[[], int]) -> None:
+    """Run a task body; a user mistake becomes a one-line message and its exit code."""
+    try:
+        code = fn()
+    except Interrupted as exc:
+        raise Exit(str(exc), code=exc.code) from None
+    except Signal4Error as exc:
+        raise Exit(f"error: {exc}", code=exc.code) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
+    if code:
+        raise Exit(code=code)
+
+
+def parse_tasks(program: Program, parse: Callable[[Program], None]) -> None:
+    """Invoke's ``parse_tasks``, with its parse errors (an unknown flag, a bad value) as
+    exit 2, like ours (it ends them with 1, or a traceback for a value its type cannot
+    take), and ``inv run --help`` as the task's help (it took the flag for the task's
+    argument: ``unknown task '--help'``)."""
+    try:
+        parse(program)
+    except (ParseError, ValueError) as exc:
+        raise Exit(f"error: {exc}", code=EXIT_USAGE) from None
+    for context in program.tasks:
+        if any(arg.value in HELP_FLAGS for arg in context.positional_args):
+            program.args.help.value = context.name  # Invoke prints it, then exits 0
+
+
+def install() -> None:
+    """Wrap Invoke's parse step with :func:`parse_tasks` (once)."""
+    original = Program.parse_tasks
+    if getattr(original, "signal4", False):
+        return
+
+    def wrapped(self: Program) -> None:
+        parse_tasks(self, original)
+
+    wrapped.signal4 = True  # type: ignore[attr-defined]
+    Program.parse_tasks = wrapped  # type: ignore[method-assign]
