@@ -7,20 +7,26 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from invoke.exceptions import Exit, ParseError
-from invoke.program import Program
 
-from signal4.commands import cli
 from signal4.errors import Interrupted, Signal4Error, UsageError
 
+# Invoke and the command layer live in the dev env: imported in the tests, so that a step
+# env's session can collect this file.
 
-def _exit(fn: Any) -> Exit:
+
+def _exit(fn: Any) -> Any:
+    from invoke.exceptions import Exit
+
+    from signal4.commands import cli
+
     with pytest.raises(Exit) as info:
         cli.call(fn)
     return info.value
 
 
 def test_a_task_body_ends_in_one_line_and_its_exit_code() -> None:
+    from signal4.commands import cli
+
     assert cli.call(lambda: 0) is None
     assert _exit(lambda: 1).code == 1
     bad = _exit(lambda: (_ for _ in ()).throw(UsageError("unknown env 'x'")))
@@ -41,6 +47,10 @@ def _program(*values: str) -> Any:
 
 
 def test_invoke_parse_errors_exit_2_and_a_help_flag_taken_for_an_argument_is_help() -> None:
+    from invoke.exceptions import Exit, ParseError
+
+    from signal4.commands import cli
+
     def refuse(_program: Any) -> None:
         raise ParseError("No idea what '--bogus' is!")
 
@@ -57,6 +67,10 @@ def test_invoke_parse_errors_exit_2_and_a_help_flag_taken_for_an_argument_is_hel
 
 
 def test_install_wraps_invokes_parse_step_once() -> None:
+    from invoke.program import Program
+
+    from signal4.commands import cli
+
     cli.install()
     wrapped = Program.parse_tasks
     cli.install()

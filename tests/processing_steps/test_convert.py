@@ -361,16 +361,35 @@ def test_unknown_content_and_missing_args() -> None:
     assert "no such file" in result["error"]
 
 
-def test_an_input_named_like_an_output_keeps_its_own_copy(tmp_path: Path) -> None:
-    src = media.tone(tmp_path / "audio.wav", 2.0)  # the bundled sample's name
+@pytest.mark.parametrize(
+    "name",
+    # convert's own output; later steps' outputs (diarize, stitch); the item's description
+    ["audio.wav", "diarization.rttm", "transcript.vtt", "transcript.json", "item.json"],
+)
+def test_an_input_named_like_an_output_keeps_its_own_copy(tmp_path: Path, name: str) -> None:
+    src = media.tone(tmp_path / "tone.wav", 2.0).rename(tmp_path / name)
     code, result = run_step(STEP, "--input", str(src), "--content", "same")
     assert code == 0, result
     folder = store().folder("same")
-    assert (folder / "source-audio.wav").read_bytes() == src.read_bytes()  # the input, intact
+    kept = f"source-{Path(name).stem}{Path(name).suffix}"
+    assert (folder / kept).read_bytes() == src.read_bytes()  # the input, intact
     assert _wav(folder / "audio.wav")[:2] == (16_000, 1)  # the converted WAV beside it
-    assert json.loads((folder / "item.json").read_text())["meta"]["media"] == "source-audio.wav"
+    assert json.loads((folder / "item.json").read_text())["meta"]["media"] == kept
+    if name != "item.json":  # what a later step writes under that name leaves the copy alone
+        (folder / name).write_bytes(b"an output")
     code, again = run_step(STEP, "--content", "same", "--rewrite")  # from the kept input
-    assert (code, again["status"], again["source"]) == (0, Status.COMPLETED, "source-audio.wav")
+    assert (code, again["status"], again["source"]) == (0, Status.COMPLETED, kept)
+
+
+def test_no_output_of_a_step_can_be_taken_for_a_sources_copy() -> None:
+    from signal4.stepkit import diarization
+    from signal4.stepkit.fetch import SOURCE_PREFIX, safe_filename
+
+    outputs = ["audio.wav", "audio.opus", "chunks.json", "item.json", "storage_manifest.json"]
+    outputs += [diarization.JSON_NAME, diarization.RTTM_NAME, "transcript_words.json"]
+    outputs += ["transcript.json", "transcript.vtt", "transcript.srt"]
+    assert not any(o.startswith(SOURCE_PREFIX) for o in outputs)
+    assert all(safe_filename(f"https://x.test/{o}").startswith(SOURCE_PREFIX) for o in outputs)
 
 
 def test_cli_subprocess(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def test_rss_newest_episode_downloaded_and_recorded(mp3: bytes) -> None:
         assert result["status"] == Status.COMPLETED
         [cid] = result["contents"]
         assert cid.startswith("podcast-second-episode-")
-        path = store().path(cid, "ep2.mp3")
+        path = store().path(cid, "source-ep2.mp3")
         assert path.read_bytes() == mp3
         item = db().get(cid)
         assert item is not None
@@ -89,7 +89,7 @@ def test_all_episodes_atom_and_redirect(mp3: bytes) -> None:
         code, result = run_step(STEP, "--feed", srv.url("/atom.xml"), "--all")
         assert code == 0, result
         assert len(result["contents"]) == 2
-        assert {d["file"] for d in result["downloads"]} == {"moved.mp3", "one.mp3"}
+        assert {d["file"] for d in result["downloads"]} == {"source-moved.mp3", "source-one.mp3"}
         for cid in result["contents"]:
             assert db().is_done(cid, "download")
         code, pick = run_step(STEP, "--feed", srv.url("/atom.xml"), "--guid", "urn:e1")
@@ -155,7 +155,7 @@ def test_unsafe_enclosure_names_are_sanitised(mp3: bytes) -> None:
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"), "--content", "evil")
         assert code == 0, result
         name = result["downloads"][0]["file"]
-        assert name == "x-ye.mp3"
+        assert name == "source-x-ye.mp3"
         assert (store().folder("evil") / name).is_file()
         assert sorted(p.name for p in store().root.iterdir()) == ["evil"]
 
@@ -302,11 +302,11 @@ def test_a_failed_rewrite_keeps_the_download_done(mp3: bytes) -> None:
             STEP, "--feed", srv.url("/feed.xml"), "--content", "once", "--rewrite"
         )
     assert code == codes.EXIT_INVALID, result
-    assert store().path("once", "once.mp3").read_bytes() == mp3  # the earlier download
+    assert store().path("once", "source-once.mp3").read_bytes() == mp3  # the earlier download
     row = db().get("once").steps[0]  # type: ignore[union-attr]
     assert (row.status, row.error) == ("done", None)
     assert "404" in row.info["last_attempt"]["error"]
-    assert row.info["file"] == "once.mp3"
+    assert row.info["file"] == "source-once.mp3"
 
 
 def test_a_full_disk_is_failed_not_bad_media(
@@ -359,7 +359,7 @@ def test_connection_reset_leaves_nothing_and_rerun_completes(mp3: bytes) -> None
         code, result = run_step(STEP, "--feed", srv.url("/feed.xml"))
         assert code == 0, result
         assert result["contents"] == [item.id]
-        assert store().path(item.id, "flaky.mp3").read_bytes() == mp3
+        assert store().path(item.id, "source-flaky.mp3").read_bytes() == mp3
         assert states(item.id) == {"download": "done"}
     _no_leftovers()
 

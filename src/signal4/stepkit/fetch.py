@@ -40,8 +40,10 @@ MEDIA_EXTS = {
     ".3gp",
     ".avi",
 }
-#: Names the pipeline writes into a content folder; a download never takes one of them.
-RESERVED = {"audio.wav", "audio.opus", "chunks.json", "meta.json", "storage_manifest.json"}
+#: What the name of a source's copy in its content folder starts with; no output of the
+#: pipeline does, so a source named like one (``diarization.rttm``, ``item.json``) keeps
+#: its own copy.
+SOURCE_PREFIX = "source-"
 
 
 class UnsafeURL(ValueError):
@@ -146,7 +148,8 @@ def is_media_type(content_type: str | None) -> bool:
 
 
 def safe_filename(url: str, *, content_type: str | None = None, default: str = "media") -> str:
-    """A safe file name from the last segment of ``url``: no dirs, query, spaces, non-ASCII."""
+    """The name a source's copy gets in its content folder, from the last segment of ``url``:
+    no dirs, query, spaces, non-ASCII, and :data:`SOURCE_PREFIX` in front."""
     name = posixpath.basename(unquote(urlsplit(url).path).replace("\\", "/"))
     stem, ext = posixpath.splitext(name)
     ext = ext.lower() if re.fullmatch(r"\.[A-Za-z0-9]{1,5}", ext or "") else ""
@@ -154,8 +157,7 @@ def safe_filename(url: str, *, content_type: str | None = None, default: str = "
         ext = _ext_for_type(content_type) or ext or ".bin"
     clean = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     clean = re.sub(r"[^A-Za-z0-9_-]+", "-", clean).strip("-_")[:80] or default
-    result = f"{clean}{ext}"
-    return f"source-{result}" if result.lower() in RESERVED else result
+    return f"{SOURCE_PREFIX}{clean}{ext}"
 
 
 def _ext_for_type(content_type: str | None) -> str | None:
