@@ -12,7 +12,7 @@ from signal4.commands import envs as env_cmd
 from signal4.measure import baseline as measure_baseline
 from signal4.measure import ways as measure_ways
 
-cli.install()  # every usage mistake exits 2; `inv run --help` is run's help (see cli)
+cli.install()  # usage mistakes exit 2, `inv run --help` is run's help, SIGTERM says so
 
 
 @task(

@@ -333,3 +333,106 @@ def test_an_unknown_rerun_trigger_is_one_line_and_exit_2(tmp_path: Path) -> None
             cwd=ROOT,
         )
         assert_one_line_error(proc, 2, "--rerun-triggers: unknown trigger 'model'")
+
+
+# --- hostile sources and flags: one line, a documented exit code, the rest goes on ----------
+
+
+def _world_readable_folder() -> Path:
+    """A folder another user (nobody) can read: tmp_path's parents are root's alone."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="signal4-"))
+    folder.chmod(0o755)
+    return folder
+
+
+def test_an_unreadable_file_fails_alone_and_the_others_are_planned() -> None:
+    import shutil
+
+    root = _world_readable_folder()
+    try:
+        media, data = root / "media", root / "data"
+        media.mkdir(mode=0o755)
+        data.mkdir(mode=0o777)
+        data.chmod(0o777)
+        for name, mode in (("a.wav", 0o644), ("b.wav", 0o000)):
+            shutil.copy(ROOT / "samples" / "two_speakers" / "audio.wav", media / name)
+            (media / name).chmod(mode)
+        env = {**os.environ, "HOME": str(root), "SIGNAL4_DATA_DIR": str(data), "NO_COLOR": "1"}
+        env["COLUMNS"] = "250"
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        proc = subprocess.run(
+            [*nobody, *INV, "pipeline", "--source", str(media), "--dry-run"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "plan: 1 item(s)" in proc.stdout and "file-a-" in proc.stdout
+        assert "b.wav: cannot read it (Permission denied)" in proc.stdout
+        assert "Traceback" not in proc.stdout + proc.stderr
+    finally:
+        shutil.rmtree(root)
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not a text file of sources (not UTF-8 at byte"),
+        (b"a.wav\n\x00b.wav\n", "not a text file of sources (it holds a NUL byte)"),
+    ],
+)
+def test_a_from_file_that_is_no_list_of_sources_is_one_line(
+    tmp_path: Path, content: bytes, text: str
+) -> None:
+    listing = tmp_path / "sources"
+    listing.write_bytes(content)
+    assert_one_line_error(inv("pipeline", "--from", str(listing), "--dry-run"), 2, text)
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_source(tmp_path: Path) -> None:
+    import shutil
+
+    wav = tmp_path / "one.wav"
+    shutil.copy(ROOT / "samples" / "two_speakers" / "audio.wav", wav)
+    listing = tmp_path / "sources"
+    listing.write_bytes(b"\xef\xbb\xbf" + f"{wav}\n# listed twice: planned once\n{wav}\n".encode())
+    proc = inv("pipeline", "--from", str(listing), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "plan: 1 item(s)" in proc.stdout and "file-one-" in proc.stdout
+    assert "cannot plan" not in proc.stdout
+
+
+def test_a_fifo_is_not_taken_for_a_missing_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    proc = inv("pipeline", "--source", str(fifo), "--dry-run")
+    assert_one_line_error(proc, 2, "not a regular file or a folder (a FIFO, a device?)")
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_broker_port_out_of_range_is_one_line(port: str) -> None:
+    assert_one_line_error(inv("broker", "--port", port), 2, "give a TCP port from 1 to 65535")
+
+
+def test_an_early_sigterm_says_so_and_exits_143(tmp_path: Path) -> None:
+    fifo = tmp_path / "sources"
+    os.mkfifo(fifo)  # planning blocks reading it: the signal lands before any step
+    proc = subprocess.Popen(
+        [*INV, "pipeline", "--from", str(fifo)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    # opening a FIFO with no writer waits in the kernel's wait_for_partner
+    while Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
+        assert time.monotonic() < deadline and proc.poll() is None, "it never read the list"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.decode().strip() == "interrupted by SIGTERM"

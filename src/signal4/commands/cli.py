@@ -10,12 +10,15 @@ script. Ours would have to be called ``inv`` (the command everyone types), and a
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
+from types import FrameType
 
 from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
 
-from signal4.codes import EXIT_INTERRUPTED, EXIT_USAGE
+from signal4.codes import EXIT_INTERRUPTED, EXIT_USAGE, exit_for_signal
 from signal4.errors import Interrupted, Signal4Error
 
 #: What asks a task for its help, where Invoke took it for the task's first argument.
@@ -50,8 +53,16 @@ def parse_tasks(program: Program, parse: Callable[[Program], None]) -> None:
             program.args.help.value = context.name  # Invoke prints it, then exits 0
 
 
+def terminated(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM before a task installs its own handlers: one line and exit 143, as Ctrl-C
+    says "interrupted" (the default action would end ``inv`` without a word)."""
+    raise Exit(f"interrupted by {signal.Signals(signum).name}", code=exit_for_signal(signum))
+
+
 def install() -> None:
-    """Wrap Invoke's parse step with :func:`parse_tasks` (once)."""
+    """Wrap Invoke's parse step with :func:`parse_tasks`, and take SIGTERM (once)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminated)
     original = Program.parse_tasks
     if getattr(original, "signal4", False):
         return

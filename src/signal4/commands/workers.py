@@ -32,6 +32,8 @@ def broker(port: int = broker_mod.DEFAULT_PORT, *, stop: bool = False) -> int:
     """Start (or stop) the local Redis broker of this checkout."""
     from signal4.console import console
 
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: give a TCP port from 1 to 65535")
     m = load()
     local = broker_mod.for_root(m.root, port)
     if stop:

@@ -110,13 +110,27 @@ class Plan:
 
 
 def read_source_file(path: Path) -> list[str]:
-    """The sources listed in ``path``: one per line; blank lines and ``#`` comments skipped."""
+    """The sources listed in ``path``: one per line; blank lines and ``#`` comments skipped.
+
+    UTF-8 text (a byte-order mark at its start is no part of the first source); anything
+    else (a binary file, a NUL byte) is a :class:`UsageError` saying so. A source listed
+    twice is planned once.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"--from {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"--from {path}: not a text file of sources (not UTF-8 at byte {exc.start}); "
+            "give a file with one source per line"
+        ) from None
+    if "\0" in text:
+        raise UsageError(f"--from {path}: not a text file of sources (it holds a NUL byte)")
     lines = (line.strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    return list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
 
 
 def media_files(folder: Path, *, recursive: bool) -> list[Path]:
@@ -178,13 +192,20 @@ def _pipeline_stages(m: Manifest, first_args: list[str]) -> list[Stage]:
     return [Stage(t, list(first_args) if i == 0 else []) for i, t in enumerate(tasks)]
 
 
-def file_item(m: Manifest, path: Path) -> Item:
-    """The item of a local media file: its content id comes from its name and bytes."""
+def file_item(m: Manifest, path: Path, ids: dict[Path, str] | None = None) -> Item:
+    """The item of a local media file: its content id comes from its name and bytes
+    (worked out once per file in ``ids``); :class:`SourceError` if it cannot be read."""
     src = path.expanduser().resolve()
+    ids = {} if ids is None else ids
+    if src not in ids:
+        try:
+            ids[src] = file_content_id(src)
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     return Item(
         source=str(path),
         title=src.name,
-        content=file_content_id(src),
+        content=ids[src],
         stages=_pipeline_stages(m, ["--input", str(src)]),
     )
 
@@ -306,6 +327,7 @@ def build(
     plan = Plan()
     failed: list[tuple[str, str]] = []
     seen: set[str] = set()
+    ids: dict[Path, str] = {}  # a file named twice (two spellings of its path) is read once
 
     def add(item: Item) -> None:
         key = item.content or f"{item.stages[0].task.name}:{item.stages[0].args}"
@@ -329,9 +351,14 @@ def build(
                 if not files:
                     raise SourceError(f"{raw}: no media files in this folder")
                 for f in files:
-                    add(file_item(m, f))
+                    try:  # one file that cannot be read fails alone
+                        add(file_item(m, f, ids))
+                    except SourceError as exc:
+                        failed.append((str(f), str(exc)))
             elif path.is_file():
-                add(file_item(m, path))
+                add(file_item(m, path, ids))
+            elif path.exists():
+                raise SourceError(f"{raw}: not a regular file or a folder (a FIFO, a device?)")
             else:
                 raise SourceError(f"{raw}: no such file or folder")
         except SourceError as exc:

@@ -129,7 +129,15 @@ def start(broker: LocalBroker, *, wait: float = 10.0) -> bool:
         )
     server = find_server()
     broker.folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(command(broker, server), check=True, stdout=subprocess.DEVNULL)
+    started = subprocess.run(
+        command(broker, server), check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    if started.returncode:
+        said = started.stderr.decode(errors="replace").strip().splitlines()
+        raise BrokerError(
+            f"redis-server did not start on port {broker.port} (exit {started.returncode}"
+            f"{': ' + said[-1] if said else ''}); see {broker.logfile}"
+        )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if answers(broker.port):
