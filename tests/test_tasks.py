@@ -225,6 +225,39 @@ def test_pipeline_exits_1_naming_the_item_when_a_stage_times_out(
 
 
 @pytest.mark.parametrize("command", [("run", "sleepy"), ("pipeline", "--source", "TALK")])
+def test_clean_refuses_an_env_a_running_step_or_pipeline_uses(
+    slow_demo: manifest.Manifest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+) -> None:
+    marker = tmp_path / "pid"
+    monkeypatch.setenv("DEMO_MARKER", str(marker))
+    talk = tmp_path / "talk.wav"
+    talk.write_bytes(b"RIFF")
+    proc = subprocess.Popen(
+        [*INV, *(str(talk) if arg == "TALK" else arg for arg in command)],
+        cwd=slow_demo.root,
+        env={**os.environ, "SIGNAL4_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _started(marker, proc)
+        refused = inv("clean", "--env", "alpha", cwd=slow_demo.root)
+        assert_one_line_error(refused, 2, "env alpha is in use (a step, a pipeline or a warm")
+        assert layout.spec(slow_demo, "alpha").python.exists()
+        everything = inv("clean", cwd=slow_demo.root)  # a full clean refuses, removes nothing
+        assert everything.returncode == 2 and layout.spec(slow_demo, "alpha").python.exists()
+        assert inv("clean", "--env", "alpha", "--dry-run", cwd=slow_demo.root).returncode == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+@pytest.mark.parametrize("command", [("run", "sleepy"), ("pipeline", "--source", "TALK")])
 def test_ctrl_c_ends_the_command_with_130_and_stops_the_step(
     slow_demo: manifest.Manifest,
     tmp_path: Path,

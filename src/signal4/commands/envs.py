@@ -6,6 +6,7 @@ and raise :class:`~signal4.errors.Signal4Error` subclasses for what a user can f
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Sequence
 
@@ -144,7 +145,11 @@ def clean(names: Sequence[str], *, dry_run: bool = False) -> int:
     if not plan:
         out.print("nothing to clean")
         return 0
-    with venv.sync_lock(m, on_wait=lambda: out.print("waiting for a running sync to finish…")):
+    venvs = [name for name in names or [*m.envs, FULL_ENV] if layout.spec(m, name).venv in plan]
+    with (
+        venv.sync_lock(m, on_wait=lambda: out.print("waiting for a running sync to finish…")),
+        venv.exclusive(m, venvs) if not dry_run else contextlib.nullcontext(),
+    ):
         for path in plan:
             rel = path.relative_to(m.root)
             out.print(f"{'would remove' if dry_run else 'removing'} {rel}")

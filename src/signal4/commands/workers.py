@@ -135,6 +135,9 @@ def worker(
     )
     sys.stdout.flush()
     sys.stderr.flush()
+    # the worker holds its env in use for its whole life (the lock survives the exec):
+    # inv clean refuses to remove the env under it
+    os.set_inheritable(venv.hold_in_use(m, env), True)
     os.execve(cmd[0], cmd, worker_environ(m, env, concurrency=n, url=url))
     return 0  # pragma: no cover - execve does not return
 

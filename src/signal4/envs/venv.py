@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from signal4.envs.layout import (
@@ -182,6 +182,65 @@ def sync_lock(manifest: Manifest, *, on_wait: object = None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _use_lock(manifest: Manifest, name: str) -> Path:
+    """The file whose lock says env ``name`` is in use (beside the env, not inside it)."""
+    folder = envs_dir(manifest)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f".in-use-{name}.lock"
+
+
+def hold_in_use(manifest: Manifest, name: str) -> int:
+    """Take a shared lock saying env ``name`` is in use; return its file descriptor.
+
+    It lasts as long as the descriptor is open: close it when done, or keep it across an
+    ``execve`` (``os.set_inheritable``) for the process that replaces this one.
+    """
+    fd = os.open(_use_lock(manifest, name), os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+@contextlib.contextmanager
+def in_use(manifest: Manifest, names: Iterable[str]) -> Iterator[None]:
+    """Hold each env of ``names`` in use (shared): ``inv clean`` refuses to remove it."""
+    fds = [hold_in_use(manifest, name) for name in sorted(set(names))]
+    try:
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive(manifest: Manifest, names: Iterable[str]) -> Iterator[None]:
+    """Hold each env of ``names`` alone (nothing may run from it) while the block runs.
+
+    :class:`EnvError` names the envs in use (a step, a pipeline or a warm worker runs from
+    them) and takes none.
+    """
+    fds: list[int] = []
+    busy: list[str] = []
+    try:
+        for name in sorted(set(names)):
+            fd = os.open(_use_lock(manifest, name), os.O_RDWR | os.O_CREAT, 0o666)
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                busy.append(name)
+        if busy:
+            raise EnvError(
+                f"env {', '.join(busy)} is in use (a step, a pipeline or a warm worker runs "
+                "from it); stop it or let it finish, then run this again"
+            )
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def site_packages(env: Venv) -> Path | None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from signal4 import codes, cpu
 from signal4.codes import ItemStatus
-from signal4.envs import layout
+from signal4.envs import layout, venv
 from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
 from signal4.run import dispatch, record
@@ -171,8 +171,10 @@ class Batch:
                 self.results[id(item)].exit_code = codes.EXIT_FAILED
         running: dict[Future[dispatch.Outcome], tuple[Item, Stage, float]] = {}
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="signal4-step")
+        # the batch's envs stay in use between its steps too: inv clean leaves them alone
+        used = {s.task.env for item in self.plan.items for s in item.pending}
         try:
-            with _stop_on_signals():
+            with _stop_on_signals(), venv.in_use(self.m, used):
                 while True:
                     for item, stage in list(self._startable(running)):
                         self.results[id(item)].status = ItemStatus.RUNNING

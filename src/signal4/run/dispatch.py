@@ -38,7 +38,7 @@ from signal4.codes import StageState, Status
 from signal4.content import settings
 from signal4.envs.layout import Venv, spec
 from signal4.envs.manifest import Manifest, Task
-from signal4.envs.venv import require_ready
+from signal4.envs.venv import in_use, require_ready
 from signal4.signals import handling
 from signal4.stepkit import protocol
 
@@ -382,18 +382,19 @@ def run(
     """
     env = env or spec(manifest, task.env)
     require_ready(manifest, env)
-    return run_command(
-        command(manifest, task, args, env),
-        task=task.name,
-        env=task.env,
-        timeout=task.timeout if timeout is None else timeout,
-        grace=grace,
-        environ=child_environ(manifest, env_vars),
-        on_stdout=on_stdout,
-        on_stderr=on_stderr,
-        on_start=on_start,
-        on_progress=on_progress,
-    )
+    with in_use(manifest, [task.env]):  # inv clean leaves the env alone while it runs
+        return run_command(
+            command(manifest, task, args, env),
+            task=task.name,
+            env=task.env,
+            timeout=task.timeout if timeout is None else timeout,
+            grace=grace,
+            environ=child_environ(manifest, env_vars),
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_start=on_start,
+            on_progress=on_progress,
+        )
 
 
 def echo_stdout(line: str) -> None:
