@@ -247,13 +247,18 @@ def test_the_allow_list_matches_by_file_operator_and_text_near_the_line(
         monkeypatch.setattr(mutation, "ALLOWED", {(path, operator, text): "why"})
         return [mutation.allowed_reason(m) == "why" for m in (first, second)]
 
-    assert allow("a < b") == [True, False]  # the line as written
-    assert allow("a <= c") == [False, True]  # the line as mutated
+    assert allow("a <= b") == [True, False]  # one line: as mutated
+    assert allow("a <= c") == [False, True]
+    assert allow("a < b") == [False, False]  # not as written: that names no change
     assert allow("if c:  # the guard\nreturn a < b") == [True, False]  # lines, as written
     assert allow("# the guard") == [False, False]  # one line: the mutated line only
-    assert allow("a < b", path="other.py") == [False, False]
-    assert allow("a < b", operator="lt-to-gt") == [False, False]
-    assert mutation.unused_allowances([first, second]) == [("m.py", "lt-to-gt", "a < b")]
+    assert allow("a <= b", path="other.py") == [False, False]
+    assert allow("a <= b", operator="lt-to-gt") == [False, False]
+    assert mutation.unused_allowances([first, second]) == [("m.py", "lt-to-gt", "a <= b")]
+    calls = [x for x in _mutants(code) if x.operator == "call-to-pass"]
+    monkeypatch.setattr(mutation, "ALLOWED", {("m.py", "call-to-pass", "f(b)"): "why"})
+    # a call replaced by pass: the line as written names it
+    assert [mutation.allowed_reason(m) == "why" for m in calls] == [False, True]
 
 
 def test_every_target_names_files_that_exist() -> None:

@@ -248,6 +248,8 @@ _CHECKS = "src/signal4/envs/checks.py"
 _LOCKGRAPH = "src/signal4/envs/lockgraph.py"
 _MANIFEST = "src/signal4/envs/manifest.py"
 _STEPRUNNER = "src/signal4/stepkit/step.py"
+_LAYOUT = "src/signal4/envs/layout.py"
+_CPU = "src/signal4/cpu.py"
 _STITCH = "src/signal4/processing_steps/stitch.py"
 _PRECISION = "the precision of a timing (3 or 4 decimals); nothing reads more than 3"
 _EXIT_ONE = "equivalent: for exit code 1 both branches give 1"
@@ -268,7 +270,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "how many stderr lines an outcome keeps for its error report (40 or 41): a size, not "
         "a behaviour"
     ),
-    (_DISPATCH, "int-plus-one", "round(self.duration, 4)"): _PRECISION,
     (_DISPATCH, "int-plus-one", "returncode if returncode > 1 else codes.EXIT_FAILED"): (_EXIT_ONE),
     (_DISPATCH, "true-to-false", "text=False,"): (
         "equivalent: encoding= and errors= already open the pipes in text mode"
@@ -299,21 +300,14 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "equivalent: the pipe is closed anyway when the Popen object is freed as run_command "
         "returns (its last reference)"
     ),
-    (_DISPATCH, "return-none", 'A JSON-ready summary of the outcome."""\nreturn {'): (
-        "unreachable: nothing calls Outcome.to_json (dead code, to delete)"
-    ),
-    (_DISPATCH, "int-plus-one", "EXIT_INTERRUPTED = 131"): (
-        "unreachable: nothing reads dispatch.EXIT_INTERRUPTED (dead code, to delete; the exit "
-        "code of an interrupted inv is errors.EXIT_INTERRUPTED)"
-    ),
-    (_VENV, "return-none", 'return self.venv / "Scripts" / "python.exe"'): (
+    (_LAYOUT, "return-none", 'return self.venv / "Scripts" / "python.exe"'): (
         "Windows is not a target platform (the line is `pragma: no cover` too)"
     ),
-    (_VENV, "true-to-false", "all_extras=False,"): (
+    (_LAYOUT, "true-to-false", "all_extras=False,"): (
         "equivalent here: the full env then gets --extra for every env buildable on this "
         "machine instead of --all-extras, the same packages (the others' carry platform markers)"
     ),
-    (_VENV, "int-plus-one", "hexdigest()[:17]"): (
+    (_LAYOUT, "int-plus-one", "hexdigest()[:17]"): (
         "the length of an internal hash: every reader compares it with lock_hash() itself"
     ),
     (_VENV, "call-to-pass", 'environ.setdefault("UV_NO_PROGRESS", "1")'): (
@@ -351,12 +345,12 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (_SYNCER, "true-to-false", "pool.shutdown(wait=True, cancel_futures=False)"): (
         "equivalent: the except clause has cancelled every future with f.cancel() already"
     ),
-    (_SYNCER, "or-to-and", "stamp = read_stamp(env) or {}"): (
+    (_SYNCER, "or-to-and", "stamp = read_stamp(env) and {}"): (
         "re-stamps every up-to-date env on inv sync: it writes the lock, selection and "
         "fingerprint the stamp already holds (status() found them current); differs only for a "
         "stamp from before fingerprints, which gains a correct one"
     ),
-    (_SYNCER, "or-to-and", "(lock or lock_hash(manifest))"): (
+    (_SYNCER, "or-to-and", "(lock and lock_hash(manifest))"): (
         "equivalent: lock is lock_hash(manifest) taken moments before (sync_many), or None, "
         "and then the env is re-stamped with what its stamp already holds (see the entry above)"
     ),
@@ -374,11 +368,11 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (_CHECKS, "int-plus-one", "STEP_PACKAGE.replace(PACKAGE, package, 2)"): (
         "equivalent: the package name occurs once in the step package's name"
     ),
-    (_CHECKS, "and-to-or", 'if "drift" in only and lock is not None'): (
+    (_CHECKS, "and-to-or", 'if "drift" in only or lock is not None'): (
         "differs only for a selection of checks with platforms but without drift; `inv check` "
         "runs all six, and nothing else selects"
     ),
-    (_CHECKS, "and-to-or", 'if "platforms" in only and lock is not None'): (
+    (_CHECKS, "and-to-or", 'if "platforms" in only or lock is not None'): (
         "differs only for a selection of checks with drift but without platforms; `inv check` "
         "runs all six, and nothing else selects"
     ),
@@ -426,9 +420,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "argparse calls exit() without a status only for a version action, which no step has "
         "(--help and usage errors are overridden)"
     ),
-    (_STEPRUNNER, "return-none", "return max(1, os.cpu_count() or 1)"): _NOT_HERE,
-    (_STEPRUNNER, "int-plus-one", "os.cpu_count()"): _NOT_HERE,
-    (_STEPRUNNER, "or-to-and", "os.cpu_count()"): _NOT_HERE,
+    (_CPU, "return-none", "return max(1, os.cpu_count() or 1)"): _NOT_HERE,
+    (_CPU, "int-plus-one", "os.cpu_count() or 2"): _NOT_HERE,
+    (_CPU, "or-to-and", "os.cpu_count() and 1"): _NOT_HERE,
     (_STEPRUNNER, "or-to-and", '"""\nctx = ctx or Context()'): (
         "Step.call's only caller, run_argv, always passes a Context"
     ),
@@ -924,13 +918,20 @@ def target_mutants(target: Target, root: Path = ROOT) -> list[Mutant]:
     return mutants(source, target.path, target.only)
 
 
+#: Operators whose mutated line says nothing of the original (``pass``, ``return None``):
+#: an allow-list entry of theirs names the line as written.
+_GENERIC = frozenset({"call-to-pass", "return-none"})
+
+
 def _allows(key: tuple[str, str, str], mutant: Mutant) -> bool:
     path, operator, text = key
     if mutant.path != path or mutant.operator != operator:
         return False
     if "\n" in text:  # lines: the last one is the mutated line, as written
         return mutant.context.endswith(text) or f"{text}\n" in mutant.context
-    return text in mutant.before or text in mutant.after
+    # one line: as mutated, so that an entry names the change and not just the line (a
+    # text found in the line as written would also let every other mutant of it survive)
+    return text in (mutant.before if operator in _GENERIC else mutant.after)
 
 
 def allowed_reason(mutant: Mutant) -> str | None:
@@ -938,9 +939,10 @@ def allowed_reason(mutant: Mutant) -> str | None:
     return next((why for key, why in ALLOWED.items() if _allows(key, mutant)), None)
 
 
-def unused_allowances(found: Sequence[Mutant]) -> list[tuple[str, str, str]]:
-    """The allow-list entries that match none of ``found`` (stale after an edit)."""
-    return [key for key in ALLOWED if not any(_allows(key, m) for m in found)]
+def unused_allowances(survived: Sequence[Mutant]) -> list[tuple[str, str, str]]:
+    """The allow-list entries that let none of ``survived`` survive (stale: the code or a
+    new test made them needless)."""
+    return [key for key in ALLOWED if not any(_allows(key, m) for m in survived)]
 
 
 # ---------------------------------------------------------------------------
@@ -1212,13 +1214,13 @@ class Summary:
         return [v for v in self.verdicts if not v.killed]
 
     def stale_allowances(self) -> list[tuple[str, str, str]]:
-        """Allow-list entries for the modules run in full that matched none of their mutants."""
+        """Allow-list entries of the modules run in full that matched none of their survivors."""
         if not self.complete:
             return []
         ran = {t.path for t in self.targets if t.name in self.baselines}
         ran -= {b.target.path for b in self.failed_baselines}
-        found = [v.mutant for v in self.verdicts]
-        return [key for key in unused_allowances(found) if key[0] in ran]
+        survived = [v.mutant for v in self.survivors]
+        return [key for key in unused_allowances(survived) if key[0] in ran]
 
     @property
     def failed_baselines(self) -> list[Baseline]:
@@ -1230,6 +1232,7 @@ class Summary:
             _percent(self.killed, self.total) >= self.threshold
             and all(allowed_reason(v.mutant) for v in self.survivors)
             and not self.failed_baselines
+            and not self.stale_allowances()
         )
 
 
@@ -1277,7 +1280,8 @@ def print_report(console: Console, summary: Summary) -> None:
         console.print(f"      + {escape(v.mutant.after)}")
     for path, operator, text in summary.stale_allowances():
         console.print(
-            f"[yellow]allow-list entry that matched no mutant:[/] {path} {operator} {text!r}"
+            f"[red]allow-list entry that matched no survivor (delete it):[/] {path} {operator} "
+            f"{text!r}"
         )
     verdict = "[green]pass[/]" if summary.passed else "[red]fail[/]"
     unallowed = sum(1 for v in summary.survivors if not allowed_reason(v.mutant))
