@@ -10,6 +10,7 @@ Exit codes shared by every command:
 1     the work failed (a step failed, a check failed, a start-up regressed)
 2     a usage or configuration mistake (unknown name, env not synced, bad input)
 3     the broker does not answer
+4     the state DB cannot be reached, opened or written
 124   a step ran past its time limit
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
@@ -25,6 +26,7 @@ from typing import ClassVar, Final
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_BROKER: Final = 3
+EXIT_STATE_DB: Final = 4
 EXIT_TIMEOUT: Final = 124
 EXIT_INTERRUPTED: Final = 130
 
