@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -220,11 +221,30 @@ def _wait_ready(server: Server) -> bool:
     return False
 
 
+#: Every engine that connected in this process (a StateDB's, a test's own).
+_ENGINES: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _track(conn: Any) -> None:
+    _ENGINES.add(conn.engine)
+
+
 @contextmanager
 def database(server: Server) -> Iterator[str]:
-    """A fresh database's URL for the block; dropped after it."""
+    """A fresh database's URL for the block; dropped after it, once every engine that
+    connected to it has closed its pooled connections (a connection left to the garbage
+    collector is a ResourceWarning, which the suite turns into an error)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "engine_connect", _track):
+        event.listen(Engine, "engine_connect", _track)
     url = server.create_database()
+    name = url.rsplit("/", 1)[1]
     try:
         yield url
     finally:
+        for engine in list(_ENGINES):
+            if engine.url.database == name:
+                engine.dispose()
         server.drop_database(url)

@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -184,14 +185,16 @@ def test_the_storage_manifest_merges_records_and_forgets_one(tmp_path: Path) -> 
     assert not (tmp_path / "gone").exists()
 
 
-def _db(tmp_path: Path) -> StateDB:
-    db = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
-    db.register("c1", kind="file")
-    return db
+@pytest.fixture
+def db(db_url: str) -> Iterator[StateDB]:
+    """A new state DB holding item c1, on SQLite and on PostgreSQL."""
+    handle = StateDB(db_url)
+    handle.register("c1", kind="file")
+    yield handle
+    handle.engine.dispose()
 
 
-def test_a_new_done_drops_the_record_and_a_kept_done_does_not(tmp_path: Path) -> None:
-    db = _db(tmp_path)
+def test_a_new_done_drops_the_record_and_a_kept_done_does_not(db: StateDB) -> None:
     db.mark("c1", "convert", DONE)
     db.set_provenance("c1", "convert", {"version": 1})
     db.mark("c1", "convert", DONE, new_outputs=False)  # a failed attempt that kept them
@@ -246,9 +249,8 @@ RECORD = {"version": provenance.VERSION, "env": NOW.env, "code": NOW.code, "inpu
 
 
 def test_a_changed_stage_and_every_one_after_it_run_again(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     _all_done(db, m, RECORD)
     (tmp_path / "c1").mkdir()
     (tmp_path / "c1" / "audio.wav").write_bytes(b"x")  # diarize's input is still there
@@ -267,9 +269,8 @@ def test_a_changed_stage_and_every_one_after_it_run_again(
 
 
 def test_a_stage_without_a_record_is_unknown_not_stale(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     for t in m.pipeline_tasks():
         db.mark("c1", t.stage, DONE)
     item = _item(m)
@@ -279,9 +280,8 @@ def test_a_stage_without_a_record_is_unknown_not_stale(
 
 
 def test_a_stage_whose_inputs_were_compressed_away_brings_back_the_first_stage(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     _all_done(db, m, RECORD)
     db.set_provenance("c1", "transcribe", {**RECORD, "code": {"digest": "old", "files": {}}})
     (tmp_path / "c1").mkdir()  # audio.wav and chunks.json are gone (compressed)
@@ -298,9 +298,8 @@ def test_a_stage_whose_inputs_were_compressed_away_brings_back_the_first_stage(
 
 
 def test_only_the_first_stage_comes_back_for_inputs_the_stages_between_stay_done(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     _all_done(db, m, RECORD)
     db.set_provenance("c1", "diarize", {**RECORD, "code": {"digest": "old", "files": {}}})
     (tmp_path / "c1").mkdir()
@@ -311,14 +310,13 @@ def test_only_the_first_stage_comes_back_for_inputs_the_stages_between_stay_done
 
 
 def test_a_changed_input_file_is_a_new_item_and_the_old_one_stays(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
     """Decided: an input file's bytes are part of its content id (not an input trigger)."""
     from signal4.run.plan import build
 
     talk = tmp_path / "talk.wav"
     talk.write_bytes(b"RIFF-one")
-    db = _db(tmp_path)
 
     def plan_of() -> Item:
         plan, failed = build(m, [str(talk)], db=db, list_feed=lambda url: [])
@@ -356,13 +354,15 @@ def test_an_env_that_cannot_say_its_params_is_a_note_and_params_are_not_compared
 
 
 def test_a_worker_records_what_it_ran_with_its_own_host_and_lock(
-    m: manifest.Manifest, isolated_data: Path
+    m: manifest.Manifest, isolated_data: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import socket
 
     from signal4.content import settings
     from signal4.stepkit.digest import file_digest
 
+    monkeypatch.setenv("SIGNAL4_DATABASE_URL", db_url)  # the worker's DB, on each backend
+    settings.get.cache_clear()
     conf = settings.get()
     db = StateDB(conf.db_url)
     db.register("c1", kind="file")

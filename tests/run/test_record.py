@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,19 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> StateDB:
-    return StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+def db(db_url: str) -> Iterator[StateDB]:
+    """A new state DB, on SQLite and on PostgreSQL."""
+    handle = StateDB(db_url)
+    yield handle
+    handle.engine.dispose()
+
+
+@pytest.fixture
+def conf_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> StateDB:
+    """The state DB the settings name (what Recorder and on_worker open), on each backend."""
+    monkeypatch.setenv("SIGNAL4_DATABASE_URL", db_url)
+    settings.get.cache_clear()
+    return StateDB(settings.get().db_url)
 
 
 def _result(*records: dict[str, Any]) -> dict[str, Any]:
@@ -171,10 +183,10 @@ def test_content_arg() -> None:
 
 
 def test_on_worker_writes_the_records_and_a_bad_db_is_only_a_warning(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], conf_db: StateDB
 ) -> None:
     conf = settings.get()
-    db = StateDB(conf.db_url)
+    db = conf_db
     db.register("old", kind="file", title="Old")
     (conf.content_root / "old").mkdir(parents=True)
     seen: list[bool] = []
@@ -333,10 +345,9 @@ def test_unreported_says_whether_it_wrote(db: StateDB) -> None:
 
 
 def test_the_recorder_writes_what_the_runner_saw_only_with_its_stage_and_item(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], conf_db: StateDB
 ) -> None:
-    conf = settings.get()
-    db = StateDB(conf.db_url)
+    db = conf_db
     db.register("c", kind="file")
     # ended on its own (status None): nothing of the runner's to add
     record.Recorder(["--content", "c"], "transcribe").after({})
