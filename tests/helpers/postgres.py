@@ -1,14 +1,16 @@
 """A real PostgreSQL server for the tests: Debian's binaries, a throw-away cluster.
 
 :func:`start` runs ``initdb`` and ``postgres`` from ``/usr/lib/postgresql/<version>/bin``
-(the newest there, or ``SIGNAL4_TEST_PG_BIN``) with a data folder in a new temp folder,
-listening on 127.0.0.1 on a free port only, with password authentication. Both refuse to
-run as root, so as root they run as the ``postgres`` user (or nobody) through
+(the newest there, or the folder ``TESTS_PG_BIN`` names) with its data in a new temp
+folder, listening on 127.0.0.1 on a free port only, with password authentication. Both
+refuse to run as root, so as root they run as the ``postgres`` user (or nobody) through
 ``setpriv``, which also stops the server if the test process dies. ``fsync`` is off: a
 test cluster needs no durability, and ``CREATE DATABASE`` is then fast.
 
-Where the binaries are missing the tests skip, unless ``SIGNAL4_REQUIRE_POSTGRES`` or
-``CI`` is set (``.ci/run`` sets both), where they fail with the line that installs them.
+Where the binaries are missing the tests skip, unless ``TESTS_REQUIRE_POSTGRES`` or
+``CI`` is set (``.ci/run`` sets the first, CI runners the second): then they fail with
+the line that installs them. (No ``SIGNAL4_*`` names: each test starts with those
+cleared.)
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 #: What to install where the server is missing (the one line a failed run prints).
 INSTALL = "apt-get install -y postgresql"
 #: Set (to anything) to make a missing server a failure rather than a skip.
-REQUIRE_VAR = "SIGNAL4_REQUIRE_POSTGRES"
+REQUIRE_VAR = "TESTS_REQUIRE_POSTGRES"
 USER = "signal4"
 PASSWORD = "s3cret-pw"
 #: How long the server may take to accept connections (a safety net, not a measurement).
@@ -49,10 +51,10 @@ def required() -> bool:
 
 def find_bin() -> Path:
     """The folder of ``initdb`` and ``postgres``; :class:`Unavailable` if there is none."""
-    given = os.environ.get("SIGNAL4_TEST_PG_BIN")
+    given = os.environ.get("TESTS_PG_BIN")
     candidates = [Path(given)] if given else []
     root = Path("/usr/lib/postgresql")
-    if root.is_dir():
+    if not given and root.is_dir():
         versions = sorted(
             (p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
         )
