@@ -134,11 +134,11 @@ def test_only_a_postgresql_url_imports_the_driver(tmp_path: Path) -> None:
 def test_processes_opening_a_new_db_at_once_all_find_its_tables(
     db_url: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Four processes create the schema of a new DB at the same moment, on five new DBs in
-    turn (PostgreSQL's create_all from two processes can fail with a duplicate type or
-    table; SQLite's could find the DB locked while it turned to WAL)."""
+    """Four processes create the schema of a new DB at the same moment, on new DBs in turn
+    (PostgreSQL's create_all from two processes can fail with a duplicate type or table;
+    two turning a new SQLite file to WAL at once, one could fail: "database is locked")."""
     if db_url.startswith("sqlite"):
-        urls = [f"sqlite:///{tmp_path / f'new{n}' / 'state.db'}" for n in range(5)]
+        urls = [f"sqlite:///{tmp_path / f'new{n}' / 'state.db'}" for n in range(20)]
     else:
         server = request.getfixturevalue("postgres_server")
         urls = [db_url, *(server.create_database() for _ in range(4))]
@@ -152,6 +152,38 @@ def test_processes_opening_a_new_db_at_once_all_find_its_tables(
     if not db_url.startswith("sqlite"):
         for url in urls[1:]:
             server.drop_database(url)
+
+
+def test_turning_a_new_sqlite_db_to_wal_tries_again_while_another_process_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two connections turning a new file to WAL at once: SQLite fails one of them at once
+    ("database is locked", no busy wait); it tries again rather than fail its process."""
+    import sqlite3
+    import time
+
+    from signal4.content import state
+
+    class Racing:
+        tries = 0
+
+        def execute(self, sql: str) -> None:
+            assert sql == "PRAGMA journal_mode=WAL"
+            self.tries += 1
+            if self.tries < 3:
+                raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    racing = Racing()
+    state._turn_to_wal(racing)
+    assert racing.tries == 3
+
+    class Broken(Racing):
+        def execute(self, sql: str) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        state._turn_to_wal(Broken())  # only a lock is waited out
 
 
 def test_concurrent_writers_never_lose_a_record(db_url: str) -> None:

@@ -206,7 +206,7 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None  # we say BEGIN ourselves (below)
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # first: WAL may wait too
-            cur.execute("PRAGMA journal_mode=WAL")
+            _turn_to_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -223,6 +223,29 @@ def make_engine(url: str) -> Engine:
         engine.dispose()
         raise where.fault(exc, opening=True) from None
     return engine
+
+
+def _turn_to_wal(cur: Any) -> None:
+    """Put the SQLite DB in WAL mode (readers and a writer side by side).
+
+    Connections turning a new DB to WAL at the same moment can each hold a lock the other
+    needs; SQLite then fails one of them at once with "database is locked", without the
+    busy wait. So it tries again, with growing pauses, for up to the busy timeout.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.01
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def _create_tables(engine: Engine) -> None:
