@@ -7,12 +7,16 @@ Other tests may mark themselves ``@pytest.mark.env("<env>")``.
 ``pytest --env NAME`` keeps only the tests for env NAME (run inside that env by
 ``nox -s NAME``); ``--env none`` keeps the tests that need no sub-env (``nox -s unit``).
 Without ``--env`` every test is collected.
+
+State DB tests take ``db_url``: each runs once on a SQLite file and once on a fresh
+database of a real PostgreSQL server this session starts (``tests/helpers/postgres.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +81,35 @@ def isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 def project_manifest() -> manifest_mod.Manifest:
     """The project's real manifest."""
     return manifest_mod.load(ROOT)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for this session (skips, or fails in CI, where there is none)."""
+    from tests.helpers import postgres
+
+    try:
+        server = postgres.start()
+    except postgres.Unavailable as exc:
+        if postgres.required():
+            pytest.fail(f"PostgreSQL is required here ({postgres.REQUIRE_VAR} or CI): {exc}")
+        pytest.skip(f"{exc} (CI and {postgres.REQUIRE_VAR}=1 make this a failure)")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> Iterator[str]:
+    """The URL of a fresh database on the session's PostgreSQL server."""
+    from tests.helpers import postgres
+
+    with postgres.database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty state DB: a SQLite file, or a fresh database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'state.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -15,6 +15,7 @@ Exit codes shared by every command and step:
 1     the work failed (a step failed, a check failed, a start-up regressed)
 2     a usage or configuration mistake (unknown name, env not synced, bad input)
 3     the broker does not answer
+4     the state DB cannot be reached, opened or written
 124   a step ran past its time limit
 130   interrupted by Ctrl-C (128 + the signal's number: 143 for SIGTERM)
 ====  ==========================================================================
@@ -34,6 +35,7 @@ EXIT_USAGE: Final = 2
 #: A step's bad input is a usage mistake too.
 EXIT_INVALID: Final = EXIT_USAGE
 EXIT_BROKER: Final = 3
+EXIT_STATE_DB: Final = 4
 EXIT_TIMEOUT: Final = 124
 #: What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED: Final = 128 + signal.SIGINT

@@ -6,11 +6,13 @@ import dataclasses
 import gzip
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from signal4.content.state import DONE, StateDB
+from signal4.codes import StageState
+from signal4.content.state import StateDB
 from signal4.content.store import STORAGE_MANIFEST, update_provenance
 from signal4.envs import manifest
 from signal4.errors import UsageError
@@ -184,25 +186,27 @@ def test_the_storage_manifest_merges_records_and_forgets_one(tmp_path: Path) -> 
     assert not (tmp_path / "gone").exists()
 
 
-def _db(tmp_path: Path) -> StateDB:
-    db = StateDB(f"sqlite:///{tmp_path / 'state.db'}")
-    db.register("c1", kind="file")
-    return db
+@pytest.fixture
+def db(db_url: str) -> Iterator[StateDB]:
+    """A new state DB holding item c1, on SQLite and on PostgreSQL."""
+    handle = StateDB(db_url)
+    handle.register("c1", kind="file")
+    yield handle
+    handle.engine.dispose()
 
 
-def test_a_new_done_drops_the_record_and_a_kept_done_does_not(tmp_path: Path) -> None:
-    db = _db(tmp_path)
-    db.mark("c1", "convert", DONE)
+def test_a_new_done_drops_the_record_and_a_kept_done_does_not(db: StateDB) -> None:
+    db.mark("c1", "convert", StageState.DONE)
     db.set_provenance("c1", "convert", {"version": 1})
-    db.mark("c1", "convert", DONE, new_outputs=False)  # a failed attempt that kept them
+    db.mark("c1", "convert", StageState.DONE, new_outputs=False)  # a failed attempt that kept them
     assert db.provenance() == {"c1": {"convert": {"version": 1}}}
-    db.mark("c1", "convert", DONE)  # new outputs
+    db.mark("c1", "convert", StageState.DONE)  # new outputs
     assert db.provenance() == {}
     db.set_provenance("c1", "convert", {"version": 1})
     db.set_provenance("c1", "convert", {"version": 2})
     assert db.provenance(["c1"]) == {"c1": {"convert": {"version": 2}}}
     assert db.provenance(["other"]) == {}
-    assert db.statuses(["c1"]) == {"c1": {"convert": DONE}}
+    assert db.statuses(["c1"]) == {"c1": {"convert": StageState.DONE}}
     with pytest.raises(KeyError):
         db.set_provenance("nope", "convert", {})
 
@@ -233,7 +237,7 @@ def _after(m: manifest.Manifest, name: str) -> list[str]:
 
 def _all_done(db: StateDB, m: manifest.Manifest, record: dict[str, object]) -> None:
     for t in m.pipeline_tasks():
-        db.mark("c1", t.stage, DONE)
+        db.mark("c1", t.stage, StageState.DONE)
         db.set_provenance("c1", t.stage, {**record, "params": {"p": t.name}})
 
 
@@ -246,9 +250,8 @@ RECORD = {"version": provenance.VERSION, "env": NOW.env, "code": NOW.code, "inpu
 
 
 def test_a_changed_stage_and_every_one_after_it_run_again(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     _all_done(db, m, RECORD)
     (tmp_path / "c1").mkdir()
     (tmp_path / "c1" / "audio.wav").write_bytes(b"x")  # diarize's input is still there
@@ -267,11 +270,10 @@ def test_a_changed_stage_and_every_one_after_it_run_again(
 
 
 def test_a_stage_without_a_record_is_unknown_not_stale(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     for t in m.pipeline_tasks():
-        db.mark("c1", t.stage, DONE)
+        db.mark("c1", t.stage, StageState.DONE)
     item = _item(m)
     changed = dataclasses.replace(NOW, code={"digest": "new", "files": {}})
     mark_done([item], db, checker=_Fixed(m, changed, provenance.TRIGGERS), content_root=tmp_path)
@@ -279,9 +281,8 @@ def test_a_stage_without_a_record_is_unknown_not_stale(
 
 
 def test_a_stage_whose_inputs_were_compressed_away_brings_back_the_first_stage(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     _all_done(db, m, RECORD)
     db.set_provenance("c1", "transcribe", {**RECORD, "code": {"digest": "old", "files": {}}})
     (tmp_path / "c1").mkdir()  # audio.wav and chunks.json are gone (compressed)
@@ -298,9 +299,8 @@ def test_a_stage_whose_inputs_were_compressed_away_brings_back_the_first_stage(
 
 
 def test_only_the_first_stage_comes_back_for_inputs_the_stages_between_stay_done(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
-    db = _db(tmp_path)
     _all_done(db, m, RECORD)
     db.set_provenance("c1", "diarize", {**RECORD, "code": {"digest": "old", "files": {}}})
     (tmp_path / "c1").mkdir()
@@ -311,14 +311,13 @@ def test_only_the_first_stage_comes_back_for_inputs_the_stages_between_stay_done
 
 
 def test_a_changed_input_file_is_a_new_item_and_the_old_one_stays(
-    m: manifest.Manifest, tmp_path: Path
+    m: manifest.Manifest, tmp_path: Path, db: StateDB
 ) -> None:
     """Decided: an input file's bytes are part of its content id (not an input trigger)."""
     from signal4.run.plan import build
 
     talk = tmp_path / "talk.wav"
     talk.write_bytes(b"RIFF-one")
-    db = _db(tmp_path)
 
     def plan_of() -> Item:
         plan, failed = build(m, [str(talk)], db=db, list_feed=lambda url: [])
@@ -329,7 +328,7 @@ def test_a_changed_input_file_is_a_new_item_and_the_old_one_stays(
     first = plan_of()
     db.register(str(first.content), kind="file")
     for t in m.pipeline_tasks():
-        db.mark(str(first.content), t.stage, DONE)
+        db.mark(str(first.content), t.stage, StageState.DONE)
     assert plan_of().pending == []
     talk.write_bytes(b"RIFF-two")
     second = plan_of()

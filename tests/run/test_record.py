@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ from tests.conftest import ROOT
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> StateDB:
-    return StateDB(f"sqlite:///{tmp_path / 'state.db'}")
+def db(db_url: str) -> Iterator[StateDB]:
+    """A new state DB, on SQLite and on PostgreSQL."""
+    handle = StateDB(db_url)
+    yield handle
+    handle.engine.dispose()
 
 
 def _result(*records: dict[str, Any]) -> dict[str, Any]:
