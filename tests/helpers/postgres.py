@@ -59,6 +59,9 @@ def find_bin() -> Path:
             (p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
         )
         candidates += [v / "bin" for v in reversed(versions)]
+    on_path = shutil.which("initdb")  # Homebrew's, on a macOS runner
+    if not given and on_path:
+        candidates.append(Path(on_path).resolve().parent)
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "postgres").is_file():
             return folder
