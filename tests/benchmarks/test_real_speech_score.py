@@ -1,15 +1,24 @@
 """The benchmark's plumbing into pyannote.metrics and MeetEval, on hand-made cases.
 
-These run in the ``bench`` venv (``nox -s scorers``), the only one with the scorers.
+These run in the ``bench`` venv (``nox -s scorers``), the only one with the scorers. The
+module under test is imported when a test runs, not when this file is collected: in the
+stitch env, pysbd installs a top-level ``benchmarks`` package of its own that hides ours.
 """
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 import pytest
 
-from benchmarks.real_speech import score
-
 pytestmark = pytest.mark.env("bench")
+
+
+@pytest.fixture
+def score() -> ModuleType:
+    return importlib.import_module("benchmarks.real_speech.score")
+
 
 # 10 s of reference: A talks 0-4 s, B 3-8 s (one second of overlap), silence 8-10 s.
 REFERENCE = (
@@ -18,7 +27,7 @@ REFERENCE = (
 )
 
 
-def test_der_and_its_parts_on_a_known_case() -> None:
+def test_der_and_its_parts_on_a_known_case(score: ModuleType) -> None:
     from pyannote.core import Segment
 
     ref = score.load_rttm(REFERENCE)["clip"]
@@ -46,7 +55,7 @@ def test_der_and_its_parts_on_a_known_case() -> None:
     assert scorer.total()["collar_0"]["der"] == pytest.approx(4.0 / 9)
 
 
-def test_the_set_total_weighs_clips_by_their_speech() -> None:
+def test_the_set_total_weighs_clips_by_their_speech(score: ModuleType) -> None:
     from pyannote.core import Segment
 
     ref = score.load_rttm(REFERENCE)["clip"]
@@ -63,12 +72,12 @@ def test_the_set_total_weighs_clips_by_their_speech() -> None:
     assert scorer.total()["collar_0"]["der"] == pytest.approx(0.1)
 
 
-def test_overlap_floor() -> None:
+def test_overlap_floor(score: ModuleType) -> None:
     ref = score.load_rttm(REFERENCE)["clip"]
     assert score.overlap_floor(ref) == pytest.approx(1.0 / 9)
 
 
-def test_cp_wer_finds_the_best_speaker_permutation() -> None:
+def test_cp_wer_finds_the_best_speaker_permutation(score: ModuleType) -> None:
     result = score.cp_wer(
         {"A": "hello there how are you", "B": "fine thanks"},
         {"s1": "fine thanks", "s0": "hello there how are"},

@@ -10,6 +10,7 @@ from signal4.processing_steps.stitch import (
     assign_speakers,
     dedup_overlap,
     segments,
+    speaker_track,
     to_srt,
     to_vtt,
 )
@@ -175,3 +176,83 @@ def test_a_word_goes_to_the_turn_it_overlaps_even_a_little() -> None:
     assert assign_speakers([_w("y", 5.0, 5.4)], turns)[0]["speaker"] == "A"
     # more inside B than inside A: B
     assert assign_speakers([_w("z", 4.8, 7.0)], turns)[0]["speaker"] == "B"
+
+
+# where two talk at once: A holds a long turn, B answers inside it
+OVERLAPPING = [
+    {"start": 0.0, "end": 10.0, "speaker": "SPEAKER_00"},
+    {"start": 4.0, "end": 6.0, "speaker": "SPEAKER_01"},
+]
+EXCLUSIVE = [
+    {"start": 0.0, "end": 4.2, "speaker": "SPEAKER_00"},
+    {"start": 4.2, "end": 5.8, "speaker": "SPEAKER_01"},
+    {"start": 5.8, "end": 10.0, "speaker": "SPEAKER_00"},
+]
+
+
+def test_a_word_in_an_overlap_goes_to_the_strongest_voice() -> None:
+    words = [_w("before", 3.0, 3.4), _w("yes", 4.5, 4.9), _w("after", 6.5, 6.9)]
+    track = speaker_track({"turns": OVERLAPPING, "exclusive_turns": EXCLUSIVE})
+    assert [w["speaker"] for w in assign_speakers(words, track)] == [
+        "SPEAKER_00",
+        "SPEAKER_01",
+        "SPEAKER_00",
+    ]
+    # by the overlapping turns alone, the word goes to whoever started first
+    assert assign_speakers(words, OVERLAPPING)[1]["speaker"] == "SPEAKER_00"
+
+
+def test_a_word_across_a_change_of_voice_goes_to_the_voice_it_has_most_of() -> None:
+    # "so" 4.0-4.5: 0.2 s of A, 0.3 s of B by the exclusive track (both turns cover it fully)
+    track = speaker_track({"turns": OVERLAPPING, "exclusive_turns": EXCLUSIVE})
+    assert assign_speakers([_w("so", 4.0, 4.5)], track)[0]["speaker"] == "SPEAKER_01"
+
+
+def test_a_diarization_without_an_exclusive_track_is_used_as_it_is() -> None:
+    assert speaker_track({"turns": TURNS}) == TURNS
+    assert speaker_track({"turns": TURNS, "exclusive_turns": []}) == TURNS
+
+
+def test_stitch_reads_the_exclusive_track() -> None:
+    speech.converted("both", speech.silence(2.0))
+    words = [_w("Hello", 1.0, 1.4), _w("yes", 4.5, 4.9), _w("again", 7.0, 7.4)]
+    store().write_json(
+        store().path("both", "transcript_words.json"), {"language": "en", "words": words}
+    )
+    extra = diarization.Extra(
+        EXCLUSIVE,
+        {"SPEAKER_00": {"seconds": 8.0, "embedding": [1.0, 0.0]}},
+        {"name": "test", "digest": "sha256:0"},
+    )
+    diarization.write(store(), "both", OVERLAPPING, method="test", extra=extra)
+    code, result = run_step(STEP, "--content", "both")
+    assert code == 0, result
+    doc = json.loads(store().path("both", "transcript.json").read_text())
+    assert [w["speaker"] for w in doc["words"]] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
+
+
+def test_the_writer_names_every_track_and_voice_print_alike() -> None:
+    speech.converted("names", speech.silence(2.0))
+    turns = [
+        {"start": 2.0, "end": 5.0, "speaker": "b"},
+        {"start": 0.0, "end": 3.0, "speaker": "a"},
+    ]
+    extra = diarization.Extra(
+        [{"start": 0.0, "end": 2.5, "speaker": "a"}, {"start": 2.5, "end": 5.0, "speaker": "b"}],
+        {
+            "b": {"seconds": 3.0, "embedding": [0.0, 1.0]},
+            "a": {"seconds": 2.0, "embedding": [1.0, 0.0]},
+        },
+        {"name": "m", "digest": "sha256:1"},
+    )
+    doc = diarization.write(store(), "names", turns, method="test", extra=extra)
+    assert [t["speaker"] for t in doc["turns"]] == ["SPEAKER_00", "SPEAKER_01"]  # a first
+    assert [t["speaker"] for t in doc["exclusive_turns"]] == ["SPEAKER_00", "SPEAKER_01"]
+    assert doc["voiceprints"] == {
+        "SPEAKER_00": {"seconds": 2.0, "embedding": [1.0, 0.0]},
+        "SPEAKER_01": {"seconds": 3.0, "embedding": [0.0, 1.0]},
+    }
+    assert doc["embedding_model"] == {"name": "m", "digest": "sha256:1"}
+    assert diarization.read(store(), "names") == doc
+    # the RTTM keeps both overlapping turns
+    assert len(store().path("names", "diarization.rttm").read_text().splitlines()) == 2

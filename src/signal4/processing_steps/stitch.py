@@ -43,6 +43,20 @@ def dedup_overlap(words: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda w: (w["start"], w["end"]))
 
 
+def speaker_track(diarization: dict[str, Any]) -> list[dict[str, Any]]:
+    """The turns words are attributed by: one voice at a time where the diarizer gives it.
+
+    Where two people talk at once, diarize's turns overlap, and the turn a word overlaps
+    most is whichever started first. Its ``exclusive_turns`` keep, at every moment, only
+    the voice its segmentation model hears strongest: the voice a transcribed word most
+    likely belongs to, in an overlap and across a change of speaker alike. A diarization
+    without them (the pyannote step's) is used as it is.
+    """
+    exclusive: list[dict[str, Any]] | None = diarization.get("exclusive_turns")
+    turns: list[dict[str, Any]] = diarization["turns"]
+    return exclusive if exclusive else turns
+
+
 def assign_speakers(
     words: Sequence[dict[str, Any]], turns: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -137,7 +151,7 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if dia is None:
         raise InvalidInput(f"content {cid!r} has no diarization; run diarize first")
     doc = store.read_json(words_path)
-    words = assign_speakers(dedup_overlap(doc["words"]), dia["turns"])
+    words = assign_speakers(dedup_overlap(doc["words"]), speaker_track(dia))
     segs = segments(words, doc.get("language"))
     speakers = sorted({s["speaker"] for s in segs})
     store.write_bytes(store.path(cid, "transcript.vtt"), to_vtt(segs).encode("utf-8"))

@@ -41,10 +41,10 @@ FRAME_SECONDS = sg.FRAME_STEP / RATE
 class Settings:
     """The diarizer's knobs (seconds unless named otherwise)."""
 
-    #: between the starts of two segmentation chunks (10 s long)
-    step: float = 2.5
+    #: between the starts of two segmentation chunks (10 s long): every moment is heard twice
+    step: float = 5.0
     #: a frame is speech (and a local speaker talks) from this probability on
-    onset: float = 0.4
+    onset: float = 0.35
     #: a local speaker's speech is cut into units of at most this long, each embedded
     piece: float = 2.0
     #: a unit takes part in the clustering with at least this much speech of its own
