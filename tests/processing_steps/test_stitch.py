@@ -10,7 +10,6 @@ from signal4.processing_steps.stitch import (
     assign_speakers,
     dedup_overlap,
     segments,
-    speaker_track,
     to_srt,
     to_vtt,
 )
@@ -178,57 +177,40 @@ def test_a_word_goes_to_the_turn_it_overlaps_even_a_little() -> None:
     assert assign_speakers([_w("z", 4.8, 7.0)], turns)[0]["speaker"] == "B"
 
 
-# where two talk at once: A holds a long turn, B answers inside it
+# where two talk at once: A holds a long turn, B starts before A has finished
 OVERLAPPING = [
-    {"start": 0.0, "end": 10.0, "speaker": "SPEAKER_00"},
-    {"start": 4.0, "end": 6.0, "speaker": "SPEAKER_01"},
-]
-EXCLUSIVE = [
-    {"start": 0.0, "end": 4.2, "speaker": "SPEAKER_00"},
-    {"start": 4.2, "end": 5.8, "speaker": "SPEAKER_01"},
-    {"start": 5.8, "end": 10.0, "speaker": "SPEAKER_00"},
+    {"start": 0.0, "end": 5.0, "speaker": "SPEAKER_00"},
+    {"start": 4.0, "end": 9.0, "speaker": "SPEAKER_01"},
 ]
 
 
-def test_a_word_in_an_overlap_goes_to_the_strongest_voice() -> None:
-    words = [_w("before", 3.0, 3.4), _w("yes", 4.5, 4.9), _w("after", 6.5, 6.9)]
-    track = speaker_track({"turns": OVERLAPPING, "exclusive_turns": EXCLUSIVE})
-    assert [w["speaker"] for w in assign_speakers(words, track)] == [
+def test_a_word_inside_an_overlap_goes_to_the_speaker_who_held_the_floor() -> None:
+    words = [_w("end", 4.2, 4.6), _w("start", 5.2, 5.5)]
+    assert [w["speaker"] for w in assign_speakers(words, OVERLAPPING)] == [
         "SPEAKER_00",
         "SPEAKER_01",
-        "SPEAKER_00",
     ]
-    # by the overlapping turns alone, the word goes to whoever started first
-    assert assign_speakers(words, OVERLAPPING)[1]["speaker"] == "SPEAKER_00"
+    # the order the turns come in does not decide it
+    backwards = assign_speakers(words, OVERLAPPING[::-1])
+    assert [w["speaker"] for w in backwards] == ["SPEAKER_00", "SPEAKER_01"]
 
 
-def test_a_word_across_a_change_of_voice_goes_to_the_voice_it_has_most_of() -> None:
-    # "so" 4.0-4.5: 0.2 s of A, 0.3 s of B by the exclusive track (both turns cover it fully)
-    track = speaker_track({"turns": OVERLAPPING, "exclusive_turns": EXCLUSIVE})
-    assert assign_speakers([_w("so", 4.0, 4.5)], track)[0]["speaker"] == "SPEAKER_01"
+def test_a_word_across_the_end_of_an_overlap_goes_to_the_turn_it_has_more_of() -> None:
+    # 4.8-5.4: 0.2 s in A's turn, 0.6 s in B's
+    assert assign_speakers([_w("so", 4.8, 5.4)], OVERLAPPING)[0]["speaker"] == "SPEAKER_01"
 
 
-def test_a_diarization_without_an_exclusive_track_is_used_as_it_is() -> None:
-    assert speaker_track({"turns": TURNS}) == TURNS
-    assert speaker_track({"turns": TURNS, "exclusive_turns": []}) == TURNS
-
-
-def test_stitch_reads_the_exclusive_track() -> None:
+def test_stitch_attributes_by_the_overlapping_turns() -> None:
     speech.converted("both", speech.silence(2.0))
-    words = [_w("Hello", 1.0, 1.4), _w("yes", 4.5, 4.9), _w("again", 7.0, 7.4)]
+    words = [_w("Hello", 1.0, 1.4), _w("there", 4.2, 4.6), _w("again", 7.0, 7.4)]
     store().write_json(
         store().path("both", "transcript_words.json"), {"language": "en", "words": words}
     )
-    extra = diarization.Extra(
-        EXCLUSIVE,
-        {"SPEAKER_00": {"seconds": 8.0, "embedding": [1.0, 0.0]}},
-        {"name": "test", "digest": "sha256:0"},
-    )
-    diarization.write(store(), "both", OVERLAPPING, method="test", extra=extra)
+    diarization.write(store(), "both", OVERLAPPING, method="test")
     code, result = run_step(STEP, "--content", "both")
     assert code == 0, result
     doc = json.loads(store().path("both", "transcript.json").read_text())
-    assert [w["speaker"] for w in doc["words"]] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
+    assert [w["speaker"] for w in doc["words"]] == ["SPEAKER_00", "SPEAKER_00", "SPEAKER_01"]
 
 
 def test_the_writer_names_every_track_and_voice_print_alike() -> None:

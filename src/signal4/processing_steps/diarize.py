@@ -3,7 +3,7 @@
 The models are ONNX files shipped in ``signal4/stepkit/models`` (see its NOTICE); the
 method is described in :mod:`signal4.stepkit.speakers.pipeline`. Besides the turns (which
 may overlap where two people talk at once), diarization.json holds the exclusive turns
-(one voice at a time, for stitch) and each speaker's voice print.
+(one voice at a time: the strongest) and each speaker's voice print.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@
    to its nearest centroid, except that units of one chunk heard at the same time from
    two local speakers go to two different speakers (Hungarian).
 4. **Turns.** Each unit's local activity is added to its speaker's track; at each frame
-   the one or two strongest speakers talk. The exclusive track keeps only the strongest,
-   the voice a transcript's word most likely belongs to.
+   the one or two strongest speakers talk. The exclusive track keeps only the strongest
+   (one voice at a time, for readers that want no overlap).
 """
 
 from __future__ import annotations
