@@ -232,16 +232,18 @@ class Diarizer:
     """The models, loaded once; :meth:`__call__` diarizes one recording."""
 
     def __init__(self, threads: int, settings: Settings | None = None) -> None:
-        """Load both models; with two threads or more they run side by side, one on one.
+        """Load both models; with two threads or more they run side by side.
 
         The segmentation model is a chain of small recurrent steps that a second thread
         barely speeds up, while the encoder's convolutions use every thread they get: so the
-        segmenter gets one thread and the encoder the rest, at the same time.
+        segmenter runs on one thread while the encoder runs on all of them (its threads do
+        not spin, so they take a core only when there is work), which keeps every core busy
+        until both are done.
         """
         self.settings = settings or Settings()
         self.threads = threads
         self.segmenter = Segmenter(1)
-        self.encoder = SpeakerEncoder(max(1, threads - 1))
+        self.encoder = SpeakerEncoder(threads)
 
     def __call__(
         self, audio: Any, speakers: int | None = None, max_speakers: int | None = None
