@@ -174,3 +174,12 @@ def test_pooling_is_the_models_own_over_all_frames() -> None:
         embedding.stats(frames, np.array([1]))
     assert embedding.pieces(2_150) == [(0, 1000), (1000, 2150)]
     assert embedding.pieces(2_500) == [(0, 1000), (1000, 2000), (2000, 2500)]
+
+
+def test_two_voices_heard_at_once_go_to_two_speakers() -> None:
+    from signal4.stepkit.speakers.pipeline import _best_matching
+
+    # each unit is nearest to speaker 0, but together they are best as 1 and 0
+    scores = np.array([[0.9, 0.8, 0.1], [0.85, 0.1, 0.2]])
+    assert _best_matching(scores).tolist() == [1, 0]
+    assert _best_matching(np.array([[0.2, 0.7]])).tolist() == [1]

@@ -40,8 +40,7 @@ def ready() -> None:
     """Import what a real run imports (its models load in the run)."""
     import numpy  # noqa: F401
     import onnxruntime  # noqa: F401
-    import scipy.cluster.hierarchy
-    import scipy.optimize  # noqa: F401
+    import scipy.cluster.hierarchy  # noqa: F401
 
     import signal4.content.settings
     import signal4.stepkit.speakers.pipeline  # noqa: F401

@@ -15,7 +15,7 @@
    average-linkage on cosine distance, cut at ``threshold``; clusters with less than
    ``min_speaker`` seconds are folded into their nearest neighbour. Every unit then goes
    to its nearest centroid, except that units of one chunk heard at the same time from
-   two local speakers go to two different speakers (Hungarian).
+   two local speakers go to two different speakers (the best one-to-one matching).
 4. **Turns.** Each unit's local activity is added to its speaker's track; at each frame
    the one or two strongest speakers talk. The exclusive track keeps only the strongest
    (one voice at a time, for readers that want no overlap).
@@ -161,10 +161,11 @@ def assign(embeds: Any, units: list[Unit], centres: Any) -> Any:
     """Each unit's speaker: its nearest centroid, but two units heard at once are two people.
 
     Units of one chunk that overlap in time and come from different local speakers are
-    matched to centroids one-to-one (Hungarian) when there are enough centroids.
+    matched to centroids one-to-one (the best of every matching: at most three units, so
+    no need for scipy.optimize, whose import alone costs a step's start-up 0.3 s or more)
+    when there are enough centroids.
     """
     import numpy as np
-    from scipy.optimize import linear_sum_assignment
 
     scores = embeds @ centres.T
     out = np.argmax(scores, axis=1)
@@ -177,9 +178,17 @@ def assign(embeds: Any, units: list[Unit], centres: Any) -> Any:
         for group in _concurrent(rows, units):
             if len(group) < 2 or len(group) > len(centres):
                 continue
-            r, k = linear_sum_assignment(-scores[group])
-            out[np.asarray(group)[r]] = k
+            out[np.asarray(group)] = _best_matching(scores[group])
     return out
+
+
+def _best_matching(scores: Any) -> Any:
+    """The one-to-one column of each row [n, k] (n <= k, n small) with the largest total."""
+    import numpy as np
+
+    rows = np.arange(len(scores))
+    options = np.array(list(itertools.permutations(range(scores.shape[1]), len(scores))))
+    return options[np.argmax(scores[rows, options].sum(axis=1))]
 
 
 def _concurrent(rows: list[int], units: list[Unit]) -> list[list[int]]:
