@@ -63,6 +63,27 @@ def checks(session: nox.Session) -> None:
     session.run(str(DEV_BIN / "inv"), "check", *(session.posargs or ["--sync"]), external=True)
 
 
+@nox.session(venv_backend="none")
+def scorers(session: nox.Session) -> None:
+    """Run the benchmark's scoring tests inside the bench venv (.nox/bench, from uv.lock)."""
+    try:
+        python = noxsupport.prepare_bench(MANIFEST, steps=False)
+    except layout.EnvError as exc:
+        session.error(str(exc))
+    args = session.posargs or ["tests/benchmarks/"]
+    session.run(str(python), *noxsupport.pytest_args(noxsupport.BENCH_GROUP, args), external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def bench(session: nox.Session) -> None:
+    """Run the diarization benchmark (real AMI speech; slow: not in the default run)."""
+    try:
+        python = noxsupport.prepare_bench(MANIFEST)
+    except layout.EnvError as exc:
+        session.error(str(exc))
+    session.run(str(python), "-m", "benchmarks.real_speech", *session.posargs, external=True)
+
+
 @nox.session(venv_backend="none", default=False)
 def mutation(session: nox.Session) -> None:
     """Mutation-test the core modules with tools/mutation.py (slow: not in the default run)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from signal4.processing_steps.diarize import STEP
+from signal4.processing_steps.diarize import METHOD, STEP
 from signal4.stepkit import diarization
 from tests.helpers import probe, speech
 from tests.helpers.steps import db, run_step, store
@@ -137,7 +137,7 @@ def test_a_failed_rewrite_of_a_compressed_item_keeps_diarize_done() -> None:
     assert code == 2 and "--rewrite first" in result["error"], result
     row = next(r for r in db().get("finished").steps if r.stage == "diarize")  # type: ignore[union-attr]
     assert (row.status, row.error) == ("done", None)
-    assert row.info["method"] == "silero-resemblyzer"  # the successful run's record stays
+    assert row.info["method"] == METHOD  # the successful run's record stays
     assert row.info["last_attempt"]["status"] == "invalid_input"
     assert "was compressed" in row.info["last_attempt"]["error"]
     code, result = run_step(STEP, "--content", "finished")  # and it is still done

@@ -175,3 +175,66 @@ def test_a_word_goes_to_the_turn_it_overlaps_even_a_little() -> None:
     assert assign_speakers([_w("y", 5.0, 5.4)], turns)[0]["speaker"] == "A"
     # more inside B than inside A: B
     assert assign_speakers([_w("z", 4.8, 7.0)], turns)[0]["speaker"] == "B"
+
+
+# where two talk at once: A holds a long turn, B starts before A has finished
+OVERLAPPING = [
+    {"start": 0.0, "end": 5.0, "speaker": "SPEAKER_00"},
+    {"start": 4.0, "end": 9.0, "speaker": "SPEAKER_01"},
+]
+
+
+def test_a_word_inside_an_overlap_goes_to_the_speaker_who_held_the_floor() -> None:
+    words = [_w("end", 4.2, 4.6), _w("start", 5.2, 5.5)]
+    assert [w["speaker"] for w in assign_speakers(words, OVERLAPPING)] == [
+        "SPEAKER_00",
+        "SPEAKER_01",
+    ]
+    # the order the turns come in does not decide it
+    backwards = assign_speakers(words, OVERLAPPING[::-1])
+    assert [w["speaker"] for w in backwards] == ["SPEAKER_00", "SPEAKER_01"]
+
+
+def test_a_word_across_the_end_of_an_overlap_goes_to_the_turn_it_has_more_of() -> None:
+    # 4.8-5.4: 0.2 s in A's turn, 0.6 s in B's
+    assert assign_speakers([_w("so", 4.8, 5.4)], OVERLAPPING)[0]["speaker"] == "SPEAKER_01"
+
+
+def test_stitch_attributes_by_the_overlapping_turns() -> None:
+    speech.converted("both", speech.silence(2.0))
+    words = [_w("Hello", 1.0, 1.4), _w("there", 4.2, 4.6), _w("again", 7.0, 7.4)]
+    store().write_json(
+        store().path("both", "transcript_words.json"), {"language": "en", "words": words}
+    )
+    diarization.write(store(), "both", OVERLAPPING, method="test")
+    code, result = run_step(STEP, "--content", "both")
+    assert code == 0, result
+    doc = json.loads(store().path("both", "transcript.json").read_text())
+    assert [w["speaker"] for w in doc["words"]] == ["SPEAKER_00", "SPEAKER_00", "SPEAKER_01"]
+
+
+def test_the_writer_names_every_track_and_voice_print_alike() -> None:
+    speech.converted("names", speech.silence(2.0))
+    turns = [
+        {"start": 2.0, "end": 5.0, "speaker": "b"},
+        {"start": 0.0, "end": 3.0, "speaker": "a"},
+    ]
+    extra = diarization.Extra(
+        [{"start": 0.0, "end": 2.5, "speaker": "a"}, {"start": 2.5, "end": 5.0, "speaker": "b"}],
+        {
+            "b": {"seconds": 3.0, "embedding": [0.0, 1.0]},
+            "a": {"seconds": 2.0, "embedding": [1.0, 0.0]},
+        },
+        {"name": "m", "digest": "sha256:1"},
+    )
+    doc = diarization.write(store(), "names", turns, method="test", extra=extra)
+    assert [t["speaker"] for t in doc["turns"]] == ["SPEAKER_00", "SPEAKER_01"]  # a first
+    assert [t["speaker"] for t in doc["exclusive_turns"]] == ["SPEAKER_00", "SPEAKER_01"]
+    assert doc["voiceprints"] == {
+        "SPEAKER_00": {"seconds": 2.0, "embedding": [1.0, 0.0]},
+        "SPEAKER_01": {"seconds": 3.0, "embedding": [0.0, 1.0]},
+    }
+    assert doc["embedding_model"] == {"name": "m", "digest": "sha256:1"}
+    assert diarization.read(store(), "names") == doc
+    # the RTTM keeps both overlapping turns
+    assert len(store().path("names", "diarization.rttm").read_text().splitlines()) == 2

@@ -15,7 +15,7 @@ from signal4.envs.manifest import Manifest, current_platform
 #: Where each env's test venv lives (the env's packages plus the ``test`` group).
 NOX_DIR = ".nox"
 #: The sessions that are not per-env, in the order ``nox`` runs them.
-FIXED_SESSIONS = ("unit", "lint", "typecheck", "checks")
+FIXED_SESSIONS = ("unit", "lint", "typecheck", "checks", "scorers")
 #: What lint and format checks cover.
 LINT_PATHS = ("src", "tests", "tasks.py", "noxfile.py", "benchmarks", "tools")
 
@@ -65,6 +65,35 @@ def prepare_env(m: Manifest, env: str) -> Path:
     if not result.ok:
         raise layout.EnvError(f"cannot sync {spec.venv}: {result.error}")
     return spec.python
+
+
+#: The benchmark venv: the env whose packages it takes, and the group with the scorers.
+BENCH_ENV = "diarize"
+BENCH_GROUP = "bench"
+#: The step envs ``benchmarks.real_speech`` runs steps in.
+BENCH_STEP_ENVS = ("convert", "transcribe", "diarize", "stitch")
+
+
+def bench_spec(m: Manifest) -> layout.Venv:
+    """Return the spec of the benchmark venv at ``.nox/bench``: diarize's packages, the scorers."""
+    return layout.spec(
+        m, BENCH_ENV, groups=["test", BENCH_GROUP], venv=m.root / NOX_DIR / BENCH_GROUP
+    )
+
+
+def prepare_bench(m: Manifest, steps: bool = True) -> Path:
+    """Sync the benchmark venv (and the step envs it runs, unless not ``steps``); its python.
+
+    Each sync is a no-op when the venv is fresh. Raises :class:`layout.EnvError` naming the
+    venv whose sync failed.
+    """
+    specs = [bench_spec(m), *(layout.spec(m, env) for env in BENCH_STEP_ENVS if steps)]
+    with venv.sync_lock(m):
+        for spec in specs:
+            result = syncer.sync_one(m, spec)
+            if not result.ok:
+                raise layout.EnvError(f"cannot sync {spec.venv}: {result.error}")
+    return specs[0].python
 
 
 def pytest_args(env: str, posargs: list[str]) -> list[str]:

@@ -1,7 +1,9 @@
-"""Who spoke when, torch-free: Silero VAD and GE2E voice embeddings on onnxruntime, scipy.
+"""Who spoke when, torch-free: pyannote's segmentation and CAM++ voice prints on onnxruntime.
 
 The models are ONNX files shipped in ``signal4/stepkit/models`` (see its NOTICE); the
-method is described in :mod:`signal4.stepkit.speakers.diarizer`.
+method is described in :mod:`signal4.stepkit.speakers.pipeline`. Besides the turns (which
+may overlap where two people talk at once), diarization.json holds the exclusive turns
+(one voice at a time: the strongest) and each speaker's voice print.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from signal4.stepkit.step import Context, InvalidInput, Step, keeps, number
 
 RATE = 16_000
 MAX_SPEAKERS = 8
-METHOD = "silero-resemblyzer"
+METHOD = "segmentation3-campplus"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,7 @@ def ready() -> None:
     import scipy.cluster.hierarchy  # noqa: F401
 
     import signal4.content.settings
-    import signal4.stepkit.speakers.diarizer  # noqa: F401
+    import signal4.stepkit.speakers.pipeline  # noqa: F401
 
 
 def read_audio(path: str) -> Any:
@@ -55,14 +57,15 @@ def read_audio(path: str) -> Any:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def diarize(wav_path: str, speakers: int | None, max_k: int) -> list[dict[str, Any]]:
-    """Return speaker turns (start, end, speaker) of a 16 kHz mono WAV."""
+def diarize(wav_path: str, speakers: int | None, max_k: int) -> tuple[list[Any], diarization.Extra]:
+    """Return speaker turns (start, end, speaker) of a 16 kHz mono WAV, and the rest."""
     from signal4.stepkit.speakers import runtime
-    from signal4.stepkit.speakers.diarizer import Diarizer
+    from signal4.stepkit.speakers.pipeline import Diarizer
 
     threads = runtime.cpu_budget()  # a bad SIGNAL4_THREADS is invalid input, before any work
     audio = read_audio(wav_path)
-    return Diarizer(threads)(audio, speakers=speakers, max_speakers=max_k)
+    found = Diarizer(threads)(audio, speakers=speakers, max_speakers=max_k)
+    return found.turns, diarization.Extra(found.exclusive, found.voiceprints, runtime.EMBEDDING_ID)
 
 
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -73,8 +76,8 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     if done := diarization.skipped(ctx, cid, options.rewrite):
         return done
     wav = diarization.audio(ctx, cid)
-    turns = diarize(str(wav), options.speakers, options.max_speakers)
-    return diarization.finish(ctx, cid, turns, method=METHOD)
+    turns, extra = diarize(str(wav), options.speakers, options.max_speakers)
+    return diarization.finish(ctx, cid, turns, method=METHOD, extra=extra)
 
 
 def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
@@ -92,7 +95,7 @@ def params(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
 
 STEP = Step(
     name="diarize",
-    description="Find who spoke when (VAD, voice embeddings, clustering): diarization.json, .rttm.",
+    description="Find who spoke when (segmentation, voice prints, clustering): diarization.json.",
     add_arguments=add_arguments,
     execute=execute,
     ready=ready,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,20 @@ from signal4.content.store import kept
 from signal4.stepkit.step import InvalidInput
 
 JSON_NAME = "diarization.json"
+
+
+@dataclass(frozen=True)
+class Extra:
+    """What a diarizer knows beyond the turns (see :func:`write`)."""
+
+    #: one speaker at a time: at each moment the strongest voice
+    exclusive: Sequence[dict[str, Any]]
+    #: speaker -> {"seconds": speech the embedding rests on, "embedding": unit vector}
+    voiceprints: dict[str, dict[str, Any]]
+    #: {"name": ..., "digest": ...} of the embedding model the voice prints come from
+    model: dict[str, str]
+
+
 RTTM_NAME = "diarization.rttm"
 
 
@@ -29,12 +44,18 @@ def merge_turns(turns: Sequence[dict[str, Any]], gap: float = 0.3) -> list[dict[
     return [{**t, "start": round(t["start"], 3), "end": round(t["end"], 3)} for t in merged]
 
 
+def names(turns: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Each speaker's new name, SPEAKER_00, SPEAKER_01, ..., in the order they first speak."""
+    out: dict[str, str] = {}
+    for t in sorted(turns, key=lambda t: (t["start"], t["end"])):
+        out.setdefault(str(t["speaker"]), f"SPEAKER_{len(out):02d}")
+    return out
+
+
 def relabel(turns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rename speakers SPEAKER_00, SPEAKER_01, ... in the order they first speak."""
-    names: dict[str, str] = {}
-    for t in sorted(turns, key=lambda t: (t["start"], t["end"])):
-        names.setdefault(str(t["speaker"]), f"SPEAKER_{len(names):02d}")
-    return [{**t, "speaker": names[str(t["speaker"])]} for t in turns]
+    new = names(turns)
+    return [{**t, "speaker": new[str(t["speaker"])]} for t in turns]
 
 
 def rttm(content_id: str, turns: Sequence[dict[str, Any]]) -> str:
@@ -47,12 +68,34 @@ def rttm(content_id: str, turns: Sequence[dict[str, Any]]) -> str:
 
 
 def write(
-    store: Any, content_id: str, turns: Sequence[dict[str, Any]], method: str
+    store: Any,
+    content_id: str,
+    turns: Sequence[dict[str, Any]],
+    method: str,
+    extra: Extra | None = None,
 ) -> dict[str, Any]:
-    """Write diarization.json and diarization.rttm; return the JSON document."""
-    turns = relabel(merge_turns(turns))
+    """Write diarization.json and diarization.rttm; return the JSON document.
+
+    ``extra`` (the torch-free diarizer's) adds the exclusive turns, each speaker's voice
+    print and the embedding model's id, under the same speaker names as the turns.
+    """
+    merged = merge_turns(turns)
+    new = names(merged)
+    turns = [{**t, "speaker": new[str(t["speaker"])]} for t in merged]
     speakers = sorted({t["speaker"] for t in turns})
-    doc = {"method": method, "speakers": speakers, "turns": turns}
+    doc: dict[str, Any] = {"method": method, "speakers": speakers, "turns": turns}
+    if extra is not None:
+        doc["exclusive_turns"] = [
+            {**t, "speaker": new[str(t["speaker"])]}
+            for t in merge_turns(extra.exclusive)
+            if str(t["speaker"]) in new
+        ]
+        doc["voiceprints"] = {
+            new[label]: extra.voiceprints[label]
+            for label in sorted(extra.voiceprints, key=lambda label: new.get(label, label))
+            if label in new
+        }
+        doc["embedding_model"] = extra.model
     store.write_bytes(store.path(content_id, RTTM_NAME), rttm(content_id, turns).encode("utf-8"))
     # the JSON last: it is the stage's "done" mark (Context.is_done)
     store.write_json(store.path(content_id, JSON_NAME), doc)
@@ -99,12 +142,13 @@ def audio(ctx: Any, cid: str) -> Path:
     raise InvalidInput(f"content {cid!r} has no audio.wav; run convert first")
 
 
-def finish(ctx: Any, cid: str, turns: Sequence[dict[str, Any]], method: str) -> dict[str, Any]:
+def finish(
+    ctx: Any, cid: str, turns: Sequence[dict[str, Any]], method: str, extra: Extra | None = None
+) -> dict[str, Any]:
     """Write the turns, record the stage as done, and return the step's result."""
-    doc = write(ctx.store, cid, turns, method)
-    ctx.mark(
-        cid, "diarize", StageState.DONE, info={"speakers": len(doc["speakers"]), "method": method}
-    )
+    doc = write(ctx.store, cid, turns, method, extra)
+    info = {"speakers": len(doc["speakers"]), "method": method}
+    ctx.mark(cid, "diarize", StageState.DONE, info=info)
     return {
         "status": Status.COMPLETED,
         "content": cid,
