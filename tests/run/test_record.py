@@ -417,3 +417,34 @@ def test_old_items_are_described_once_when_the_db_is_first_used(
     (tmp_path / "old" / "item.json").unlink()
     assert record.describe_old_items(db, tmp_path) == 0
     assert not (tmp_path / "old" / "item.json").exists()
+
+
+def test_a_register_that_saw_no_item_keeps_the_kind_another_process_gave_it(
+    db: StateDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "item.json").write_text(json.dumps({"title": "Ep"}))  # no kind in it
+    db.register("c", kind="podcast")  # another process, after this one looked
+    real_get = db.get
+    monkeypatch.setattr(db, "get", lambda cid: None)  # what this one saw a moment before
+    record.apply(
+        db, _result({"content": "c", "stage": "convert", "status": "done"}), content_root=tmp_path
+    )
+    record.apply(db, _result({"content": "c", "register": {"title": "T"}}))
+    monkeypatch.setattr(db, "get", real_get)
+    item = db.get("c")
+    assert item is not None and (item.kind, item.title) == ("podcast", "T")
+
+
+def test_a_failed_attempt_merges_into_the_info_the_stage_has_now(db: StateDB) -> None:
+    db.register("c", kind="file")
+    db.mark("c", "convert", "done", info={"chunks": 3})
+    record.record_failure(db, "c", "convert", "failed", "boom", outputs_kept=True)
+    [row] = db.get("c").steps  # type: ignore[union-attr]
+    assert row.status == "done" and row.info["chunks"] == 3
+    assert row.info["last_attempt"]["error"] == "boom"
+    record.record_failure(db, "c", "convert", "timed_out", "slow", outputs_kept=False)
+    [row] = db.get("c").steps  # type: ignore[union-attr]
+    assert (row.status, row.error, row.info["chunks"]) == ("timed_out", "slow", 3)
+    record.record_failure(db, "ghost", "convert", "failed", "x", outputs_kept=False)
+    assert db.get("ghost") is None

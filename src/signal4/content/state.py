@@ -420,9 +420,14 @@ class StateDB:
         title: str | None = None,
         duration: float | None = None,
         meta: dict[str, Any] | None = None,
+        keep_kind: bool = False,
     ) -> Content:
         """Create the content item, or update the fields given (an empty kind keeps its kind);
-        one upsert, so two processes registering one new item both succeed."""
+        one upsert, so two processes registering one new item both succeed.
+
+        ``keep_kind``: ``kind`` is only a new item's; a known item keeps its own (one that
+        another process registered a moment ago too).
+        """
         given = {
             key: value
             for key, value in (
@@ -433,7 +438,7 @@ class StateDB:
             )
             if value is not None
         }
-        update = [*given, *(["kind"] if kind else [])]
+        update = [*given, *(["kind"] if kind and not keep_kind else [])]
         values = {"id": content_id, "kind": kind, "created_at": _now(), **given}
         with self.session(write=True) as s:
             s.execute(self._upsert(Content, values, ["id"], update))
@@ -486,6 +491,38 @@ class StateDB:
                         Provenance.content_id == content_id, Provenance.stage == stage
                     )
                 )
+
+    def fail(
+        self, content_id: str, stage: str, status: str, error: str, *, outputs_kept: bool
+    ) -> None:
+        """Record a failed attempt at ``stage`` (one transaction, the row locked).
+
+        A stage recorded ``done`` whose outputs are still kept stays ``done``, the attempt
+        in its info as ``last_attempt`` (merged into the info as it is, so that a write of
+        another process in between is not lost); otherwise the stage takes the failure's
+        status and error, and keeps its info.
+        """
+        with self.session(write=True) as s:
+            self._require(s, content_id)
+            row = s.scalars(
+                select(StepState)
+                .where(StepState.content_id == content_id, StepState.stage == stage)
+                .with_for_update()
+            ).one_or_none()
+            if row is not None and row.status == StageState.DONE and outputs_kept:
+                attempt = {"status": status, "error": error, "at": _now().isoformat()}
+                row.info = {**(row.info or {}), "last_attempt": attempt}
+                row.updated_at = _now()
+                return
+            values = {
+                "content_id": content_id,
+                "stage": stage,
+                "status": status,
+                "error": error,
+                "updated_at": _now(),
+            }
+            keys = ["content_id", "stage"]
+            s.execute(self._upsert(StepState, values, keys, ["status", "error", "updated_at"]))
 
     def stage_status(self, content_id: str, stage: str) -> str | None:
         """Return the recorded status of ``stage`` (None if never run)."""

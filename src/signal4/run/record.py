@@ -77,22 +77,10 @@ def record_failure(
     valid. The attempt goes into the stage's info as ``last_attempt``. Otherwise the
     stage takes the failure's status and error.
     """
-    item = db.get(content)
-    if item is None:
+    try:
+        db.fail(content, stage, status, error, outputs_kept=outputs_kept)
+    except KeyError:  # no item of that id: nothing to record it on
         return
-    row = next((r for r in item.steps if r.stage == stage), None)
-    if row is not None and row.status == StageState.DONE and outputs_kept:
-        attempt = {"status": status, "error": error, "at": dt.datetime.now(dt.UTC).isoformat()}
-        db.mark(
-            content,
-            stage,
-            StageState.DONE,
-            error=row.error,
-            info={**(row.info or {}), "last_attempt": attempt},
-            new_outputs=False,
-        )
-        return
-    db.mark(content, stage, status, error=error)
 
 
 def unreported(
@@ -148,11 +136,11 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
         content = rec["content"]
         if "register" in rec:
             fields = dict(rec["register"])
-            known = db.get(content)
-            if known is None:  # new here: what its folder says, then what the step says
+            if db.get(content) is None:  # new here: what its folder says, then the step
                 fields = {**_described(content_root, content), **fields}
-            fields.setdefault("kind", known.kind if known is not None else "unknown")
-            db.register(content, **fields)
+            # no kind said: a new item's is unknown, a known one keeps its own
+            keep = "kind" not in fields
+            db.register(content, **{"kind": "unknown", **fields}, keep_kind=keep)
             written += 1
             continue
         stage, status = rec["stage"], rec["status"]
@@ -160,7 +148,8 @@ def apply(db: StateDB, result: Mapping[str, Any], *, content_root: Path | None =
             # a stage done registers the item anyway; a failure only one its folder describes
             described = _described(content_root, content)
             if described or status == StageState.DONE:
-                db.register(content, **{"kind": "unknown", **described})
+                keep = "kind" not in described  # another process may register it meanwhile
+                db.register(content, **{"kind": "unknown", **described}, keep_kind=keep)
         if status != StageState.DONE:
             record_failure(
                 db,
