@@ -460,12 +460,17 @@ def test_an_early_sigterm_says_so_and_exits_143(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
-    # opening a FIFO with no writer waits in the kernel's wait_for_partner
-    while Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
-        assert time.monotonic() < deadline and proc.poll() is None, "it never read the list"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        # opening a FIFO with no writer waits in the kernel's wait_for_partner
+        while Path(f"/proc/{proc.pid}/wchan").read_text() != "wait_for_partner":
+            assert time.monotonic() < deadline and proc.poll() is None, "it never read the list"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no process blocked on the FIFO
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 143, err
     assert err.decode().strip() == "interrupted by SIGTERM"
