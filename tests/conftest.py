@@ -5,18 +5,22 @@ marked ``env(<env>)`` from the manifest's task map, so nothing here copies that 
 Other tests may mark themselves ``@pytest.mark.env("<env>")``.
 
 ``pytest --env NAME`` keeps only the tests for env NAME (run inside that env by
-``nox -s NAME``); ``--env none`` keeps the tests that need no sub-env (``nox -s unit``).
+``nox -s NAME``); ``--env none`` keeps the tests that need no sub-env (``nox -s unit``
+runs the fast ones, ``nox -s integration`` those marked ``slow``).
 Without ``--env`` every test is collected.
+
+The fixture every slow test that needs the real envs shares lives here (:func:`synced`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from signal4.content import settings
+from signal4.envs import layout, syncer
 from signal4.envs import manifest as manifest_mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,3 +81,23 @@ def isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 def project_manifest() -> manifest_mod.Manifest:
     """The project's real manifest."""
     return manifest_mod.load(ROOT)
+
+
+def sync_envs(root: Path, names: Sequence[str] = ()) -> manifest_mod.Manifest:
+    """Sync the envs of the checkout at ``root`` from its lock with the project's own API.
+
+    ``names``: those envs; none: what ``inv sync-all`` syncs (every env but the optional
+    ones). An env that is fresh already is not touched, so this is a no-op when all are.
+    """
+    m = manifest_mod.load(root)
+    chosen = syncer.select(m, names)
+    results = syncer.sync_many(m, [layout.spec(m, name) for name in chosen], jobs=2)
+    failed = [r for r in results if not r.ok]
+    assert not failed, failed
+    return m
+
+
+@pytest.fixture(scope="session")
+def synced() -> manifest_mod.Manifest:
+    """This checkout's envs, synced as ``inv sync-all`` leaves them: a fresh clone has none."""
+    return sync_envs(ROOT)

@@ -29,18 +29,9 @@ pytestmark = pytest.mark.slow
 SAMPLE = ROOT / "samples" / "two_speakers" / "audio.wav"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _synced() -> None:
-    """The pipeline's envs, synced (a no-op when they are): a fresh clone has none."""
-    got = subprocess.run(
-        [sys.executable, "-m", "invoke", "-r", str(ROOT), "sync-all"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=1800,
-    )
-    assert got.returncode == 0, got.stdout + got.stderr
+@pytest.fixture(autouse=True)
+def _synced(synced: manifest.Manifest) -> None:
+    """The pipeline's envs, synced (tests/conftest.py; a no-op when they are fresh)."""
 
 
 def _inv(*args: str, data: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
