@@ -124,7 +124,7 @@ TARGETS: tuple[Target, ...] = (
         (
             dev(
                 "tests/run/test_dispatch.py",
-                "tests/run/test_progress.py",
+                "tests/stepkit/test_progress.py",
                 "tests/envs/test_venv.py",
                 "tests/envs/test_syncer.py",
                 _TASKS,

@@ -123,11 +123,3 @@ def test_a_batch_on_workers_matches_the_local_runner(cluster: Cluster, tmp_path:
     assert again.returncode == 1, again.stdout + again.stderr
     assert "pipeline: 3 item(s), 5 stage(s) to run, 10 done before" in again.stdout
     assert len(db.runs()) == len(runs) + 1
-
-
-@pytest.mark.parametrize("flag", ["--jobs=2", "--sync"])
-def test_flags_of_the_local_runner_are_refused_in_one_line(flag: str, tmp_path: Path) -> None:
-    got = _inv("--workers", flag, data=tmp_path / "data")
-    assert got.returncode == 2, got.stdout + got.stderr
-    assert "does not apply to --workers" in got.stderr and "Traceback" not in got.stderr
-    assert len(got.stderr.strip().splitlines()) == 1
