@@ -9,11 +9,14 @@ Other tests may mark themselves ``@pytest.mark.env("<env>")``.
 runs the fast ones, ``nox -s integration`` those marked ``slow``).
 Without ``--env`` every test is collected.
 
-The fixture every slow test that needs the real envs shares lives here (:func:`synced`).
+The fixtures every slow test shares live here (:func:`synced`, :func:`second_checkout`);
+the Redis server and warm workers in ``tests/workers/conftest.py``.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -101,3 +104,23 @@ def sync_envs(root: Path, names: Sequence[str] = ()) -> manifest_mod.Manifest:
 def synced() -> manifest_mod.Manifest:
     """This checkout's envs, synced as ``inv sync-all`` leaves them: a fresh clone has none."""
     return sync_envs(ROOT)
+
+
+@pytest.fixture(scope="session")
+def second_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another checkout of this project (the files a clone has), no env synced.
+
+    Tracked files and new ones not ignored: what a clone has once they are committed.
+    """
+    other = tmp_path_factory.mktemp("machine-b") / "signal4"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():
+            (other / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, other / name)
+    return other
