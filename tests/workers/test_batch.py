@@ -1,8 +1,8 @@
 """The warm-worker runner (signal4.workers.batch): a plan as Celery chains, all sent at once.
 
-The tests run plans on real workers on the session's Redis (tests/workers/conftest.py):
-the light workers on database 0, and a worker for every env of the pipeline on a database
-of its own.
+Fast tests follow chains whose results are stand-ins. Slow ones run plans on real
+workers on the session's Redis (tests/workers/conftest.py): the light workers on
+database 0, and a worker for every env of the pipeline on a database of its own.
 """
 
 from __future__ import annotations
@@ -13,21 +13,26 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from signal4.codes import ItemStatus, Status
 from signal4.content.guard import content_guard
 from signal4.content.state import StateDB
 from signal4.envs import layout, manifest
+from signal4.envs.manifest import Manifest
 from signal4.errors import Interrupted
 from signal4.run import plan as plan_mod
 from signal4.run.runner import Event
 from signal4.stepkit.fetch import file_content_id
 from signal4.workers import batch as warm
 from signal4.workers import submit as submit_mod
+from signal4.workers import wire
 from tests.conftest import ROOT, sync_envs
 from tests.helpers.cluster import (
     LIGHT_ENVS,
@@ -42,6 +47,182 @@ from tests.helpers.cluster import (
     wait_for,
 )
 from tests.helpers.steps import db, store
+
+
+def test_a_stage_is_sent_with_its_items_content_and_rewrite(project_manifest: Manifest) -> None:
+    stitch = plan_mod.Stage(project_manifest.task("stitch"), ["--x", "1"])
+    item = plan_mod.Item("a.wav", "a", [stitch], content="file-a-1")
+    assert warm.stage_args(item, stitch) == ["--x", "1", "--content", "file-a-1"]
+    stitch.done = True
+    stitch.rerun("env changed")  # done, but to be made again
+    assert warm.stage_args(item, stitch) == ["--x", "1", "--content", "file-a-1", "--rewrite"]
+    own = plan_mod.Stage(project_manifest.task("stitch"), ["--content", "b", "--rewrite"])
+    assert warm.stage_args(item, own) == ["--content", "b", "--rewrite"]  # never twice
+    # a video before its download: the worker takes the id from the previous result
+    video = plan_mod.Item("https://v", "https://v", [stitch])
+    assert "--content" not in warm.stage_args(video, stitch)
+
+
+def test_where_a_stage_ran_is_the_host_its_result_names_else_its_workers() -> None:
+    assert warm.host_of({"host": "box-a"}, "stitch-1@box-b") == "box-a"
+    assert warm.host_of({}, "stitch-1@box-b") == "box-b"
+    assert warm.host_of({"host": ""}, "stitch-1@") is None
+    assert warm.host_of({}, "box-c") == "box-c"
+    assert warm.host_of({}, None) is None
+
+
+def _two_stage_plan(m: Manifest, *names: str) -> plan_mod.Plan:
+    return plan_mod.Plan(
+        [
+            plan_mod.Item(
+                f"{n}.wav",
+                n,
+                [
+                    plan_mod.Stage(m.task("stitch"), []),
+                    plan_mod.Stage(m.task("cleanup_and_compress"), []),
+                ],
+                content=n,
+            )
+            for n in names
+        ]
+    )
+
+
+def test_items_with_nothing_to_send_end_at_once_without_a_broker(
+    project_manifest: Manifest,
+) -> None:
+    plan = _two_stage_plan(project_manifest, "done", "bad")
+    for stage in plan.items[0].stages:
+        stage.done = True
+    plan.items[1].error = "the feed lists it without media"
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    runner = warm.WorkerBatch(project_manifest, plan, db=db(), broker=down)
+    runner.check()  # nothing to send: the broker is not asked
+    done, bad = runner.run()
+    assert (done.status, done.ran) == (ItemStatus.DONE, [])
+    assert (bad.status, bad.error, bad.exit_code) == (
+        ItemStatus.FAILED,
+        "the feed lists it without media",
+        1,
+    )
+    assert runner.chains == [] and db().runs() == []
+    # with something to send, a broker that does not answer is refused before sending
+    todo = _two_stage_plan(project_manifest, "todo")
+    with pytest.raises(wire.BrokerUnavailable):
+        warm.WorkerBatch(project_manifest, todo, db=db(), broker=down).run()
+
+
+class Sent:
+    """One sent stage's Celery result: the states its backend answers with, in turn."""
+
+    def __init__(self, *metas: dict[str, Any]) -> None:
+        self.id = f"task-{id(self)}"
+        self.metas = list(metas)
+        self.backend = self
+        self.result: Any = None
+
+    def get_task_meta(self, task_id: str) -> dict[str, Any]:
+        self.reads = getattr(self, "reads", 0) + 1
+        assert self.reads < 10_000, "the runner waits for a stage it should not"  # a guard
+        meta = self.metas.pop(0) if len(self.metas) > 1 else self.metas[0]
+        if meta["status"] in submit_mod.READY_STATES:
+            self.result = meta["result"]
+        return meta
+
+
+def test_the_runner_follows_each_chain_and_records_every_stage_as_it_ends(
+    project_manifest: Manifest,
+) -> None:
+    m = project_manifest
+    plan = _two_stage_plan(m, "good", "refused")
+    events: list[Event] = []
+    runner = warm.WorkerBatch(
+        m, plan, db=db(), broker="redis://127.0.0.1:1/0", on_event=events.append, poll=0.0
+    )
+    good, refused = plan.items
+    started = {"status": "STARTED", "result": {"hostname": "stitch-1@box-a", "pid": 7}}
+    runner.chains = [
+        warm._Chain(
+            good,
+            good.pending,
+            [
+                Sent(
+                    {"status": "PENDING", "result": None},
+                    started,
+                    {
+                        "status": "SUCCESS",
+                        "result": {"status": "completed", "content": "good", "seconds": 1.5},
+                    },
+                ),
+                # started and ended between two looks; its result names its host
+                Sent({"status": "SUCCESS", "result": {"status": "completed", "host": "box-b"}}),
+            ],
+        ),
+        warm._Chain(
+            refused,
+            refused.pending,
+            [
+                Sent(
+                    {
+                        "status": "SUCCESS",
+                        "result": {"status": "invalid_input", "error": "no words"},
+                    }
+                ),
+                Sent({"status": "PENDING", "result": None}),  # never run: not awaited
+            ],
+        ),
+    ]
+    runner._follow(runner.chains)
+    ok, failed = (runner.results[id(i)] for i in plan.items)
+    assert (ok.status, ok.ran) == (ItemStatus.DONE, ["stitch", "cleanup_and_compress"])
+    assert all(s.done for s in good.stages)
+    assert (failed.status, failed.exit_code, failed.ran) == (ItemStatus.FAILED, 2, ["stitch"])
+    assert failed.error == "stitch invalid_input: no words"
+    kinds = [(e.kind, e.item.content, e.stage.task.name) for e in events]
+    assert kinds.count(("start", "good", "stitch")) == 1
+    assert ("start", "refused", "cleanup_and_compress") not in kinds
+    ends = [e for e in events if e.kind == "end"]
+    assert [(e.item.content, e.outcome.status) for e in ends if e.outcome] == [
+        ("refused", Status.INVALID_INPUT),
+        ("good", Status.COMPLETED),
+        ("good", Status.COMPLETED),
+    ]
+    assert next(e.outcome for e in ends if e.item is good).duration == 1.5  # the step's own
+    runs = sorted((r.content_id, r.task, r.status, r.host) for r in db().runs())
+    assert runs == [
+        ("good", "cleanup_and_compress", "completed", "box-b"),
+        ("good", "stitch", "completed", "box-a"),
+        # no worker named: the runner's own host
+        ("refused", "stitch", "invalid_input", socket.gethostname()),
+    ]
+
+
+def test_the_runner_says_where_stages_wait_when_nothing_moves() -> None:
+    said: list[str] = []
+    quiet = warm._Quiet(said.append)
+    quiet.check([])
+    assert said == []  # not yet
+    quiet.since = quiet.told = time.monotonic() - quiet.patience - 1
+    stitch = plan_mod.Stage(manifest.load(ROOT).task("stitch"), [])
+    item = plan_mod.Item("a.wav", "a", [stitch], content="a")
+    waiting = warm._Chain(item, [stitch], [None])
+    running = warm._Chain(item, [stitch], [None], began=time.monotonic())
+    quiet.check([waiting, running, waiting])
+    [line] = said
+    assert line.startswith("pipeline: no stage has ended or started for ")
+    assert line.endswith(
+        "1 running, queued: 2 on signal4.stitch (inv workers lists who serves them)"
+    )
+    quiet.told -= quiet.patience + 1  # one patience later: not yet, it waits twice as long
+    quiet.check([waiting])
+    assert len(said) == 1
+    quiet.told -= quiet.patience
+    quiet.check([waiting])
+    assert len(said) == 2 and said[1].endswith(
+        "0 running, queued: 1 on signal4.stitch (inv workers lists who serves them)"
+    )
+    quiet.moved()
+    assert quiet.gap == quiet.patience
 
 
 def _light_plan(m: manifest.Manifest, cid: str) -> plan_mod.Plan:

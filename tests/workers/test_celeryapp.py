@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from signal4.envs.manifest import Manifest
@@ -51,3 +53,24 @@ def test_good_broker_urls_pass_and_an_empty_one_is_the_default(
     with pytest.raises(wire.BadBrokerUrl) as err:
         celeryapp.broker_url()
     assert "SIGNAL4_BROKER_URL" in str(err.value) and "secret" not in str(err.value)
+
+
+def test_a_tasks_limits_are_its_timeout_and_a_grace_and_none_for_no_timeout(
+    project_manifest: Manifest,
+) -> None:
+    stitch = project_manifest.task("stitch")
+    assert celeryapp.task_name(stitch) == "signal4.stitch"
+    assert celeryapp.limits(stitch) == (stitch.timeout, stitch.timeout + celeryapp.HARD_LIMIT_GRACE)
+    assert celeryapp.limits(dataclasses.replace(stitch, timeout=0)) == (None, None)
+    assert celeryapp.queues(project_manifest) == [f"signal4.{env}" for env in project_manifest.envs]
+
+
+def test_the_app_is_configured_for_the_broker_it_is_given(project_manifest: Manifest) -> None:
+    app = celeryapp.create(project_manifest, "redis://127.0.0.1:6390/3")
+    try:
+        assert app.conf.broker_url == app.conf.result_backend == "redis://127.0.0.1:6390/3"
+        assert app.conf.accept_content == ["json"] and app.conf.task_track_started
+    finally:
+        app.close()
+    with pytest.raises(wire.BadBrokerUrl):
+        celeryapp.create(project_manifest, "http://127.0.0.1:6390/3")

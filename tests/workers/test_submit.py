@@ -12,10 +12,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from signal4 import codes
 from signal4.codes import EXIT_TIMEOUT, Status
@@ -129,6 +131,146 @@ def test_a_task_without_a_time_limit_is_awaited_for_ever(project_manifest: Manif
     assert submit_mod.hard_limit(stitch) == stitch.timeout + celeryapp.HARD_LIMIT_GRACE
     assert submit_mod.hard_limit(stitch, 5) == 5 + celeryapp.HARD_LIMIT_GRACE
     assert submit_mod.hard_limit(stitch, 0) is None
+
+
+def test_a_worker_is_read_from_what_it_announces() -> None:
+    fields = {
+        "node": "stitch-7@box",
+        "host": "box",
+        "env": "stitch",
+        "lock": "0123456789abcdef",
+        "concurrency": "2",
+        "done": "5",
+        "root": "/srv/signal4",
+        "seen": "1.5",
+    }
+    assert submit_mod.WorkerInfo.from_fields(fields) == submit_mod.WorkerInfo(
+        "stitch-7@box", "box", "stitch", "0123456789abcdef", "2", 5, "/srv/signal4"
+    )
+    # a worker that has not counted yet (or an older one): what is missing is unknown
+    assert submit_mod.WorkerInfo.from_fields({"env": "convert", "done": ""}) == (
+        submit_mod.WorkerInfo("?", "?", "convert", "?", "?", 0, "")
+    )
+
+
+def test_a_broker_that_does_not_answer_is_broker_unavailable(
+    project_manifest: Manifest,
+) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(wire.BrokerUnavailable) as err:
+        submit_mod.live_workers(down)
+    assert err.value.code == codes.EXIT_BROKER
+    assert f"the broker at {down} does not answer" in str(err.value)
+    assert "start one with: inv broker" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(wire.BrokerUnavailable):  # before anything is sent
+        submit_mod.submit(
+            project_manifest, project_manifest.task("stitch"), ["--content", "x"], broker=down
+        )
+
+
+def test_publish_turns_a_lost_broker_into_one_error_and_lets_others_through() -> None:
+    def lost() -> None:
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+    with pytest.raises(wire.BrokerUnavailable, match="the broker at redis://b:1/0 does not"):
+        submit_mod.publish(lost, "redis://b:1/0")
+
+    def broken() -> None:
+        raise ValueError("not a connection problem")
+
+    with pytest.raises(ValueError):
+        submit_mod.publish(broken, "redis://b:1/0")
+    assert submit_mod.publish(lambda: "sent", "redis://b:1/0") == "sent"
+
+
+def test_a_signature_goes_to_the_envs_queue_with_the_tasks_limits(
+    project_manifest: Manifest,
+) -> None:
+    stitch = project_manifest.task("stitch")
+    app = submit_mod.submitter(project_manifest, "redis://127.0.0.1:1/0")  # never contacted
+    try:
+        sig = submit_mod.signature(app, stitch, ("--content", "a"))
+        assert (sig.task, sig.args) == ("signal4.stitch", (["--content", "a"],))
+        assert sig.options["queue"] == "signal4.stitch" == stitch.queue
+        soft, hard = celeryapp.limits(stitch)
+        assert (sig.options["soft_time_limit"], sig.options["time_limit"]) == (soft, hard)
+        # --timeout replaces the manifest's; --timeout 0 means none
+        timed = submit_mod.signature(app, stitch, [], timeout=5)
+        assert (timed.options["soft_time_limit"], timed.options["time_limit"]) == (
+            5,
+            5 + celeryapp.HARD_LIMIT_GRACE,
+        )
+        unlimited = submit_mod.signature(app, stitch, [], timeout=0)
+        assert (unlimited.options["soft_time_limit"], unlimited.options["time_limit"]) == (
+            None,
+            None,
+        )
+    finally:
+        submit_mod.close_app(app)
+
+
+class Result:
+    """A Celery result whose backend answers with ``metas`` in turn (an exception: raised)."""
+
+    id = "t-1"
+
+    def __init__(self, *metas: Any) -> None:
+        self.metas = list(metas)
+        self.backend = self
+        self.result = {"status": "completed", "step": "stitch"}
+
+    def get_task_meta(self, task_id: str) -> Any:
+        meta = self.metas.pop(0)
+        if isinstance(meta, BaseException):
+            raise meta
+        return meta
+
+
+def test_a_broker_outage_is_ridden_out_for_a_while_then_given_up() -> None:
+    gone = redis.exceptions.ConnectionError("Connection refused")
+    started = {"status": "STARTED", "result": {"hostname": "stitch-1@a", "pid": 7}}
+    result = Result(gone, started, gone, gone)
+    outage: dict[str, float] = {}
+    assert submit_mod.meta_of(result, outage) is None  # restarting, perhaps: ask again
+    assert "since" in outage
+    assert submit_mod.meta_of(result, outage) == ("STARTED", started["result"])
+    assert outage == {}  # it answered: the outage is over
+    assert submit_mod.meta_of(result, outage) is None
+    outage["since"] = time.monotonic() - submit_mod.OUTAGE_SECONDS - 1
+    with pytest.raises(wire.BrokerUnavailable, match="stopped answering") as err:
+        submit_mod.meta_of(result, outage)
+    assert err.value.code == codes.EXIT_BROKER
+
+
+def test_poll_waits_for_a_final_state_and_shows_the_watch_each_other_one() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    class Watch:
+        def see(self, state: str, info: Any) -> None:
+            seen.append((state, info))
+
+    started = {"hostname": "stitch-1@a", "pid": 7}
+    result = Result(
+        {"status": "PENDING", "result": None},
+        redis.exceptions.ConnectionError("restarting"),
+        {"status": "STARTED", "result": started},
+        {"status": "SUCCESS", "result": {"ignored": "the result's own value counts"}},
+    )
+    got = submit_mod.poll(result, every=0.0, watch=Watch())  # type: ignore[arg-type]
+    assert got == ("SUCCESS", result.result)
+    assert seen == [("PENDING", None), ("STARTED", started)]
+    assert submit_mod.poll(Result({"status": "REVOKED", "result": None}), every=0.0)[0] == (
+        "REVOKED"
+    )
+
+
+def test_the_watch_says_where_a_task_is() -> None:
+    watch = submit_mod.Watch("stitch", "signal4.stitch", "t-1", limit=20.0)
+    assert watch.describe("PENDING", {}) == "PENDING (queued; no worker has started it)"
+    started = {"hostname": "stitch-1@a", "pid": 7}
+    assert watch.describe("STARTED", started) == "STARTED on worker stitch-1@a (pid 7)"
+    assert watch.describe("STARTED", {}) == "STARTED"
+    assert watch.describe("RETRY", started) == "RETRY"
 
 
 def test_an_unknown_task_is_refused(m: manifest.Manifest) -> None:

@@ -1,4 +1,4 @@
-"""The warm worker (signal4.workers.worker): payloads, time limits, its lifecycle.
+"""The warm worker (signal4.workers.worker): payloads, ping, time limits, its lifecycle.
 
 Fast tests call the worker's functions in this process. Slow ones run real workers
 (``inv worker``, each in its env's own interpreter) on the session's Redis (see
@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import time
 import wave
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 
 from signal4 import codes
 from signal4.codes import Status
-from signal4.envs import manifest
+from signal4.envs import layout, manifest
 from signal4.envs.manifest import Manifest
 from signal4.stepkit import protocol
 from signal4.stepkit.step import InvalidInput
@@ -62,6 +63,111 @@ def test_a_malformed_payload_is_an_invalid_input_result(project_manifest: Manife
         project_manifest.task("stitch"), [{"status": "failed", "step": "convert"}, []], {}
     )
     assert stopped["status"] == Status.FAILED and "not run" in stopped["error"]
+
+
+def test_a_chained_step_takes_the_content_of_the_previous_result(
+    project_manifest: Manifest,
+) -> None:
+    stitch = project_manifest.task("stitch")
+    previous = {"status": "completed", "step": "diarize", "content": "talk-a"}
+    got = worker_mod.run_payload(stitch, [previous, []], {})
+    # the step ran on the previous result's content (which has no words yet)
+    assert got["status"] == Status.INVALID_INPUT and "'talk-a'" in got["error"], got
+    # a --content of the task's own is kept
+    got = worker_mod.run_payload(stitch, [previous, ["--content", "talk-b"]], {})
+    assert "'talk-b'" in got["error"] and "talk-a" not in got["error"], got
+
+
+def test_a_task_without_a_step_is_refused(project_manifest: Manifest) -> None:
+    service = project_manifest.task("mlx_server")  # a service: its module has no STEP
+    with pytest.raises(InvalidInput, match="defines no STEP"):
+        worker_mod.load_step(service)
+
+
+class Ready:
+    """A step's ready probe that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def ready(self) -> None:
+        self.calls += 1
+
+
+def test_ping_says_the_step_is_ready_after_its_nap(
+    project_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = Ready()
+    monkeypatch.setattr(worker_mod, "load_step", lambda task: probe)
+    naps: list[float] = []
+    got = worker_mod.ping(project_manifest, "stitch", ["stitch", 2.5], sleep=naps.append)
+    assert (got["status"], got["step"], got["ready"], got["env"]) == (
+        Status.COMPLETED,
+        "stitch",
+        True,
+        "stitch",
+    )
+    assert (got["host"], got["pid"]) == (socket.gethostname(), os.getpid())
+    assert probe.calls == 1 and naps == [2.5]
+    worker_mod.ping(project_manifest, "stitch", ["stitch"], sleep=naps.append)
+    assert probe.calls == 2 and naps == [2.5]  # no nap asked: none taken
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ([], "expected [task] or [task, seconds]"),
+        ([3], "expected [task] or [task, seconds]"),
+        (["stitch", 1, 2], "expected [task] or [task, seconds]"),
+        (["no_such_task"], "no_such_task"),
+        (["convert"], "runs in env 'convert', not 'stitch'"),
+        (["stitch", "long"], "long"),
+    ],
+)
+def test_ping_refuses_a_bad_payload_without_loading_the_step(
+    project_manifest: Manifest, monkeypatch: pytest.MonkeyPatch, payload: list[Any], why: str
+) -> None:
+    probe = Ready()
+    monkeypatch.setattr(worker_mod, "load_step", lambda task: probe)
+    got = worker_mod.ping(project_manifest, "stitch", payload, sleep=lambda _s: None)
+    assert got["status"] == Status.INVALID_INPUT and got["step"] == "ping"
+    assert got["error"].startswith("ping: ") and why in got["error"], got
+    assert probe.calls == 0
+
+
+def test_a_timed_out_result_keeps_the_content_and_names_the_limit(
+    project_manifest: Manifest,
+) -> None:
+    stitch = project_manifest.task("stitch")
+    got = worker_mod.timed_out(stitch, 3, {"content": "a", "seconds": 3.2, "error": "x"})
+    assert got == {
+        "status": Status.TIMED_OUT,
+        "step": "stitch",
+        "error": "timed out after 3 s (soft time limit)",
+        "content": "a",
+        "seconds": 3.2,
+    }
+    bare = worker_mod.timed_out(stitch, None)
+    assert bare["error"] == f"timed out after {stitch.timeout:g} s (soft time limit)"
+    assert "content" not in bare
+    status, code, _ = protocol.verdict(got)
+    assert (status, code) == (Status.TIMED_OUT, codes.EXIT_TIMEOUT)
+
+
+def test_the_announced_lock_is_the_envs_stamp_unless_overridden(
+    project_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signal4.content import settings
+
+    monkeypatch.setattr(layout, "read_stamp", lambda env: {"lock": "stamped0123456789"})
+    assert worker_mod.announced_lock(project_manifest, "stitch") == "stamped0123456789"
+    monkeypatch.setattr(layout, "read_stamp", lambda env: None)  # never synced
+    assert worker_mod.announced_lock(project_manifest, "stitch") == layout.lock_hash(
+        project_manifest
+    )
+    monkeypatch.setenv("SIGNAL4_WORKER_LOCK_HASH", "0123456789abcdef")
+    settings.get.cache_clear()
+    assert worker_mod.announced_lock(project_manifest, "stitch") == "0123456789abcdef"
 
 
 def test_the_soft_limit_flag_sees_the_signal_whatever_the_step_does() -> None:
