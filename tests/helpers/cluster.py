@@ -191,3 +191,14 @@ def send(c: Cluster, name: str, args: tuple[Any, ...], queue: str, **options: An
     """Send a raw Celery task (no drift check, no payload check) on the shared database."""
     app = celeryapp.create(manifest.load(ROOT), c.url())
     return app.send_task(name, args=args, queue=queue, **options)
+
+
+def done_by(url: str, node: str) -> int:
+    """The ``tasks done`` that the one live worker whose node starts with ``node`` announces.
+
+    A worker counts a step in Celery's ``task_postrun``, after the step's result is stored:
+    right after a result, the count may still be the old one. Wait for it with
+    :func:`wait_for`, never read it once.
+    """
+    (me,) = [w for w in submit_mod.live_workers(url) if w.node.startswith(node)]
+    return me.done

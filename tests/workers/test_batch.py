@@ -39,6 +39,7 @@ from tests.helpers.cluster import (
     READY,
     SAMPLE,
     Cluster,
+    done_by,
     free_port,
     inv,
     meta_once,
@@ -335,6 +336,7 @@ def test_two_machines_serve_one_pipeline(
     a = shared.start_worker("convert", db_index=db_index)
     b_stitch = shared.start_worker("stitch", root=other, db_index=db_index)
     b_cleanup = shared.start_worker("cleanup", root=other, db_index=db_index)
+    workers = {"convert": a, "stitch": b_stitch, "cleanup": b_cleanup}
     announced = {w.env: w for w in submit_mod.live_workers(url)}
     assert announced["stitch"].root == str(other) and announced["convert"].root == str(ROOT)
 
@@ -342,8 +344,11 @@ def test_two_machines_serve_one_pipeline(
     runner = warm.WorkerBatch(m, _light_plan(m, "shared-talk"), db=db(), broker=url)
     [result] = runner.run()
     assert result.status == "done", result
-    done = {w.env: w.done for w in submit_mod.live_workers(url)}
-    assert done["convert"] >= 1 and done["stitch"] >= 1 and done["cleanup"] >= 1
+    # each worker counts its step after the step's result is stored: wait for the counts
+    wait_for(
+        "each machine's workers to count the stage they ran",
+        lambda: all(done_by(url, f"{env}-{proc.pid}@") >= 1 for env, proc in workers.items()),
+    )
     folder = store().folder("shared-talk")
     assert (folder / "transcript.vtt").is_file() and (folder / "audio.opus").is_file()
     for proc in (a, b_stitch, b_cleanup):
