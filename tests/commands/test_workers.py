@@ -1,18 +1,25 @@
-"""The bodies of inv broker, worker, workers and submit (signal4.commands.workers)."""
+"""The bodies of inv broker, worker, workers and submit (signal4.commands.workers).
+
+Most tests call the command functions in this process, in the checkout's folder as inv
+does; one runs the real ``inv`` to prove the CLI path turns their errors into one line.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from signal4.codes import EXIT_USAGE
 from signal4.commands import workers as workercli
+from signal4.content import settings
 from signal4.envs import layout
 from signal4.envs.manifest import Manifest
+from signal4.workers import wire
 from tests.conftest import ROOT
 from tests.helpers.cluster import GUARD, inv
 
@@ -43,20 +50,47 @@ def test_a_workers_steps_get_their_share_of_the_cpus(
     assert env["SIGNAL4_THREADS"] == "3"
 
 
-def test_inv_with_a_malformed_broker_url_says_so_on_one_line() -> None:
-    for args in (
-        ("submit", "--broker", "notaurl", "stitch", "--", "--content", "x"),
-        ("submit", "--broker", "redis://host:notaport/0", "stitch", "--", "--content", "x"),
-        ("workers", "--broker", "notaurl"),
-        ("worker", "stitch", "--broker", "redis://host:notaport/0"),
-        ("pipeline", "--workers", "--broker", "notaurl"),
-    ):
-        got = inv(*args)
-        assert got.returncode == EXIT_USAGE, (args, got.stderr)
-        assert len(got.stderr.strip().splitlines()) == 1, (args, got.stderr)
-        assert "is not a broker URL" in got.stderr and "Traceback" not in got.stderr
-    got = inv("workers", env={"SIGNAL4_BROKER_URL": "notaurl"})
-    assert got.returncode == EXIT_USAGE and "SIGNAL4_BROKER_URL" in got.stderr, got.stderr
+def _pipeline_on_workers(broker: str) -> Callable[[], int]:
+    from signal4.commands import pipeline as pipeline_cmd
+
+    return lambda: pipeline_cmd.main([], workers=True, broker=broker)
+
+
+def test_a_malformed_broker_url_is_a_one_line_usage_error_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT)  # where inv runs them
+
+    def no_exec(*args: object) -> None:
+        raise AssertionError(f"inv worker would have started a worker: {args[0]}")
+
+    monkeypatch.setattr(os, "execve", no_exec)
+    calls: list[Callable[[], int]] = [
+        lambda: workercli.submit("stitch", ["--content", "x"], broker_url="notaurl"),
+        lambda: workercli.submit(
+            "stitch", ["--content", "x"], broker_url="redis://host:notaport/0"
+        ),
+        lambda: workercli.workers("notaurl"),
+        lambda: workercli.worker("stitch", broker_url="redis://host:notaport/0"),
+        _pipeline_on_workers("notaurl"),
+    ]
+    for call in calls:
+        with pytest.raises(wire.BadBrokerUrl) as err:
+            call()
+        assert err.value.code == EXIT_USAGE
+        assert "is not a broker URL" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setenv("SIGNAL4_BROKER_URL", "notaurl")
+    settings.get.cache_clear()
+    with pytest.raises(wire.BadBrokerUrl) as err:
+        workercli.workers()
+    assert err.value.code == EXIT_USAGE and "SIGNAL4_BROKER_URL" in str(err.value)
+
+
+def test_inv_says_a_malformed_broker_url_on_one_line() -> None:
+    got = inv("workers", "--broker", "notaurl")
+    assert got.returncode == EXIT_USAGE, got.stderr
+    assert len(got.stderr.strip().splitlines()) == 1, got.stderr
+    assert "is not a broker URL" in got.stderr and "Traceback" not in got.stderr
 
 
 def test_an_env_that_is_not_synced_is_refused(second_checkout: Path) -> None:
