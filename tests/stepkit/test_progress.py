@@ -81,3 +81,51 @@ def test_the_emitter_never_raises() -> None:
     assert buf.getvalue() == ""  # nothing that is not a count is told
     q.update(2.0)
     assert _lines(buf) == [{"progress": {"done": 2.0, "total": None, "unit": "seconds"}}]
+
+
+@pytest.mark.parametrize(
+    ("value", "asked"),
+    [("1", True), ("true", True), (" YES ", True), ("0", False), ("", False), ("no", False)],
+)
+def test_the_runner_asks_with_an_env_variable(value: str, asked: bool) -> None:
+    assert progress_mod.wanted({progress_mod.ENV_VAR: value}) is asked
+    assert progress_mod.wanted({}) is False
+
+
+def test_a_count_keeps_its_type_and_an_unknown_unit_counts_bytes() -> None:
+    assert progress_mod.line(4096, None, "bytes") == (
+        '{"progress": {"done": 4096, "total": null, "unit": "bytes"}}'
+    )
+    buf = io.StringIO()
+    p = Progress("frames", 10, stream=buf, enabled=True)
+    assert p.unit == "bytes"
+    p.update(3)
+    assert buf.getvalue() == '{"progress": {"done": 3, "total": 10, "unit": "bytes"}}\n'
+    p.update(3.5)  # (a float stays a float)
+    p.finish()
+    assert buf.getvalue().endswith('{"progress": {"done": 3.5, "total": 10, "unit": "bytes"}}\n')
+
+
+def test_a_total_learned_later_is_told_with_the_next_line() -> None:
+    buf, clock = io.StringIO(), Clock()
+    p = Progress("bytes", stream=buf, enabled=True, clock=clock, interval=1.0)
+    p.update(100)
+    clock.now += 1.0
+    p.update(200, total=5000)  # a Content-Length seen late
+    assert [d["progress"]["total"] for d in _lines(buf)] == [None, 5000]  # type: ignore[index]
+    p.update(300, total=float("nan"))  # a total that is not a count is unknown again
+    assert p.total is None
+
+
+def test_finish_says_nothing_new_and_nothing_when_silent() -> None:
+    buf = io.StringIO()
+    p = Progress("seconds", 4.0, stream=buf, enabled=True)
+    p.finish()  # nothing done yet: it says where it is once
+    p.update(4.0)
+    p.finish()  # already said
+    assert [d["progress"]["done"] for d in _lines(buf)] == [0.0, 4.0]  # type: ignore[index]
+    quiet = io.StringIO()
+    q = Progress("seconds", 4.0, stream=quiet, enabled=False)
+    q.update(4.0)
+    q.finish()
+    assert quiet.getvalue() == "" and q.done == 4.0  # it still knows how far it is
