@@ -1,4 +1,5 @@
-"""Nox sessions: one per env from the manifest, plus unit, lint, typecheck, checks, mutation."""
+"""Nox sessions: one per env, unit and integration, lint, typecheck, checks, scorers, and the
+opt-in mutation and bench."""
 
 from __future__ import annotations
 
@@ -24,7 +25,12 @@ def _env_session(env: str) -> None:
             session.skip(str(exc))
         except layout.EnvError as exc:  # a failed sync: one line saying what to do
             session.error(str(exc))
-        session.run(str(python), *noxsupport.pytest_args(env, session.posargs), external=True)
+        session.run(
+            str(python),
+            *noxsupport.pytest_args(env, session.posargs),
+            external=True,
+            success_codes=list(noxsupport.SUCCESS_CODES),
+        )
 
     session_fn.__doc__ = (
         f"Run env {env}'s tests inside its own venv (.nox/{env}, synced from uv.lock)."
@@ -36,10 +42,21 @@ for _env in MANIFEST.envs:
     _env_session(_env)
 
 
-@nox.session(venv_backend="none")
-def unit(session: nox.Session) -> None:
-    """Run the tests that need no sub-env, in the dev env."""
-    session.run(sys.executable, *noxsupport.pytest_args("none", session.posargs), external=True)
+def _suite_session(suite: noxsupport.Suite) -> None:
+    def session_fn(session: nox.Session) -> None:
+        session.run(
+            sys.executable,
+            *noxsupport.pytest_args("none", session.posargs, marks=suite.marks),
+            external=True,
+            success_codes=list(noxsupport.SUCCESS_CODES),
+        )
+
+    session_fn.__doc__ = suite.doc
+    nox.session(name=suite.name, venv_backend="none")(session_fn)
+
+
+for _suite in noxsupport.SUITES:
+    _suite_session(_suite)
 
 
 @nox.session(venv_backend="none")
@@ -71,7 +88,12 @@ def scorers(session: nox.Session) -> None:
     except layout.EnvError as exc:
         session.error(str(exc))
     args = session.posargs or ["tests/benchmarks/"]
-    session.run(str(python), *noxsupport.pytest_args(noxsupport.BENCH_GROUP, args), external=True)
+    session.run(
+        str(python),
+        *noxsupport.pytest_args(noxsupport.BENCH_GROUP, args),
+        external=True,
+        success_codes=list(noxsupport.SUCCESS_CODES),
+    )
 
 
 @nox.session(venv_backend="none", default=False)

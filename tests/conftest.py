@@ -5,22 +5,29 @@ marked ``env(<env>)`` from the manifest's task map, so nothing here copies that 
 Other tests may mark themselves ``@pytest.mark.env("<env>")``.
 
 ``pytest --env NAME`` keeps only the tests for env NAME (run inside that env by
-``nox -s NAME``); ``--env none`` keeps the tests that need no sub-env (``nox -s unit``).
+``nox -s NAME``); ``--env none`` keeps the tests that need no sub-env (``nox -s unit``
+runs the fast ones, ``nox -s integration`` those marked ``slow``).
 Without ``--env`` every test is collected.
 
 State DB tests take ``db_url``: each runs once on a SQLite file and once on a fresh
 database of a real PostgreSQL server this session starts (``tests/helpers/postgres.py``).
+
+The fixtures every slow test shares live here (:func:`synced`, :func:`second_checkout`);
+the Redis server and warm workers in ``tests/workers/conftest.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from signal4.content import settings
+from signal4.envs import layout, syncer
 from signal4.envs import manifest as manifest_mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +120,43 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'db' / 'state.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def sync_envs(root: Path, names: Sequence[str] = ()) -> manifest_mod.Manifest:
+    """Sync the envs of the checkout at ``root`` from its lock with the project's own API.
+
+    ``names``: those envs; none: what ``inv sync-all`` syncs (every env but the optional
+    ones). An env that is fresh already is not touched, so this is a no-op when all are.
+    """
+    m = manifest_mod.load(root)
+    chosen = syncer.select(m, names)
+    results = syncer.sync_many(m, [layout.spec(m, name) for name in chosen], jobs=2)
+    failed = [r for r in results if not r.ok]
+    assert not failed, failed
+    return m
+
+
+@pytest.fixture(scope="session")
+def synced() -> manifest_mod.Manifest:
+    """This checkout's envs, synced as ``inv sync-all`` leaves them: a fresh clone has none."""
+    return sync_envs(ROOT)
+
+
+@pytest.fixture(scope="session")
+def second_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another checkout of this project (the files a clone has), no env synced.
+
+    Tracked files and new ones not ignored: what a clone has once they are committed.
+    """
+    other = tmp_path_factory.mktemp("machine-b") / "signal4"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        if (ROOT / name).is_file():
+            (other / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, other / name)
+    return other

@@ -124,7 +124,7 @@ TARGETS: tuple[Target, ...] = (
         (
             dev(
                 "tests/run/test_dispatch.py",
-                "tests/run/test_progress.py",
+                "tests/stepkit/test_progress.py",
                 "tests/envs/test_venv.py",
                 "tests/envs/test_syncer.py",
                 _TASKS,
@@ -201,7 +201,7 @@ TARGETS: tuple[Target, ...] = (
         (
             dev(
                 "tests/stepkit/test_protocol.py",
-                "tests/workers/test_celeryapp.py",
+                "tests/workers/test_worker.py",
                 "tests/stepkit/test_step.py",
                 "tests/run/test_dispatch.py",
             ),
@@ -225,7 +225,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "submit",
         "src/signal4/workers/submit.py",
-        (dev("tests/workers/test_celeryapp.py"),),
+        (dev("tests/workers/test_submit.py"),),
         only=("as_outcome",),
     ),
     Target(

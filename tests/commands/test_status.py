@@ -16,14 +16,13 @@ def _db(tmp_path: Path) -> StateDB:
 
 def test_the_columns_are_the_download_stage_then_the_pipelines() -> None:
     m = manifest.load(ROOT)
-    assert status.stages(m) == [
-        "download",
-        "convert",
-        "transcribe",
-        "diarize",
-        "stitch",
-        "compress",
-    ]
+    columns = status.stages(m)
+    # one column for every download task's stage, then the pipeline's stages, named as
+    # stages (cleanup_and_compress is "compress"); a stage added to the pipeline (as the
+    # newcomer test adds one, tests/test_newcomer.py) comes after these
+    assert columns[0] == "download"
+    assert columns[1:] == [t.stage for t in m.pipeline_tasks()]
+    assert columns[:6] == ["download", "convert", "transcribe", "diarize", "stitch", "compress"]
 
 
 def test_failed_lists_only_items_with_a_failed_stage(tmp_path: Path) -> None:

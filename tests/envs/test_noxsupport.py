@@ -1,4 +1,4 @@
-"""noxfile.py: one session per env from the manifest, plus unit, lint, typecheck and checks."""
+"""noxfile.py: one session per env, unit and integration, lint, typecheck and checks."""
 
 from __future__ import annotations
 
@@ -19,14 +19,46 @@ def nox(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(NOX), *args], cwd=ROOT, capture_output=True, text=True, check=False)
 
 
-def test_sessions_are_the_envs_then_the_fixed_ones(project_manifest: Manifest) -> None:
+def test_sessions_are_the_envs_then_the_suites_then_the_checks(
+    project_manifest: Manifest,
+) -> None:
     proc = nox("--json", "-l")
     assert proc.returncode == 0, proc.stderr
     sessions = json.loads(proc.stdout)
     names = [s["session"] for s in sessions]
-    assert names == [*project_manifest.envs, *noxsupport.FIXED_SESSIONS]
+    suites = [suite.name for suite in noxsupport.SUITES]
+    assert suites == ["unit", "integration"]
+    assert names == [*project_manifest.envs, *suites, "lint", "typecheck", "checks", "scorers"]
     assert all(s["description"] for s in sessions)  # every session has a one-line docstring
     assert all("\n" not in s["description"] for s in sessions)
+    described = {s["session"]: s["description"] for s in sessions}
+    assert all(described[suite.name] == suite.doc for suite in noxsupport.SUITES)
+    # the default run (CI's matrix, .ci/run) is exactly that list: both suites are in it,
+    # and only the mutation tester and the diarization benchmark are left out
+    listed = nox("-l").stdout.splitlines()
+    assert [line.split()[1] for line in listed if line.startswith("* ")] == names
+    assert [line.split()[1] for line in listed if line.startswith("- ")] == ["bench", "mutation"]
+
+
+def test_the_suites_split_the_dev_env_tests_by_the_slow_mark() -> None:
+    unit, integration = noxsupport.SUITES
+    assert (unit.marks, integration.marks) == ("not slow", "slow")
+    assert noxsupport.pytest_args("none", [], marks=unit.marks) == [
+        *("-m", "pytest", "-p", "no:cacheprovider", "--env", "none"),
+        *("-m", "not slow", "tests/"),
+    ]
+    # posargs replace the folder only: the suite's selection stays, before them
+    narrowed = noxsupport.pytest_args("none", ["tests/workers", "-x"], marks=integration.marks)
+    assert narrowed[-4:] == ["-m", "slow", "tests/workers", "-x"]
+
+
+def test_a_suite_that_collects_nothing_fails_the_session() -> None:
+    # exit code 5 ("no tests collected") is not accepted: tests/test_console.py has no slow test
+    assert noxsupport.SUCCESS_CODES == (0,)
+    proc = nox("-s", "integration", "--", "tests/test_console.py")
+    assert proc.returncode != 0, proc.stderr
+    assert "failed with exit code 5" in proc.stderr
+    assert "Session integration failed" in proc.stderr
 
 
 def test_unknown_session_is_nox_own_error() -> None:

@@ -1,7 +1,9 @@
-"""Batches through the real envs: feeds, folders, --from lists, limits, Ctrl-C and resuming.
+"""The local runner (signal4.run.batch) through the real envs: feeds, folders, --from
+lists, limits, Ctrl-C and resuming.
 
 Slow: every item runs the whole pipeline (convert -> compress) on the bundled sample's
-sound. A loopback HTTP server plays the feeds and the media.
+sound. A loopback HTTP server plays the feeds and the media. How sources are routed and
+planned, without envs: tests/run/test_plan.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import pytest
 
 from signal4.content.state import StateDB
 from signal4.envs import manifest
-from signal4.run import plan as plan_mod
 from tests.conftest import ROOT
 from tests.helpers import httpserver
 from tests.helpers.httpserver import Route
@@ -29,18 +30,9 @@ pytestmark = pytest.mark.slow
 SAMPLE = ROOT / "samples" / "two_speakers" / "audio.wav"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _synced() -> None:
-    """The pipeline's envs, synced (a no-op when they are): a fresh clone has none."""
-    got = subprocess.run(
-        [sys.executable, "-m", "invoke", "-r", str(ROOT), "sync-all"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=1800,
-    )
-    assert got.returncode == 0, got.stdout + got.stderr
+@pytest.fixture(autouse=True)
+def _synced(synced: manifest.Manifest) -> None:
+    """The pipeline's envs, synced (tests/conftest.py; a no-op when they are fresh)."""
 
 
 def _inv(*args: str, data: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -104,8 +96,6 @@ def feed_server() -> Iterator[httpserver.Server]:
         )
         srv.routes["/ep3.wav"] = Route(wav + b"\0\0", content_type="audio/wav")
         srv.routes["/ep1.wav"] = Route(wav, content_type="audio/wav")
-        # an HTML page whose path says "feed": not a feed
-        srv.routes["/feed/page"] = Route(b"<html><body>hi</body></html>", content_type="text/html")
         yield srv
 
 
@@ -168,22 +158,6 @@ def test_sources_from_a_list_file(
     assert "file-one-" in got.stdout and "podcast-third-talk" in got.stdout
     assert "second-talk" not in got.stdout  # --latest 1: the newest episode only
     assert _db(isolated_data).all() == []  # a dry run changes nothing
-
-
-def test_routing_by_what_the_server_sends(feed_server: httpserver.Server) -> None:
-    m = manifest.load(ROOT)
-
-    def route(url: str, *, allow_loopback: bool) -> str:
-        return plan_mod.route(m, url, allow_loopback=allow_loopback).name
-
-    assert route(feed_server.url("/show"), allow_loopback=True) == "download_podcast"
-    assert route(feed_server.url("/feed/page"), allow_loopback=True) == "download_youtube"
-    assert route(feed_server.url("/ep1.wav"), allow_loopback=True) == "download_youtube"
-    assert route("https://rumble.com/v4abc-talk.html", allow_loopback=True) == "download_rumble"
-    with pytest.raises(plan_mod.SourceError, match="HTTP 404"):
-        route(feed_server.url("/nothing"), allow_loopback=True)
-    with pytest.raises(plan_mod.SourceError, match="non-public"):
-        route(feed_server.url("/show"), allow_loopback=False)
 
 
 def test_ctrl_c_stops_every_step_and_a_rerun_finishes(isolated_data: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The dispatcher: timeouts, exit codes, the result line, signal forwarding."""
+"""The dispatcher: timeouts, exit codes, the result line, signal forwarding, progress lines."""
 
 from __future__ import annotations
 
@@ -430,3 +430,80 @@ def test_the_result_counts_even_when_the_output_is_read_slower_than_the_step_end
     )
     assert out.status == Status.COMPLETED, out.error
     assert seen == ["working\n", '{"status": "completed"}\n']
+
+
+# The progress channel: a step's progress lines go to a callback, not to the tail.
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"progress": {"done": 1, "total": 2}}',  # no unit
+        '{"progress": {"done": 1, "total": 2, "unit": "frames"}}',
+        '{"progress": {"done": -1, "total": 2, "unit": "bytes"}}',
+        '{"progress": {"done": true, "total": 2, "unit": "bytes"}}',
+        '{"progress": {"done": 1, "total": "2", "unit": "bytes"}}',
+        '{"progress": {"done": 1, "total": 2, "unit": "bytes"}, "status": "completed"}',
+        '{"progress": {"done": 1, "total": 2, "unit": "bytes"',
+        "progress: 50%",
+    ],
+)
+def test_a_line_that_only_looks_like_progress_is_ordinary_stderr(line: str) -> None:
+    assert dispatch.parse_progress(line) is None
+
+
+CHILD = r"""
+import os, sys
+asked = os.environ.get("SIGNAL4_PROGRESS")
+print("loading the model", file=sys.stderr, flush=True)
+if asked:
+    for done in (1.5, 3.0, 4.5):
+        print('{"progress": {"done": %s, "total": 4.5, "unit": "seconds"}}' % done,
+              file=sys.stderr, flush=True)
+print('{"progress": "not a count"}', file=sys.stderr, flush=True)
+print("a real warning", file=sys.stderr, flush=True)
+print('{"status": "completed", "asked": %s}' % ("true" if asked else "false"))
+"""
+
+
+def _run(**callbacks: object) -> dispatch.Outcome:
+    return dispatch.run_command(
+        [sys.executable, "-c", CHILD],
+        task="t",
+        env="e",
+        timeout=60,
+        **callbacks,  # type: ignore[arg-type]
+    )
+
+
+def test_the_dispatcher_hands_progress_to_its_callback_not_to_the_tail() -> None:
+    got: list[dict[str, object]] = []
+    seen: list[str] = []
+    threads: set[int] = set()
+
+    def on_progress(p: dict[str, object]) -> None:
+        got.append(p)
+        threads.add(threading.get_ident())
+
+    outcome = _run(on_progress=on_progress, on_stderr=seen.append)
+    assert outcome.status == Status.COMPLETED and outcome.result["asked"] is True
+    assert got == [{"done": d, "total": 4.5, "unit": "seconds"} for d in (1.5, 3.0, 4.5)]
+    expected = ["loading the model\n", '{"progress": "not a count"}\n', "a real warning\n"]
+    assert outcome.stderr_tail.splitlines(keepends=True) == expected
+    assert seen == expected
+    assert threading.get_ident() not in threads  # called as lines arrive, by the reader
+
+
+def test_no_listener_no_progress_asked() -> None:
+    outcome = _run()
+    assert outcome.result["asked"] is False
+    assert "progress" not in outcome.stderr_tail.replace('{"progress": "not a count"}', "")
+
+
+def test_a_callback_that_raises_does_not_stop_the_step() -> None:
+    def broken(_p: dict[str, object]) -> None:
+        raise RuntimeError("the view broke")
+
+    outcome = _run(on_progress=broken)
+    assert outcome.status == Status.COMPLETED
+    assert "a real warning" in outcome.stderr_tail

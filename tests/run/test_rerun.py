@@ -36,17 +36,8 @@ def _after(name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def first_run(synced: manifest.Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder where the sample went through the whole pipeline once."""
-    sync = subprocess.run(
-        [sys.executable, "-m", "invoke", "-r", str(ROOT), "sync-all"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=1800,
-    )
-    assert sync.returncode == 0, sync.stdout + sync.stderr
     data = tmp_path_factory.mktemp("first") / "data"
     got = _inv(data, "--source", str(SAMPLE))
     assert got.returncode == 0, got.stdout + got.stderr

@@ -2,11 +2,17 @@
 
 noxfile.py only registers sessions; everything it needs to decide lives here, typed and
 unit-tested. Standard library and signal4 only (nox imports the noxfile at every ``nox -l``).
+
+pytest's exit code 5 ("no tests collected") is decided here too: an env session whose env
+has no tests is skipped before pytest runs (:func:`prepare_env` raises
+:class:`SessionSkip`), and every session that does run pytest accepts only
+:data:`SUCCESS_CODES`, so a suite that ran nothing fails: it proved nothing.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from signal4.envs import layout, syncer, venv
@@ -14,14 +20,40 @@ from signal4.envs.manifest import Manifest, current_platform
 
 #: Where each env's test venv lives (the env's packages plus the ``test`` group).
 NOX_DIR = ".nox"
-#: The sessions that are not per-env, in the order ``nox`` runs them.
-FIXED_SESSIONS = ("unit", "lint", "typecheck", "checks", "scorers")
+#: The pytest exit codes a session accepts: not 5 ("no tests collected"), see above.
+SUCCESS_CODES = (0,)
 #: What lint and format checks cover.
 LINT_PATHS = ("src", "tests", "tasks.py", "noxfile.py", "benchmarks", "tools")
 
 
 class SessionSkip(Exception):
     """The session cannot run here; ``str()`` is the reason nox prints."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A session of the tests that need no sub-env, run in the dev env: the marks it selects.
+
+    The ``slow`` mark (see ``pyproject.toml``) splits them: a test that syncs envs, starts
+    servers or workers, loads real models or runs the pipeline is slow.
+    """
+
+    name: str
+    #: pytest's ``-m`` expression.
+    marks: str
+    #: The session's one-line docstring (``nox -l``).
+    doc: str
+
+
+#: The dev-env test sessions, in the order ``nox`` runs them; both are in the default run.
+SUITES = (
+    Suite("unit", "not slow", "Run the fast tests that need no sub-env, in the dev env."),
+    Suite(
+        "integration",
+        "slow",
+        "Run the slow tests that need no sub-env: real envs, Redis, workers, pipelines.",
+    ),
+)
 
 
 def test_spec(m: Manifest, env: str) -> layout.Venv:
@@ -96,6 +128,16 @@ def prepare_bench(m: Manifest, steps: bool = True) -> Path:
     return specs[0].python
 
 
-def pytest_args(env: str, posargs: list[str]) -> list[str]:
-    """Return the pytest arguments for env (``none``: the tests that need no sub-env)."""
-    return ["-m", "pytest", "-p", "no:cacheprovider", "--env", env, *(posargs or ["tests/"])]
+def pytest_args(env: str, posargs: list[str], *, marks: str = "") -> list[str]:
+    """Return the pytest arguments for env (``none``: the tests that need no sub-env).
+
+    ``marks`` (a suite's ``-m`` expression) comes before ``posargs``, which replace only the
+    default ``tests/``: ``nox -s unit -- tests/workers`` runs that folder's fast tests, and
+    a ``-m`` among the posargs wins (pytest takes the last one).
+    """
+    selected = ["-m", marks] if marks else []
+    return [
+        *("-m", "pytest", "-p", "no:cacheprovider", "--env", env),
+        *selected,
+        *(posargs or ["tests/"]),
+    ]
