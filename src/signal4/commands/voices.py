@@ -232,7 +232,14 @@ def clip_prints(m: Manifest, conf: Settings, clip: str) -> Prints:
             cid = str(outcome.result.get("content") or cid)
         assert cid is not None
         doc = registry.diarization(Path(tmp) / "content", cid)
-    found = registry.read_prints(doc or {}, f"clip {path.name}")
+    return one_voice(registry.read_prints(doc or {}, f"clip {path.name}"), clip)
+
+
+def one_voice(found: Prints | None, clip: str) -> Prints:
+    """The clip's prints down to its one voice; VoiceError if it holds none, two voices
+    (each with :data:`CLIP_OTHER_SECONDS` of speech or more), or too little speech."""
+    from signal4.voices import registry
+
     if found is None:
         raise registry.VoiceError(f"--clip {clip}: diarize found no voice in it")
     voices = [v for v in found.voices if v.seconds >= CLIP_OTHER_SECONDS]
