@@ -43,10 +43,11 @@ def words(flag: str) -> Callable[[F], F]:
 def fold_words(program: Program) -> None:
     """Rewrite the free words after a :func:`words` task as that flag (``NAME`` becomes
     ``--words=NAME``), leaving flags and their values as they are."""
-    tokens = list(program.core.unparsed)
-    if not tokens or tokens[0] not in program.collection.task_names:
+    core, collection = getattr(program, "core", None), getattr(program, "collection", None)
+    tokens = list(getattr(core, "unparsed", None) or [])
+    if not tokens or collection is None or tokens[0] not in collection.task_names:
         return
-    found = program.collection[tokens[0]]
+    found = collection[tokens[0]]
     flag = getattr(found.body, WORDS_ATTR, None)
     if flag is None:
         return
