@@ -9,6 +9,7 @@ from invoke.tasks import task
 
 from signal4.commands import cli
 from signal4.commands import envs as env_cmd
+from signal4.commands.voices import voices  # noqa: F401  (inv voices: its flags and body there)
 from signal4.measure import baseline as measure_baseline
 from signal4.measure import ways as measure_ways
 

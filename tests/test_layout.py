@@ -40,6 +40,7 @@ FLOORS = {
     "content": 2,
     "envs": 2,
     "stepkit": 3,
+    "voices": 3,
     "run": 4,
     "processing_steps": 4,
     "services": 4,

@@ -238,3 +238,94 @@ def test_the_writer_names_every_track_and_voice_print_alike() -> None:
     assert diarization.read(store(), "names") == doc
     # the RTTM keeps both overlapping turns
     assert len(store().path("names", "diarization.rttm").read_text().splitlines()) == 2
+
+
+# --- names of known voices (speakers.json, written by the runner from the registry) ----
+
+
+def _speakers(cid: str, names: dict[str, str | None]) -> None:
+    store().write_json(
+        store().path(cid, "speakers.json"),
+        {"version": 1, "speakers": {label: {"name": n} for label, n in names.items()}},
+    )
+
+
+def _outputs(cid: str) -> dict[str, str]:
+    folder = store().folder(cid)
+    return {
+        name: (folder / name).read_text()
+        for name in ("transcript.json", "transcript.vtt", "transcript.srt", "transcript.rttm")
+    }
+
+
+def test_stitch_writes_a_named_speaker_under_its_name_everywhere() -> None:
+    _transcribed("named")
+    diarization.write(store(), "named", TURNS, method="test")
+    _speakers("named", {"SPEAKER_00": "Ada Lovelace", "SPEAKER_01": None})
+    code, result = run_step(STEP, "--content", "named")
+    assert code == 0 and result["named"] == 1, result
+    out = _outputs("named")
+    doc = json.loads(out["transcript.json"])
+    assert doc["speakers"] == ["Ada Lovelace", "SPEAKER_01"]
+    assert doc["names"] == {"SPEAKER_00": "Ada Lovelace"}
+    assert {(s["label"], s["speaker"]) for s in doc["segments"]} == {
+        ("SPEAKER_00", "Ada Lovelace"),
+        ("SPEAKER_01", "SPEAKER_01"),
+    }
+    assert "<v Ada Lovelace>Hello there." in out["transcript.vtt"]
+    assert "[Ada Lovelace] Hello there." in out["transcript.srt"]
+    assert "[SPEAKER_01] Fine, thanks." in out["transcript.srt"]
+    rttm = [line.split() for line in out["transcript.rttm"].splitlines()]
+    assert [f[7] for f in rttm] == ["Ada_Lovelace", "SPEAKER_01"]
+
+
+def test_relabel_gives_what_a_new_stitch_gives_and_keeps_the_grouping_by_label() -> None:
+    from signal4.processing_steps.stitch import relabel
+
+    for cid in ("old", "fresh"):
+        _transcribed(cid)
+        diarization.write(store(), cid, TURNS, method="test")
+    _speakers("old", {"SPEAKER_00": "Ada"})
+    assert run_step(STEP, "--content", "old")[0] == 0
+    # both speakers are one person now: the names change, the segments do not merge
+    for cid in ("old", "fresh"):
+        _speakers(cid, {"SPEAKER_00": "Grace", "SPEAKER_01": "Grace"})
+    assert relabel(store(), "old")
+    assert run_step(STEP, "--content", "fresh")[0] == 0
+    old, fresh = _outputs("old"), _outputs("fresh")
+    assert old["transcript.vtt"] == fresh["transcript.vtt"]
+    assert old["transcript.srt"] == fresh["transcript.srt"]
+    assert old["transcript.rttm"].replace("old", "fresh") == fresh["transcript.rttm"]
+    assert json.loads(old["transcript.json"]) == json.loads(fresh["transcript.json"])
+    assert len(json.loads(old["transcript.json"])["segments"]) == 4
+    # a name forgotten disappears
+    _speakers("old", {})
+    assert relabel(store(), "old")
+    assert "Grace" not in "".join(_outputs("old").values())
+
+
+def test_relabel_keeps_a_compressed_transcript_compressed() -> None:
+    import gzip
+
+    from signal4.processing_steps.stitch import relabel
+
+    _transcribed("gz")
+    diarization.write(store(), "gz", TURNS, method="test")
+    assert run_step(STEP, "--content", "gz")[0] == 0
+    path = store().path("gz", "transcript.json")
+    path.with_name("transcript.json.gz").write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    _speakers("gz", {"SPEAKER_01": "Bo"})
+    assert relabel(store(), "gz")
+    assert not path.exists()
+    doc = json.loads(gzip.decompress(path.with_name("transcript.json.gz").read_bytes()))
+    assert doc["names"] == {"SPEAKER_01": "Bo"}
+    assert not relabel(store(), "nothing-here")
+
+
+def test_a_damaged_speakers_file_leaves_the_labels() -> None:
+    _transcribed("bad")
+    diarization.write(store(), "bad", TURNS, method="test")
+    store().write_bytes(store().path("bad", "speakers.json"), b"{not json")
+    code, result = run_step(STEP, "--content", "bad")
+    assert code == 0 and result["named"] == 0, result

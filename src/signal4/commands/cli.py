@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any, TypeVar
 
 from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
@@ -23,6 +24,53 @@ from signal4.errors import Interrupted, Signal4Error
 
 #: What asks a task for its help, where Invoke took it for the task's first argument.
 HELP_FLAGS = ("--help", "-h")
+#: The attribute of a task body whose free words go to one of its flags (:func:`words`).
+WORDS_ATTR = "signal4_words"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def words(flag: str) -> Callable[[F], F]:
+    """Mark a task body whose free words (``inv voices enroll NAME``) go, in order, to
+    its iterable flag ``flag``: Invoke's own positional arguments are all required."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, WORDS_ATTR, flag)
+        return fn
+
+    return mark
+
+
+def fold_words(program: Program) -> None:
+    """Rewrite the free words after a :func:`words` task as that flag (``NAME`` becomes
+    ``--words=NAME``), leaving flags and their values as they are."""
+    core, collection = getattr(program, "core", None), getattr(program, "collection", None)
+    tokens = list(getattr(core, "unparsed", None) or [])
+    if not tokens or collection is None or tokens[0] not in collection.task_names:
+        return
+    found = collection[tokens[0]]
+    flag = getattr(found.body, WORDS_ATTR, None)
+    if flag is None:
+        return
+    helps = dict(found.help)  # get_arguments() pops the help texts it uses
+    arguments = found.get_arguments()
+    found.help = helps
+    valued = {
+        ("--" if len(n) > 1 else "-") + n.replace("_", "-")
+        for arg in arguments
+        if arg.takes_value
+        for n in arg.names
+    }
+    out, rest = tokens[:1], iter(tokens[1:])
+    for token in rest:
+        if token == "--":
+            out += [token, *rest]
+        elif token.startswith("-"):
+            out.append(token)
+            if token in valued:
+                out.append(next(rest, ""))
+        else:
+            out.append(f"--{flag}={token}")
+    program.core.unparsed = out
 
 
 def call(fn: Callable[[], int]) -> None:
@@ -45,6 +93,7 @@ def parse_tasks(program: Program, parse: Callable[[Program], None]) -> None:
     take), and ``inv run --help`` as the task's help (it took the flag for the task's
     argument: ``unknown task '--help'``)."""
     try:
+        fold_words(program)
         parse(program)
     except (ParseError, ValueError) as exc:
         raise Exit(f"error: {exc}", code=EXIT_USAGE) from None

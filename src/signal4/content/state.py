@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +29,11 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     delete,
     event,
@@ -55,6 +59,8 @@ DIALECTS = ("sqlite", "postgresql")
 DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 #: The PostgreSQL advisory lock that makes schema creation one process at a time.
 SCHEMA_LOCK = 0x5167_4A11
+#: The PostgreSQL advisory lock that makes changes of the voice registry one at a time.
+VOICE_LOCK = 0x5167_4A12
 _FULL = "no space left on the file system"
 #: A connection execution option: this transaction writes (SQLite: BEGIN IMMEDIATE).
 _WRITE = "signal4_write"
@@ -135,6 +141,80 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Person(Base):
+    """One person of the voice registry: named (``name``) or not yet (shown as voice-0007).
+
+    Every voice linked to it (:class:`Voice`) is that person's speech in one item; a name
+    given to the person is the name of all of them.
+    """
+
+    __tablename__ = "voice_person"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Voice(Base):
+    """One speaker found in one item (or one enrolment clip): its voice print and the
+    person it was linked to (None: too little speech to tell, ambiguous, or forgotten)."""
+
+    __tablename__ = "voice"
+    __table_args__ = (UniqueConstraint("content_id", "speaker", name="voice_item_speaker"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    #: The item (None for a voice enrolled from a clip, which ``source`` names).
+    content_id: Mapped[str | None] = mapped_column(
+        ForeignKey("content.id", ondelete="CASCADE"), index=True
+    )
+    #: The diarizer's label of the speaker in that item (SPEAKER_01).
+    speaker: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(Text)
+    #: The embedding model's digest: prints of different models are never compared.
+    model: Mapped[str] = mapped_column(String(128))
+    seconds: Mapped[float] = mapped_column(Float)
+    #: The unit-length print, float32 little-endian.
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("voice_person.id"), index=True)
+    #: How it was linked: matched, new, enrolled, short, ambiguous, forgotten.
+    how: Mapped[str] = mapped_column(String(16))
+    #: The cosine with its person's print when it was matched (or the best, if ambiguous).
+    score: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class PersonPrint(Base):
+    """A person's print for one embedding model: the weighted sum of its voices' prints
+    (``total``, float32), and that sum at unit length packed to bytes for the search."""
+
+    __tablename__ = "voice_person_print"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("voice_person.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    total: Mapped[bytes] = mapped_column(LargeBinary)
+    packed: Mapped[bytes] = mapped_column(LargeBinary)
+    seconds: Mapped[float] = mapped_column(Float)
+    voices: Mapped[int] = mapped_column(Integer)
+    #: The registry's clock when this print last changed (a cache reloads what is newer).
+    version: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class VoiceClock(Base):
+    """The registry's clocks (one row): ``version`` counts changes of person prints,
+    ``generation`` the removals (a cache of the prints starts again when it moves), and
+    ``epoch`` names this database (a cache of another one, at the same URL, is dropped)."""
+
+    __tablename__ = "voice_clock"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class StateDBError(Signal4Error):
@@ -612,3 +692,28 @@ class StateDB:
             if content_id is not None:
                 query = query.where(StageRun.content_id == content_id)
             return list(s.scalars(query))
+
+    @contextmanager
+    def voices_session(self) -> Iterator[Session]:
+        """A write session that holds the voice registry alone until it ends: SQLite's
+        write lock, and on PostgreSQL an advisory lock taken first. Two processes that
+        find the same new voice at once so take turns, and the second sees the first's."""
+        with self.session(write=True) as s:
+            if self.engine.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": VOICE_LOCK})
+            first = {"id": 1, "epoch": uuid.uuid4().hex, "version": 0, "generation": 0}
+            s.execute(self._upsert(VoiceClock, first, ["id"], []))
+            yield s
+
+    def voices(self, content_id: str | None = None) -> list[Voice]:
+        """The registered voices (of one item, or all), in the order they were stored."""
+        with self.session() as s:
+            query = select(Voice).order_by(Voice.id)
+            if content_id is not None:
+                query = query.where(Voice.content_id == content_id)
+            return list(s.scalars(query))
+
+    def persons(self) -> list[Person]:
+        """Every person of the voice registry, oldest first."""
+        with self.session() as s:
+            return list(s.scalars(select(Person).order_by(Person.id)))

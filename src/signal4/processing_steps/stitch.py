@@ -1,4 +1,12 @@
-"""Words to speakers, sentences and turns: transcript.json, .vtt and .srt."""
+"""Words to speakers, sentences and turns: transcript.json, .vtt, .srt and .rttm.
+
+Where the runner has put the names of known voices in the item's ``speakers.json``
+(:mod:`signal4.voices.names`), the outputs show each named speaker's name, and the
+diarizer's label elsewhere. The words are grouped by label, never by name, so the names
+can change later without a new stitch: :func:`relabel` rewrites the outputs from
+transcript.json with new names, and gives what a new stitch would (the runner calls it
+when names change; see docs/voices.md).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +17,11 @@ from typing import Any
 from signal4.codes import StageState, Status
 from signal4.stepkit import diarization
 from signal4.stepkit.step import Context, InvalidInput, Step, keeps
+from signal4.voices import names as voice_names
 
 WORDS = "transcript_words.json"
 TRANSCRIPT = "transcript.json"
+RTTM = "transcript.rttm"
 UNKNOWN = "UNKNOWN"
 
 
@@ -133,6 +143,74 @@ def to_srt(segs: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def to_rttm(content_id: str, turns: Sequence[dict[str, Any]], names: dict[str, str]) -> str:
+    """The diarization's turns as RTTM, each speaker under its name where it has one
+    (spaces as underscores: a field of RTTM cannot hold one)."""
+    shown = [
+        {**t, "speaker": voice_names.rttm_name(names.get(t["speaker"], t["speaker"]))}
+        for t in turns
+    ]
+    return diarization.rttm(content_id, shown)
+
+
+def named(transcript: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """``transcript`` with each segment's and word's ``speaker`` the name of its ``label``
+    where it has one, else the label (a transcript from before names: its speakers are
+    the labels)."""
+
+    def show(part: dict[str, Any]) -> dict[str, Any]:
+        label = str(part.get("label", part["speaker"]))
+        return {**part, "speaker": names.get(label, label), "label": label}
+
+    segs = [show(s) for s in transcript["segments"]]
+    return {
+        **transcript,
+        "speakers": sorted({s["speaker"] for s in segs}),
+        "names": {label: names[label] for label in sorted(names)},
+        "segments": segs,
+        "words": [show(w) for w in transcript["words"]],
+    }
+
+
+def publish(
+    store: Any,
+    cid: str,
+    transcript: dict[str, Any],
+    turns: Sequence[dict[str, Any]],
+    names: dict[str, str],
+    *,
+    as_found: bool = False,
+) -> dict[str, Any]:
+    """Write the transcript with ``names``: .vtt, .srt, .rttm, then transcript.json (the
+    stage's done mark; with ``as_found``, gzipped where compression left it so)."""
+    doc = named(transcript, names)
+    segs = doc["segments"]
+    store.write_bytes(store.path(cid, "transcript.vtt"), to_vtt(segs).encode("utf-8"))
+    store.write_bytes(store.path(cid, "transcript.srt"), to_srt(segs).encode("utf-8"))
+    store.write_bytes(store.path(cid, RTTM), to_rttm(cid, turns, names).encode("utf-8"))
+    out = store.path(cid, TRANSCRIPT)
+    if as_found:
+        voice_names.write_like(store, out, doc)
+    else:
+        store.write_json(out, doc)
+    return doc
+
+
+def relabel(store: Any, cid: str) -> bool:
+    """Write ``cid``'s transcript again with the names its speakers.json gives now; False
+    where it has no transcript yet (its stitch will use them)."""
+    if not store.folder(cid).is_dir():
+        return False
+    path = store.path(cid, TRANSCRIPT)
+    dia = diarization.read(store, cid)
+    if dia is None or not (path.exists() or path.with_name(TRANSCRIPT + ".gz").exists()):
+        return False
+    transcript = store.read_json(path)
+    names = voice_names.display(voice_names.read(store, cid))
+    publish(store, cid, transcript, dia["turns"], names, as_found=True)
+    return True
+
+
 def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     cid = options.content
     store = ctx.store
@@ -152,14 +230,10 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
     doc = store.read_json(words_path)
     words = assign_speakers(dedup_overlap(doc["words"]), dia["turns"])
     segs = segments(words, doc.get("language"))
-    speakers = sorted({s["speaker"] for s in segs})
-    store.write_bytes(store.path(cid, "transcript.vtt"), to_vtt(segs).encode("utf-8"))
-    store.write_bytes(store.path(cid, "transcript.srt"), to_srt(segs).encode("utf-8"))
-    # transcript.json last: it is the stage's "done" mark (Context.is_done)
-    store.write_json(
-        out,
-        {"language": doc.get("language"), "speakers": speakers, "segments": segs, "words": words},
-    )
+    transcript = {"language": doc.get("language"), "segments": segs, "words": words}
+    names = voice_names.display(voice_names.read(store, cid))
+    published = publish(store, cid, transcript, dia["turns"], names)
+    speakers = published["speakers"]
     ctx.mark(
         cid, "stitch", StageState.DONE, info={"segments": len(segs), "speakers": len(speakers)}
     )
@@ -169,13 +243,14 @@ def execute(options: argparse.Namespace, ctx: Context) -> dict[str, Any]:
         "transcript": str(out),
         "segments": len(segs),
         "speakers": len(speakers),
+        "named": len(published["names"]),
         "words": len(words),
     }
 
 
 STEP = Step(
     name="stitch",
-    description="Attribute words to speakers; write transcript.json, .vtt and .srt.",
+    description="Attribute words to speakers; write transcript.json, .vtt, .srt and .rttm.",
     add_arguments=add_arguments,
     execute=execute,
     ready=ready,

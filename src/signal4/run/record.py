@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from signal4.content.state import StateDB
     from signal4.run.provenance import Checker
 
+#: The stage after which the runner registers an item's voices (signal4.voices).
+VOICES_AFTER = "diarize"
 #: The one-time job of a state DB that wrote its old items' ``item.json`` files.
 DESCRIBED = "items-described"
 
@@ -309,6 +311,9 @@ class StageRecorder:
         ended = dt.datetime.now(dt.UTC)
         started = min(ticket.started, ended - dt.timedelta(seconds=outcome.duration))
         self._write(notes, f"the state of {task.name}", self._state, ticket, outcome, content)
+        voices = task.stage == VOICES_AFTER and outcome.ok and not outcome.result.get("dry_run")
+        if voices and self.records and content and self.content_root is not None:
+            self._write(notes, f"the voices of {content}", self._voices, outcome, content)
         if self.runs and (item or content):
             self._write(
                 notes,
@@ -345,6 +350,15 @@ class StageRecorder:
         if not outcome.ok and content:
             state = outcome.state
             unreported(self.db, outcome.result, content, ticket.task.stage, state, outcome.reason)
+
+    def _voices(self, outcome: Outcome, content: str) -> None:
+        """Register the item's voices and write its speakers.json (docs/voices.md); a
+        diarization only skipped registers voices that are not registered yet."""
+        from signal4.voices.registry import register_item
+
+        assert self.content_root is not None
+        skipped = outcome.status == Status.SKIPPED
+        register_item(self.db, self.content_root, content, only_new=skipped)
 
     def _provenance(
         self,
