@@ -7,24 +7,15 @@ import sys
 from invoke.context import Context
 from invoke.tasks import task
 
-from signal4.commands import cli
+from signal4.commands import cli, flags
 from signal4.commands import envs as env_cmd
-from signal4.commands.voices import voices  # noqa: F401  (inv voices: its flags and body there)
 from signal4.measure import baseline as measure_baseline
 from signal4.measure import ways as measure_ways
 
 cli.install()  # usage mistakes exit 2, `inv run --help` is run's help, SIGTERM says so
 
 
-@task(
-    help={
-        "check": "Report each env as missing / stale / up to date; change nothing.",
-        "full": "Also build the monolithic 'full' env (the measurement baseline).",
-        "force": "Run uv sync even for envs that are up to date.",
-        "jobs": "How many envs to sync at once.",
-        "all": "Also build the optional envs (`optional = true` in the manifest).",
-    }
-)
+@task(help=flags.SYNC_ALL)
 def sync_all(
     c: Context,
     check: bool = False,
@@ -39,25 +30,13 @@ def sync_all(
     )
 
 
-@task(
-    help={
-        "env": "The env to sync ('full' for the monolithic baseline).",
-        "check": "Report the env's state; change nothing.",
-        "force": "Run uv sync even if the env is up to date.",
-    }
-)
+@task(help=flags.SYNC)
 def sync(c: Context, env: str, check: bool = False, force: bool = False) -> None:
     """Create or update one env from uv.lock."""
     cli.call(lambda: env_cmd.sync([env], check=check, force=force, jobs=1))
 
 
-@task(
-    help={
-        "task": "The processing step to run; arguments after -- go to it.",
-        "sync": "Sync the task's env first if it is missing or stale.",
-        "timeout": "Seconds before the step is stopped (default: the manifest's).",
-    }
-)
+@task(help=flags.RUN)
 def run(c: Context, task: str, sync: bool = False, timeout: str = "") -> None:
     """Run one task in its own env (args after -- pass through)."""
     from signal4.commands import run as run_cmd
@@ -68,33 +47,20 @@ def run(c: Context, task: str, sync: bool = False, timeout: str = "") -> None:
 
 @task(
     iterable=["env"],
-    help={
-        "env": "Only remove this env's venv; repeatable (default: every env, caches, outputs).",
-        "dry_run": "Print what would be removed; remove nothing.",
-    },
+    help=flags.CLEAN,
 )
 def clean(c: Context, env: list[str] | None = None, dry_run: bool = False) -> None:
     """Remove env venvs, __pycache__ and build outputs (never the lock or data)."""
     cli.call(lambda: env_cmd.clean(env or [], dry_run=dry_run))
 
 
-@task(
-    help={
-        "check": "Only check that uv.lock matches pyproject.toml.",
-        "upgrade": "Let every package move to its newest allowed version.",
-    }
-)
+@task(help=flags.LOCK)
 def lock(c: Context, check: bool = False, upgrade: bool = False) -> None:
     """Resolve every env together into the one uv.lock."""
     cli.call(lambda: env_cmd.lock(check=check, upgrade=upgrade))
 
 
-@task(
-    help={
-        "no_sizes": "Skip measuring disk sizes (faster).",
-        "markdown": "Regenerate the README's env table from the manifest instead.",
-    }
-)
+@task(help=flags.ENVS)
 def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
     """Show every env: its tasks, packages, sync state and size."""
     cli.call(lambda: env_cmd.show_envs(sizes=not no_sizes, markdown=markdown))
@@ -102,18 +68,7 @@ def envs(c: Context, no_sizes: bool = False, markdown: bool = False) -> None:
 
 @task(
     iterable=["tasks", "ways"],
-    help={
-        "tasks": "Only this task; repeatable (default: every task).",
-        "ways": measure_ways.help_text(),
-        "runs": "Timed rounds per task (default: 5, or 3 for tasks whose imports take > 2 s).",
-        "warmups": "Untimed rounds before the timed ones.",
-        "json": "Write every raw sample here (default: .measure/startup.json).",
-        "markdown": "Write the Markdown report here (default: .measure/startup.md).",
-        "check": "Exit 1 if a task's start-up / floor ratio grew past this baseline JSON's.",
-        "tolerance": "Allowed growth of that ratio for --check (0.2 = 20%).",
-        "no_disk": "Skip measuring env sizes.",
-        "broker": "The broker of the warm workers timed by the warm way (default: local Redis).",
-    },
+    help={**flags.MEASURE, "ways": measure_ways.help_text()},
 )
 def measure(
     c: Context,
@@ -148,12 +103,7 @@ def measure(
     )
 
 
-@task(
-    help={
-        "strict": "Treat unused packages as errors, not warnings.",
-        "sync": "Sync the envs the import checks need first (otherwise unsynced envs are named).",
-    }
-)
+@task(help=flags.CHECK)
 def check(c: Context, strict: bool = False, sync: bool = False) -> None:
     """Check lock, drift, import coverage, unused packages, task map and platform markers."""
     from signal4.commands import check as check_cmd
@@ -163,18 +113,7 @@ def check(c: Context, strict: bool = False, sync: bool = False) -> None:
 
 @task(
     iterable=["source"],
-    help={
-        "source": "A media file or folder, a feed or video URL; repeatable (default: the sample).",
-        "from": "Read more sources from this file, one per line ('#' starts a comment line).",
-        "recursive": "Take a folder's media files from its subfolders too.",
-        "latest": "Take only the newest N episodes of each feed (default: all).",
-        "jobs": "Run at most N steps at once (default: the CPU count; not with --workers).",
-        "dry_run": "Print the plan (each item's stages, what is done) and run nothing.",
-        "sync": "Sync the envs the pipeline needs first.",
-        "workers": "Run the plan on warm workers (inv worker): a chain per item, all sent at once.",
-        "broker": "The broker URL for --workers (default: SIGNAL4_BROKER_URL or local Redis).",
-        "rerun_triggers": "Re-run done stages whose env, params, code, input changed (or none).",
-    },
+    help=flags.PIPELINE,
 )
 def pipeline(
     c: Context,
@@ -208,14 +147,7 @@ def pipeline(
     )
 
 
-@task(
-    help={
-        "failed": "Only the items with a failed stage.",
-        "json": "Print JSON (each stage's status, error, time, info, provenance), not a table.",
-        "stale": "Only the items whose done outputs are out of date, and why.",
-        "rerun_triggers": "With --stale: what counts (env, params, code, input; default all).",
-    }
-)
+@task(help=flags.STATUS)
 def status(
     c: Context,
     failed: bool = False,
@@ -229,12 +161,7 @@ def status(
     cli.call(lambda: status_cmd.main(failed, json, stale, rerun_triggers))
 
 
-@task(
-    help={
-        "port": "The port to listen on (127.0.0.1 only).",
-        "stop": "Stop the broker this checkout started on that port.",
-    }
-)
+@task(help=flags.BROKER)
 def broker(c: Context, port: int = 6379, stop: bool = False) -> None:
     """Start (or --stop) a local Redis broker for warm workers, on 127.0.0.1 only."""
     from signal4.commands import workers as workercli
@@ -242,15 +169,7 @@ def broker(c: Context, port: int = 6379, stop: bool = False) -> None:
     cli.call(lambda: workercli.broker(port, stop=stop))
 
 
-@task(
-    help={
-        "env": "The env whose queue this worker serves, in that env's own interpreter.",
-        "concurrency": "Pool processes (default: the manifest's concurrency of its tasks).",
-        "broker": "The broker URL (default: SIGNAL4_BROKER_URL or redis://127.0.0.1:6379/0).",
-        "max_tasks_per_child": "Replace a pool process after this many tasks.",
-        "loglevel": "Celery's log level.",
-    }
-)
+@task(help=flags.WORKER)
 def worker(
     c: Context,
     env: str,
@@ -273,7 +192,7 @@ def worker(
     )
 
 
-@task(help={"broker": "The broker URL (default: SIGNAL4_BROKER_URL or local Redis)."})
+@task(help=flags.WORKERS)
 def workers(c: Context, broker: str = "") -> None:
     """List the live workers: host, env, lock hash, concurrency, tasks done."""
     from signal4.commands import workers as workercli
@@ -281,13 +200,7 @@ def workers(c: Context, broker: str = "") -> None:
     cli.call(lambda: workercli.workers(broker))
 
 
-@task(
-    help={
-        "task": "The processing step to send; arguments after -- go to it.",
-        "broker": "The broker URL (default: SIGNAL4_BROKER_URL or local Redis).",
-        "timeout": "Seconds before the step is stopped (default: the manifest's).",
-    }
-)
+@task(help=flags.SUBMIT)
 def submit(c: Context, task: str, broker: str = "", timeout: str = "") -> None:
     """Send one task to a warm worker of its env, wait, print its JSON result line."""
     from signal4.commands import workers as workercli
@@ -295,3 +208,24 @@ def submit(c: Context, task: str, broker: str = "", timeout: str = "") -> None:
 
     args = passthrough_args(sys.argv, c.remainder)
     cli.call(lambda: workercli.submit(task, args, broker_url=broker, timeout=seconds(timeout)))
+
+
+@task(iterable=["words"], help=flags.VOICES)
+@cli.words("words")
+def voices(
+    c: Context,
+    words: list[str] | None = None,
+    item: str = "",
+    speaker: str = "",
+    clip: str = "",
+    all_: bool = False,
+    json: bool = False,
+) -> None:
+    """Name the voices diarize finds: list, enroll, rename, merge, forget, relabel."""
+    from signal4.commands import voices as voices_cmd
+
+    cli.call(
+        lambda: voices_cmd.main(
+            words or [], item=item, speaker=speaker, clip=clip, all_=all_, json=json
+        )
+    )

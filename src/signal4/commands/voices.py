@@ -1,8 +1,7 @@
 """``inv voices``: name the voices diarize finds, and every item follows (docs/voices.md).
 
-The task itself is here (tasks.py imports it by name, having no room for its flags); its
-free words (``inv voices enroll NAME``) reach it through :func:`signal4.commands.cli.words`.
-Everything heavier than Invoke is imported when the task runs.
+The task is in ``tasks.py``; its free words (``inv voices enroll NAME``) reach it through
+:func:`signal4.commands.cli.words`. Everything heavier than Invoke is imported when it runs.
 """
 
 from __future__ import annotations
@@ -13,10 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from invoke.context import Context
-from invoke.tasks import task
-
-from signal4.commands import cli
 from signal4.errors import UsageError
 
 if TYPE_CHECKING:
@@ -35,37 +30,6 @@ ACTIONS = {
 }
 #: A clip voice with this much speech or more counts as a voice of its own.
 CLIP_OTHER_SECONDS = 1.0
-
-HELP = {
-    "words": (
-        "What to do, then its names: list | enroll NAME (--item ID --speaker LABEL, or --clip "
-        "FILE) | rename NAME NEW | merge NAME OTHER | forget NAME | relabel. A NAME may be a "
-        "name or an unnamed voice's id (voice-0007)."
-    ),
-    "item": "enroll: the item (content id) whose speaker is NAME; relabel: only this item.",
-    "speaker": "enroll: the speaker's label in that item (SPEAKER_01).",
-    "clip": "enroll: a media file holding one voice, NAME's.",
-    "all": "list: also the unnamed voices heard in one item only.",
-    "json": "list: print JSON, not a table.",
-}
-
-
-def _voices(
-    c: Context,
-    words: list[str] | None = None,
-    item: str = "",
-    speaker: str = "",
-    clip: str = "",
-    all_: bool = False,
-    json: bool = False,
-) -> None:
-    """Name the voices diarize finds: list, enroll, rename, merge, forget, relabel."""
-    cli.call(lambda: main(words or [], item=item, speaker=speaker, clip=clip, all_=all_, json=json))
-
-
-_voices.__name__ = "voices"
-#: The task: ``inv voices ACTION [NAME ...] [--flags]``.
-voices = task(iterable=["words"], help=HELP, name="voices")(cli.words("words")(_voices))
 
 
 def main(
