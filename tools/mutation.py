@@ -98,6 +98,12 @@ def dev(*tests: str) -> Suite:
     return Suite(tests)
 
 
+def slow(*tests: str) -> Suite:
+    """Slow tests in the dev env (real envs, Redis, workers): put last, they only run for
+    the mutants that the fast suites before them let survive."""
+    return Suite(tests, markers="slow")
+
+
 def in_env(env: str, *tests: str) -> Suite:
     """Tests run in env's nox test venv (``.nox/<env>``; ``nox -s <env>`` builds it)."""
     return Suite(tests, env, f".nox/{env}/bin/python")
@@ -233,6 +239,83 @@ TARGETS: tuple[Target, ...] = (
         "src/signal4/processing_steps/stitch.py",
         (in_env("stitch", "tests/processing_steps/test_stitch.py"),),
         only=("assign_speakers", "dedup_overlap"),
+    ),
+    # ----- the core written since the first mutation record
+    Target(
+        "codes",
+        "src/signal4/codes.py",
+        (dev("tests/test_codes.py", "tests/stepkit/test_protocol.py", "tests/test_cpu.py"),),
+    ),
+    Target("cpu", "src/signal4/cpu.py", (dev("tests/test_cpu.py", "tests/stepkit/test_step.py"),)),
+    Target(
+        "layout",
+        "src/signal4/envs/layout.py",
+        (dev("tests/envs/test_venv.py", "tests/envs/test_fingerprint.py", _TASKS),),
+    ),
+    Target(
+        "fingerprint",
+        "src/signal4/envs/fingerprint.py",
+        (dev("tests/envs/test_fingerprint.py", "tests/envs/test_venv.py"),),
+    ),
+    Target(
+        "guard",
+        "src/signal4/content/guard.py",
+        (dev("tests/content/test_guard.py", "tests/stepkit/test_step.py"),),
+    ),
+    Target(
+        "plan",
+        "src/signal4/run/plan.py",
+        (
+            dev("tests/run/test_plan.py", "tests/run/test_provenance.py", _TASKS),
+            slow("tests/run/test_batch.py", "tests/run/test_rerun.py"),
+        ),
+    ),
+    Target(
+        "provenance",
+        "src/signal4/run/provenance.py",
+        (
+            dev("tests/run/test_provenance.py", "tests/run/test_record.py"),
+            slow("tests/run/test_rerun.py"),
+        ),
+    ),
+    Target(
+        "runner",
+        "src/signal4/run/runner.py",
+        (
+            dev("tests/run/test_runner.py", "tests/run/test_record.py"),
+            slow("tests/run/test_batch.py"),
+        ),
+    ),
+    Target(
+        "batch",
+        "src/signal4/run/batch.py",
+        (dev("tests/run/test_batch.py"), slow("tests/run/test_batch.py", _TASKS)),
+    ),
+    Target(
+        "warm-batch",
+        "src/signal4/workers/batch.py",
+        (dev("tests/workers/test_batch.py"), slow("tests/workers/test_batch.py")),
+    ),
+    Target(
+        "worker",
+        "src/signal4/workers/worker.py",
+        (dev("tests/workers/test_worker.py"), slow("tests/workers/test_worker.py")),
+    ),
+    Target(
+        "transport",
+        "src/signal4/workers/transport.py",
+        (dev("tests/workers/test_transport.py"), slow("tests/workers/test_transport.py")),
+    ),
+    Target(
+        "cli",
+        "src/signal4/commands/cli.py",
+        (dev("tests/commands/test_cli.py", "tests/commands/test_voices.py", _TASKS),),
+    ),
+    Target("voices-index", "src/signal4/voices/index.py", (dev("tests/voices/test_index.py"),)),
+    Target(
+        "voices-registry",
+        "src/signal4/voices/registry.py",
+        (dev("tests/voices/test_registry.py", "tests/commands/test_voices.py"),),
     ),
 )
 
