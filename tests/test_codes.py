@@ -42,3 +42,25 @@ def test_an_item_is_finished_when_nothing_more_of_it_runs() -> None:
         ItemStatus.FAILED,
         ItemStatus.INTERRUPTED,
     }
+
+
+def test_the_exit_codes_are_the_ones_the_table_documents() -> None:
+    import re
+
+    table = dict(
+        (int(code), text.strip())
+        for code, text in re.findall(r"^(\d+) +(.+)$", codes.__doc__ or "", flags=re.M)
+    )
+    named = {
+        codes.EXIT_OK: "done",
+        codes.EXIT_FAILED: "the work failed",
+        codes.EXIT_USAGE: "a usage or configuration mistake",
+        codes.EXIT_BROKER: "the broker does not answer",
+        codes.EXIT_STATE_DB: "the state DB cannot be reached",
+        codes.EXIT_TIMEOUT: "a step ran past its time limit",
+        codes.EXIT_INTERRUPTED: "interrupted by Ctrl-C",
+    }
+    assert sorted(named) == sorted(table) == [0, 1, 2, 3, 4, 124, 130]
+    for code, meaning in named.items():
+        assert table[code].startswith(meaning), (code, table[code])
+    assert codes.EXIT_INVALID == codes.EXIT_USAGE
