@@ -348,7 +348,21 @@ _NOT_HERE = (
     "the branch for a machine without os.sched_getaffinity (macOS): it never runs on the "
     "Linux machine the mutation run uses"
 )
+_INDEX = "src/signal4/voices/index.py"
+_REBUILD = (
+    "how many changed prints are written into the columns in place before they are built "
+    "again: the same columns either way, a cost and not a behaviour"
+)
 ALLOWED: dict[tuple[str, str, str], str] = {
+    (_INDEX, "int-plus-one", "_REBUILD_AFTER = 9"): _REBUILD,
+    (_INDEX, "le-to-lt", "len(self._dirty) < _REBUILD_AFTER"): _REBUILD,
+    (_INDEX, "int-plus-one", "self._bias = 1"): (
+        "equivalent: _build sets the bias before any search reads it"
+    ),
+    (_INDEX, "int-plus-one", "self._rows[lane * d : (lane + 2) * d]"): (
+        "equivalent: the row is read at its first d numbers only, which the longer slice "
+        "starts with"
+    ),
     (_DISPATCH, "int-plus-one", "STDERR_TAIL_LINES = 41"): (
         "how many stderr lines an outcome keeps for its error report (40 or 41): a size, not "
         "a behaviour"

@@ -35,6 +35,7 @@ def inv(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
         (("enroll", "Ada", "--clip", "x.wav", "--item", "i"), "not both"),
         (("enroll", "Ada", "--clip", "no-such.wav"), "--clip no-such.wav: no such file"),
         (("enroll", "Ada Lovelace", "--item", "nope", "--speaker", "SPEAKER_00"), "unknown item"),
+        (("enroll", "Ada", "-i", "nope", "-s", "SPEAKER_00"), "unknown item"),  # short flags
         (("rename", "Ada"), "rename takes 2 name(s): inv voices rename NAME NEW"),
         (("rename", "Ada", "Bo"), "no voice is called 'Ada'"),
         (("merge", "voice-0001", "voice-0002"), "no voice is called 'voice-0001'"),
