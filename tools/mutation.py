@@ -87,10 +87,15 @@ class Suite:
     env: str = "none"
     python: str = DEV_PYTHON
     markers: str = "not slow"
+    #: pytest's ``-k``: a suite of some test ids only (the SQLite half of the state DB's).
+    keyword: str = ""
 
     @property
     def label(self) -> str:
-        return ", ".join(t.removeprefix("tests/") for t in self.tests) + f" (--env {self.env})"
+        only = f", -k {self.keyword}" if self.keyword else ""
+        return (
+            ", ".join(t.removeprefix("tests/") for t in self.tests) + f" (--env {self.env}{only})"
+        )
 
 
 def dev(*tests: str) -> Suite:
@@ -315,7 +320,12 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "voices-registry",
         "src/signal4/voices/registry.py",
-        (dev("tests/voices/test_registry.py", "tests/commands/test_voices.py"),),
+        (
+            # SQLite first; the same tests on the real PostgreSQL only for what survives it
+            Suite(("tests/voices/test_registry.py",), keyword="not postgresql"),
+            Suite(("tests/voices/test_registry.py",), keyword="postgresql"),
+            dev("tests/commands/test_voices.py"),
+        ),
     ),
 )
 
@@ -1159,6 +1169,8 @@ class Sandbox:
         cmd += ["--env", suite.env]
         if suite.markers:
             cmd += ["-m", suite.markers]
+        if suite.keyword:
+            cmd += ["-k", suite.keyword]
         return [*cmd, *suite.tests]
 
     def run_suites(
